@@ -1,0 +1,527 @@
+//! Data-path operations: Fetch returning raw record blobs, Produce taking raw record blobs,
+//! and ListOffsets. Records are never decoded here.
+//!
+//! Each call groups its partitions by leader and sends one request per leader, concurrently,
+//! so many partitions cost one round trip per broker. Partition-level errors are returned per
+//! partition (the mirror decides per partition what to do); a NOT_LEADER-style error also
+//! drops the topic's cached leadership so the next call routes afresh.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest};
+use tokio::task::JoinSet;
+
+use super::error::{Context, Error, Result, Retry};
+use super::{KafkaClient, topic_name};
+
+/// Transaction isolation for Fetch and ListOffsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// See everything up to the high watermark, including open and aborted transactions.
+    ReadUncommitted,
+    /// See only up to the last stable offset; the response lists aborted transactions.
+    #[default]
+    ReadCommitted,
+}
+
+impl Isolation {
+    fn code(self) -> i8 {
+        match self {
+            Isolation::ReadUncommitted => 0,
+            Isolation::ReadCommitted => 1,
+        }
+    }
+}
+
+/// Fetch request settings.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchOptions {
+    /// How long the broker may wait for `min_bytes`. Keep small: some brokers hold every
+    /// fetch for a large part of this even when data is ready.
+    pub max_wait: Duration,
+    /// Bytes the broker should gather before answering early.
+    pub min_bytes: i32,
+    /// Upper bound on the whole response (the first batch is always returned whole).
+    pub max_bytes: i32,
+    /// Transaction isolation.
+    pub isolation: Isolation,
+}
+
+impl Default for FetchOptions {
+    fn default() -> Self {
+        Self {
+            max_wait: Duration::from_millis(10),
+            min_bytes: 1,
+            max_bytes: 64 << 20,
+            isolation: Isolation::ReadCommitted,
+        }
+    }
+}
+
+/// Where to fetch one partition from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchPosition {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// First offset wanted.
+    pub offset: i64,
+    /// Per-partition byte limit.
+    pub max_bytes: i32,
+}
+
+/// A transaction aborted within the fetched range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTransaction {
+    /// The producer whose transaction aborted.
+    pub producer_id: i64,
+    /// The first offset of the aborted transaction.
+    pub first_offset: i64,
+}
+
+/// One partition's fetch result.
+#[derive(Debug, Clone)]
+pub struct FetchedPartition {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// The offset that was asked for.
+    pub fetch_offset: i64,
+    /// Partition error, if any (records are then empty).
+    pub error: Option<Error>,
+    /// High watermark.
+    pub high_watermark: i64,
+    /// Last stable offset (-1 when the broker does not report it).
+    pub last_stable_offset: i64,
+    /// Log start offset (-1 when the broker does not report it).
+    pub log_start_offset: i64,
+    /// Aborted transactions overlapping the returned records (read_committed only).
+    pub aborted: Vec<AbortedTransaction>,
+    /// The raw records blob: zero or more record batches, possibly ending in a partial one.
+    pub records: Bytes,
+}
+
+/// One partition's records to produce: exactly one record batch (Kafka rejects more).
+#[derive(Debug, Clone)]
+pub struct ProduceItem {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// One record batch, bytes as they will be stored.
+    pub batch: Bytes,
+}
+
+/// What the broker said about one produced batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProduceAck {
+    /// Offset assigned to the batch's first record.
+    pub base_offset: i64,
+    /// Log start offset after the append (-1 when not reported).
+    pub log_start_offset: i64,
+}
+
+/// Which offset ListOffsets should find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    /// The log start offset.
+    Earliest,
+    /// The end of the log (high watermark, or LSO with read_committed).
+    Latest,
+    /// The first offset whose timestamp is at or after this many ms since the epoch.
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    fn code(self) -> i64 {
+        match self {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(t) => t,
+        }
+    }
+}
+
+/// A ListOffsets answer for one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedOffset {
+    /// The offset found (-1 when no record matches a timestamp).
+    pub offset: i64,
+    /// Timestamp of that record, for timestamp lookups (-1 otherwise).
+    pub timestamp: i64,
+}
+
+/// Per-partition results keyed by (topic, partition).
+pub type PartitionResults<T> = BTreeMap<(String, i32), Result<T>>;
+
+impl KafkaClient {
+    /// Fetches raw record blobs for `positions`, one request per leader, concurrently.
+    pub async fn fetch(
+        &self,
+        positions: &[FetchPosition],
+        opts: FetchOptions,
+    ) -> Vec<FetchedPartition> {
+        let (by_leader, mut out) = self
+            .group_by_leader(positions, |p| (&p.topic, p.partition))
+            .await;
+        let mut set = JoinSet::new();
+        for (leader, ps) in by_leader {
+            let client = self.clone();
+            set.spawn(async move {
+                let r = client.fetch_from(leader, &ps, opts).await;
+                (ps, r)
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            let Ok((ps, r)) = joined else { continue };
+            match r {
+                Ok(fetched) => out.extend(fetched),
+                Err(e) => out.extend(ps.iter().map(|p| failed_fetch(p, e.clone()))),
+            }
+        }
+        for f in &out {
+            if let Some(e) = &f.error {
+                self.note_partition_error(e);
+            }
+        }
+        out
+    }
+
+    /// Fetches from one broker. Partition errors are reported per partition.
+    pub async fn fetch_from(
+        &self,
+        node: i32,
+        positions: &[FetchPosition],
+        opts: FetchOptions,
+    ) -> Result<Vec<FetchedPartition>> {
+        let conn = self.broker_connection(node).await?;
+        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+        for p in positions {
+            topics.entry(&p.topic).or_default().push(
+                FetchPartition::default()
+                    .with_partition(p.partition)
+                    .with_fetch_offset(p.offset)
+                    .with_partition_max_bytes(p.max_bytes),
+            );
+        }
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(i32::try_from(opts.max_wait.as_millis()).unwrap_or(i32::MAX))
+            .with_min_bytes(opts.min_bytes)
+            .with_max_bytes(opts.max_bytes)
+            .with_isolation_level(opts.isolation.code())
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        FetchTopic::default()
+                            .with_topic(topic_name(t))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        let resp = conn.send_with_extra_time(&req, opts.max_wait).await?;
+        if resp.error_code != 0 {
+            return Err(Error::broker(
+                "Fetch",
+                resp.error_code,
+                Context::default(),
+                None::<String>,
+            ));
+        }
+        let asked: BTreeMap<(&str, i32), i64> = positions
+            .iter()
+            .map(|p| ((p.topic.as_str(), p.partition), p.offset))
+            .collect();
+        let mut out = Vec::with_capacity(positions.len());
+        for t in resp.responses {
+            let topic = t.topic.0.to_string();
+            for p in t.partitions {
+                let fetch_offset = asked
+                    .get(&(topic.as_str(), p.partition_index))
+                    .copied()
+                    .unwrap_or(-1);
+                let error = (p.error_code != 0).then(|| {
+                    Error::broker(
+                        "Fetch",
+                        p.error_code,
+                        Context::partition(&topic, p.partition_index).at_offset(fetch_offset),
+                        None::<String>,
+                    )
+                });
+                out.push(FetchedPartition {
+                    topic: topic.clone(),
+                    partition: p.partition_index,
+                    fetch_offset,
+                    error,
+                    high_watermark: p.high_watermark,
+                    last_stable_offset: p.last_stable_offset,
+                    log_start_offset: p.log_start_offset,
+                    aborted: p
+                        .aborted_transactions
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|a| AbortedTransaction {
+                            producer_id: a.producer_id.0,
+                            first_offset: a.first_offset,
+                        })
+                        .collect(),
+                    records: p.records.unwrap_or_default(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Produces one batch per partition, one request per leader, concurrently, with
+    /// `acks` (-1 = all in-sync replicas) and a broker-side `timeout`.
+    pub async fn produce(
+        &self,
+        items: Vec<ProduceItem>,
+        acks: i16,
+        timeout: Duration,
+    ) -> PartitionResults<ProduceAck> {
+        let (by_leader, failed) = self
+            .group_by_leader(&items, |i| (&i.topic, i.partition))
+            .await;
+        let mut out: PartitionResults<ProduceAck> = failed
+            .into_iter()
+            .map(|f| {
+                (
+                    (f.topic, f.partition),
+                    Err(f.error.expect("grouping failure has an error")),
+                )
+            })
+            .collect();
+        let mut set = JoinSet::new();
+        for (leader, batch) in by_leader {
+            let client = self.clone();
+            set.spawn(async move {
+                let keys: Vec<(String, i32)> = batch
+                    .iter()
+                    .map(|i| (i.topic.clone(), i.partition))
+                    .collect();
+                (keys, client.produce_to(leader, batch, acks, timeout).await)
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            let Ok((keys, r)) = joined else { continue };
+            match r {
+                Ok(results) => out.extend(results),
+                Err(e) => out.extend(keys.into_iter().map(|k| (k, Err(e.clone())))),
+            }
+        }
+        for e in out.values().filter_map(|r| r.as_ref().err()) {
+            self.note_partition_error(e);
+        }
+        out
+    }
+
+    /// Produces to one broker.
+    pub async fn produce_to(
+        &self,
+        node: i32,
+        items: Vec<ProduceItem>,
+        acks: i16,
+        timeout: Duration,
+    ) -> Result<PartitionResults<ProduceAck>> {
+        let conn = self.broker_connection(node).await?;
+        let mut topics: BTreeMap<String, Vec<PartitionProduceData>> = BTreeMap::new();
+        for i in items {
+            topics.entry(i.topic).or_default().push(
+                PartitionProduceData::default()
+                    .with_index(i.partition)
+                    .with_records(Some(i.batch)),
+            );
+        }
+        let req = ProduceRequest::default()
+            .with_acks(acks)
+            .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
+            .with_topic_data(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        TopicProduceData::default()
+                            .with_name(topic_name(&t))
+                            .with_partition_data(ps)
+                    })
+                    .collect(),
+            );
+        let resp = conn.send_with_extra_time(&req, timeout).await?;
+        let mut out = BTreeMap::new();
+        for t in resp.responses {
+            let topic = t.name.0.to_string();
+            for p in t.partition_responses {
+                let r = if p.error_code == 0 {
+                    Ok(ProduceAck {
+                        base_offset: p.base_offset,
+                        log_start_offset: p.log_start_offset,
+                    })
+                } else {
+                    let mut msg = p.error_message.as_ref().map(|m| m.to_string());
+                    if let Some(re) = p.record_errors.first()
+                        && let Some(m) = &re.batch_index_error_message
+                    {
+                        msg = Some(format!(
+                            "{}; record {}: {m}",
+                            msg.unwrap_or_default(),
+                            re.batch_index
+                        ));
+                    }
+                    Err(Error::broker(
+                        "Produce",
+                        p.error_code,
+                        Context::partition(&topic, p.index),
+                        msg,
+                    ))
+                };
+                out.insert((topic.clone(), p.index), r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Looks up offsets for partitions, one request per leader.
+    pub async fn list_offsets(
+        &self,
+        partitions: &[(String, i32)],
+        spec: OffsetSpec,
+        isolation: Isolation,
+    ) -> PartitionResults<ListedOffset> {
+        let (by_leader, failed) = self.group_by_leader(partitions, |(t, p)| (t, *p)).await;
+        let mut out: PartitionResults<ListedOffset> = failed
+            .into_iter()
+            .map(|f| {
+                (
+                    (f.topic, f.partition),
+                    Err(f.error.expect("grouping failure has an error")),
+                )
+            })
+            .collect();
+        for (leader, ps) in by_leader {
+            match self.list_offsets_from(leader, &ps, spec, isolation).await {
+                Ok(r) => out.extend(r),
+                Err(e) => out.extend(ps.into_iter().map(|k| (k, Err(e.clone())))),
+            }
+        }
+        for e in out.values().filter_map(|r| r.as_ref().err()) {
+            self.note_partition_error(e);
+        }
+        out
+    }
+
+    /// ListOffsets against one broker.
+    pub async fn list_offsets_from(
+        &self,
+        node: i32,
+        partitions: &[(String, i32)],
+        spec: OffsetSpec,
+        isolation: Isolation,
+    ) -> Result<PartitionResults<ListedOffset>> {
+        let conn = self.broker_connection(node).await?;
+        let mut topics: BTreeMap<&str, Vec<ListOffsetsPartition>> = BTreeMap::new();
+        for (t, p) in partitions {
+            topics.entry(t).or_default().push(
+                ListOffsetsPartition::default()
+                    .with_partition_index(*p)
+                    .with_timestamp(spec.code()),
+            );
+        }
+        let req = ListOffsetsRequest::default()
+            // -1: a consumer, not a follower replica (the crate's default is 0).
+            .with_replica_id(BrokerId(-1))
+            .with_isolation_level(isolation.code())
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        ListOffsetsTopic::default()
+                            .with_name(topic_name(t))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            );
+        let resp = conn.send(&req).await?;
+        let mut out = BTreeMap::new();
+        for t in resp.topics {
+            let topic = t.name.0.to_string();
+            for p in t.partitions {
+                let r = if p.error_code == 0 {
+                    Ok(ListedOffset {
+                        offset: p.offset,
+                        timestamp: p.timestamp,
+                    })
+                } else {
+                    Err(Error::broker(
+                        "ListOffsets",
+                        p.error_code,
+                        Context::partition(&topic, p.partition_index),
+                        None::<String>,
+                    ))
+                };
+                out.insert((topic.clone(), p.partition_index), r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Groups items by partition leader. Items whose leader is unknown come back as failed
+    /// fetch results carrying a `NoLeader` (or metadata) error.
+    pub(crate) async fn group_by_leader<'a, T: Clone + Sync, F>(
+        &self,
+        items: &'a [T],
+        key: F,
+    ) -> (BTreeMap<i32, Vec<T>>, Vec<FetchedPartition>)
+    where
+        F: Fn(&'a T) -> (&'a String, i32) + Sync,
+    {
+        let mut by_leader: BTreeMap<i32, Vec<T>> = BTreeMap::new();
+        let mut failed = Vec::new();
+        for item in items {
+            let (topic, partition) = key(item);
+            match self.leader(topic, partition).await {
+                Ok(l) => by_leader.entry(l).or_default().push(item.clone()),
+                Err(e) => failed.push(FetchedPartition {
+                    topic: topic.clone(),
+                    partition,
+                    fetch_offset: -1,
+                    error: Some(e),
+                    high_watermark: -1,
+                    last_stable_offset: -1,
+                    log_start_offset: -1,
+                    aborted: Vec::new(),
+                    records: Bytes::new(),
+                }),
+            }
+        }
+        (by_leader, failed)
+    }
+
+    /// Drops cached routing that a partition error shows to be stale.
+    fn note_partition_error(&self, e: &Error) {
+        if matches!(e.retry(), Retry::RefreshMetadata | Retry::Reconnect) {
+            self.refresh_for(e);
+        }
+    }
+}
+
+fn failed_fetch(p: &FetchPosition, error: Error) -> FetchedPartition {
+    FetchedPartition {
+        topic: p.topic.clone(),
+        partition: p.partition,
+        fetch_offset: p.offset,
+        error: Some(error),
+        high_watermark: -1,
+        last_stable_offset: -1,
+        log_start_offset: -1,
+        aborted: Vec::new(),
+        records: Bytes::new(),
+    }
+}

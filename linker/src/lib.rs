@@ -1,0 +1,19 @@
+//! strait's data plane: a Kafka wire client, raw record batches, and (later) mirror pipelines
+//! and their persisted state.
+//!
+//! ```text
+//!   source cluster                                         target cluster
+//!        │  Fetch (raw records blob)                             ▲  Produce (same bytes)
+//!        ▼                                                       │
+//!   client::KafkaClient ──► batch::split / verify CRC ──► client::KafkaClient
+//! ```
+//!
+//! Layers, bottom up:
+//! - [`batch`]: record batch v2 headers, CRC-32C, producer-field rewrite; never decompresses.
+//! - [`client`]: connections (framing, pipelining, version negotiation, TLS, SASL), the
+//!   metadata cache that routes requests to leaders, and the typed operations strait needs.
+//! - [`offset`]: newtypes that keep source and target offsets from being mixed up.
+
+pub mod batch;
+pub mod client;
+pub mod offset;
