@@ -487,3 +487,7 @@ fn poison(state: &Mutex<State>, message: String) {
         let _ = tx.send(Err(Arc::clone(&msg)));
     }
 }
+
+#[cfg(test)]
+#[path = "connection_tests.rs"]
+mod tests;
