@@ -1,0 +1,133 @@
+//! Where the scripts, installed tools and broker directories are.
+
+use std::env;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+pub(crate) const KAFKA_VERSION: &str = "4.3.1";
+pub(crate) const TANSU_VERSION: &str = "0.6.0";
+
+/// Run directories of dead test processes older than this are removed.
+const STALE_RUN_DIR_AGE: Duration = Duration::from_secs(24 * 3600);
+
+fn env_path(var: &str) -> Option<PathBuf> {
+    env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The checkout root (two levels above this crate).
+fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(manifest)
+        .to_path_buf()
+}
+
+pub(crate) fn scripts_dir() -> PathBuf {
+    env_path("STRAIT_SCRIPTS").unwrap_or_else(|| workspace_root().join("scripts"))
+}
+
+pub(crate) fn cache_dir() -> PathBuf {
+    env_path("STRAIT_CACHE").unwrap_or_else(|| {
+        env_path("HOME")
+            .unwrap_or_else(|| PathBuf::from("/tmp"))
+            .join(".cache")
+            .join("strait")
+    })
+}
+
+pub(crate) fn kafka_libs() -> PathBuf {
+    env_path("STRAIT_KAFKA_LIBS").unwrap_or_else(|| {
+        cache_dir()
+            .join(format!("kafka-{KAFKA_VERSION}"))
+            .join("libs")
+    })
+}
+
+pub(crate) fn tansu_bin() -> PathBuf {
+    env_path("STRAIT_TANSU_BIN").unwrap_or_else(|| {
+        cache_dir()
+            .join(format!("tansu-{TANSU_VERSION}"))
+            .join("bin")
+            .join("tansu")
+    })
+}
+
+pub(crate) fn python() -> PathBuf {
+    env_path("STRAIT_PYTHON").unwrap_or_else(|| cache_dir().join("venv").join("bin").join("python"))
+}
+
+/// The cargo target dir: the test binary lives in `<target>/<profile>/deps/`.
+fn target_dir() -> PathBuf {
+    if let Ok(exe) = env::current_exe()
+        && let Some(deps) = exe.parent()
+        && deps.file_name().is_some_and(|n| n == "deps")
+        && let Some(target) = deps.parent().and_then(Path::parent)
+    {
+        return target.to_path_buf();
+    }
+    env_path("CARGO_TARGET_DIR").unwrap_or_else(|| workspace_root().join("target"))
+}
+
+/// Name of the running test binary without cargo's `-<hash>` suffix.
+fn binary_name() -> String {
+    let stem = env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "test".to_owned());
+    match stem.rsplit_once('-') {
+        Some((name, hash)) if hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()) => {
+            name.to_owned()
+        }
+        _ => stem,
+    }
+}
+
+/// `<target>/strait-test-brokers` (or `$STRAIT_TEST_BROKERS_DIR`).
+pub(crate) fn brokers_root() -> PathBuf {
+    env_path("STRAIT_TEST_BROKERS_DIR").unwrap_or_else(|| target_dir().join("strait-test-brokers"))
+}
+
+/// `<brokers_root>/<test-binary>-<pid>`: this process's broker directories. Created on first
+/// use, which also removes run directories of dead processes that are older than a day.
+pub(crate) fn run_dir() -> &'static Path {
+    static RUN_DIR: OnceLock<PathBuf> = OnceLock::new();
+    RUN_DIR.get_or_init(|| {
+        let root = brokers_root();
+        prune_stale_run_dirs(&root);
+        let dir = root.join(format!("{}-{}", binary_name(), std::process::id()));
+        fs::create_dir_all(&dir)
+            .unwrap_or_else(|e| panic!("strait-testkit: cannot create {}: {e}", dir.display()));
+        dir
+    })
+}
+
+fn prune_stale_run_dirs(root: &Path) {
+    let Ok(entries) = fs::read_dir(root) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .rsplit_once('-')
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let alive = Path::new("/proc").join(pid.to_string()).exists();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age > STALE_RUN_DIR_AGE);
+        if !alive && old {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
