@@ -12,8 +12,10 @@
 //! - [`batch`]: record batch v2 headers, CRC-32C, producer-field rewrite; never decompresses.
 //! - [`client`]: connections (framing, pipelining, version negotiation, TLS, SASL), the
 //!   metadata cache that routes requests to leaders, and the typed operations strait needs.
+//! - [`records`]: exact record decoding for verification (never on the data path).
 //! - [`offset`]: newtypes that keep source and target offsets from being mixed up.
 
 pub mod batch;
 pub mod client;
 pub mod offset;
+pub mod records;

@@ -1,0 +1,269 @@
+//! Exact decoding of the records inside a batch, for verification only.
+//!
+//! The data path never decodes records. `strait verify` and the tests do, to compare what a
+//! consumer would see on each side, and they need it exact: headers as an ordered list
+//! (duplicate keys and null values kept), keys and values distinguishing null from empty,
+//! and absolute offsets and timestamps. kafka-protocol's own decoder keeps headers in a map,
+//! which merges duplicate keys, so records are parsed here; decompression is still the
+//! crate's.
+
+use bytes::{Buf, Bytes};
+use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+
+use crate::batch::{BatchError, Compression, RawBatch};
+
+/// One record, as a consumer sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Absolute offset.
+    pub offset: i64,
+    /// Absolute timestamp (ms).
+    pub timestamp: i64,
+    /// Key; `None` is a null key.
+    pub key: Option<Bytes>,
+    /// Value; `None` is a tombstone.
+    pub value: Option<Bytes>,
+    /// Headers in order, duplicates kept; a `None` value is a null header value.
+    pub headers: Vec<(Bytes, Option<Bytes>)>,
+}
+
+/// Decodes every record of `batch` (decompressing if needed). Control batches decode too:
+/// their single record's key holds the marker type.
+pub fn decode(batch: &RawBatch) -> Result<Vec<Record>, BatchError> {
+    let h = batch.header();
+    let malformed = |reason: String| BatchError::Malformed {
+        position: 0,
+        base_offset: h.base_offset,
+        reason,
+    };
+    let mut section = Bytes::copy_from_slice(batch.records_section());
+    let mut data: Bytes = match h.compression()? {
+        Compression::None => Ok(section),
+        Compression::Gzip => decompress::<Gzip>(&mut section),
+        Compression::Snappy => decompress::<Snappy>(&mut section),
+        Compression::Lz4 => decompress::<Lz4>(&mut section),
+        Compression::Zstd => decompress::<Zstd>(&mut section),
+    }
+    .map_err(|e| malformed(format!("cannot decompress: {e}")))?;
+    let count =
+        usize::try_from(h.record_count).map_err(|_| malformed("negative record count".into()))?;
+    let mut out = Vec::with_capacity(count.min(1 << 16));
+    for i in 0..count {
+        let r = read_record(&mut data, h.base_offset, h.base_timestamp)
+            .ok_or_else(|| malformed(format!("record {i} of {count} is truncated or invalid")))?;
+        out.push(r);
+    }
+    Ok(out)
+}
+
+fn decompress<D: Decompressor<Bytes>>(section: &mut Bytes) -> Result<Bytes, String>
+where
+    D::Buf: Buf,
+{
+    D::decompress(section, |b| Ok(b.copy_to_bytes(b.remaining()))).map_err(|e| e.to_string())
+}
+
+fn read_record(buf: &mut Bytes, base_offset: i64, base_timestamp: i64) -> Option<Record> {
+    let len = usize::try_from(varint(buf)?).ok()?;
+    if buf.remaining() < len {
+        return None;
+    }
+    let mut r = buf.split_to(len);
+    let _attributes = r.try_get_i8().ok()?;
+    let ts_delta = varint(&mut r)?;
+    let offset_delta = varint(&mut r)?;
+    let key = bytes_field(&mut r)?;
+    let value = bytes_field(&mut r)?;
+    let n_headers = usize::try_from(varint(&mut r)?).ok()?;
+    let mut headers = Vec::with_capacity(n_headers.min(1024));
+    for _ in 0..n_headers {
+        let k = bytes_field(&mut r)??;
+        let v = bytes_field(&mut r)?;
+        headers.push((k, v));
+    }
+    Some(Record {
+        offset: base_offset.checked_add(offset_delta)?,
+        timestamp: base_timestamp.checked_add(ts_delta)?,
+        key,
+        value,
+        headers,
+    })
+}
+
+/// A length-prefixed byte field: `Some(None)` for length -1 (null), `None` when malformed.
+fn bytes_field(buf: &mut Bytes) -> Option<Option<Bytes>> {
+    let len = varint(buf)?;
+    if len == -1 {
+        return Some(None);
+    }
+    let len = usize::try_from(len).ok()?;
+    (buf.remaining() >= len).then(|| Some(buf.split_to(len)))
+}
+
+/// A zig-zag varint (up to 64 bits).
+fn varint(buf: &mut Bytes) -> Option<i64> {
+    let mut raw: u64 = 0;
+    for shift in (0..64).step_by(7) {
+        let b = buf.try_get_u8().ok()?;
+        raw |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Some((raw >> 1) as i64 ^ -((raw & 1) as i64));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression as KpCompression, Record as KpRecord, RecordBatchEncoder, RecordEncodeOptions,
+        TimestampType,
+    };
+
+    /// Encodes five records; kafka-protocol may spread them over several batches.
+    fn batches(compression: KpCompression) -> Vec<RawBatch> {
+        let recs: Vec<KpRecord> = (0..5)
+            .map(|i| KpRecord {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: 100 + i,
+                sequence: -1,
+                timestamp: 1_700_000_000_000 + i * 7,
+                key: (i % 2 == 0).then(|| Bytes::from(format!("k{i}"))),
+                value: (i != 3).then(|| Bytes::from(vec![i as u8; 300])),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &recs,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .unwrap();
+        crate::batch::split_verified(buf.freeze()).unwrap().batches
+    }
+
+    fn decode_all(bs: &[RawBatch]) -> Vec<Record> {
+        bs.iter().flat_map(|b| decode(b).unwrap()).collect()
+    }
+
+    #[test]
+    fn decodes_every_codec() {
+        for c in [
+            KpCompression::None,
+            KpCompression::Gzip,
+            KpCompression::Snappy,
+            KpCompression::Lz4,
+            KpCompression::Zstd,
+        ] {
+            let recs = decode_all(&batches(c));
+            assert_eq!(recs.len(), 5, "{c:?}");
+            assert_eq!(recs[4].offset, 104);
+            assert_eq!(recs[4].timestamp, 1_700_000_000_028);
+            assert_eq!(recs[0].key.as_deref(), Some(&b"k0"[..]));
+            assert_eq!(recs[1].key, None);
+            assert_eq!(recs[3].value, None);
+            assert_eq!(recs[2].value.as_ref().unwrap().len(), 300);
+        }
+    }
+
+    #[test]
+    fn keeps_duplicate_and_null_headers_in_order() {
+        // One hand-built uncompressed record with headers [h=1, h=2, n=null, e=""].
+        let mut rec = vec![0u8]; // attributes
+        rec.extend([0, 0]); // ts delta 0, offset delta 0
+        rec.push(1); // key len -1 (zig-zag 1) => null
+        rec.extend([2, b'v']); // value len 1
+        rec.push(8); // 4 headers
+        for (k, v) in [
+            (&b"h"[..], Some(&b"1"[..])),
+            (b"h", Some(b"2")),
+            (b"n", None),
+            (b"e", Some(b"")),
+        ] {
+            rec.push((k.len() * 2) as u8);
+            rec.extend_from_slice(k);
+            match v {
+                None => rec.push(1),
+                Some(v) => {
+                    rec.push((v.len() * 2) as u8);
+                    rec.extend_from_slice(v);
+                }
+            }
+        }
+        let mut section = vec![(rec.len() * 2) as u8];
+        section.extend(rec);
+        let mut data = Bytes::from(section);
+        let r = read_record(&mut data, 5, 1000).unwrap();
+        assert_eq!(r.offset, 5);
+        assert_eq!(r.key, None);
+        let hs: Vec<(&[u8], Option<&[u8]>)> = r
+            .headers
+            .iter()
+            .map(|(k, v)| (&k[..], v.as_deref()))
+            .collect();
+        assert_eq!(
+            hs,
+            vec![
+                (&b"h"[..], Some(&b"1"[..])),
+                (b"h", Some(b"2")),
+                (b"n", None),
+                (b"e", Some(b""))
+            ]
+        );
+    }
+
+    #[test]
+    fn truncated_records_are_errors() {
+        let b = batches(KpCompression::None).remove(0);
+        let bytes = b.bytes().clone();
+        let mut cut = BytesMut::from(&bytes[..bytes.len() - 10]);
+        // Fix the batch length so the batch parses, then the records inside are short.
+        let new_len = (cut.len() - 12) as i32;
+        cut[8..12].copy_from_slice(&new_len.to_be_bytes());
+        let raw = RawBatch::from_bytes(cut.freeze()).unwrap();
+        assert!(decode(&raw).is_err());
+    }
+
+    #[test]
+    fn varints() {
+        for v in [
+            0i64,
+            -1,
+            1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i32::MAX as i64,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let mut z = ((v << 1) ^ (v >> 63)) as u64;
+            let mut enc = Vec::new();
+            loop {
+                let b = (z & 0x7f) as u8;
+                z >>= 7;
+                if z == 0 {
+                    enc.push(b);
+                    break;
+                }
+                enc.push(b | 0x80);
+            }
+            assert_eq!(varint(&mut Bytes::from(enc)), Some(v));
+        }
+        assert_eq!(varint(&mut Bytes::from_static(&[0x80])), None);
+    }
+}
