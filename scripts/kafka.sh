@@ -63,8 +63,9 @@ copy_deps() { # $1: output dir, rest: extra mvn args
   shift
   tmp="$out.tmp.$$"
   rm -rf "$tmp"
+  # (Debian's Maven prints ANSI resets even with -B; strip them.)
   mvn -q -B -Dstyle.color=never -f "$SCRIPTS_DIR/kafka/pom.xml" "$@" dependency:copy-dependencies \
-    -DoutputDirectory="$tmp" -DincludeScope=runtime >&2 \
+    -DoutputDirectory="$tmp" -DincludeScope=runtime 2>&1 | sed 's/\x1b\[[0-9;]*m//g' >&2 \
     || { rm -rf "$tmp"; die "mvn dependency:copy-dependencies failed (needs Maven Central)"; }
   rm -rf "$out"
   mv "$tmp" "$out"
