@@ -240,9 +240,12 @@ impl KafkaClient {
         let req = CreatePartitionsRequest::default()
             .with_timeout_ms(timeout.as_millis().try_into().unwrap_or(i32::MAX))
             .with_topics(vec![
+                // Null assignments: the controller places the new partitions. (An empty list
+                // means "exactly these zero assignments" and is rejected.)
                 CreatePartitionsTopic::default()
                     .with_name(topic_name(topic))
-                    .with_count(total),
+                    .with_count(total)
+                    .with_assignments(None),
             ]);
         let resp = conn.send_with_extra_time(&req, timeout).await?;
         self.invalidate_topic(topic);
