@@ -14,8 +14,11 @@
 //!   metadata cache that routes requests to leaders, and the typed operations strait needs.
 //! - [`records`]: exact record decoding for verification (never on the data path).
 //! - [`offset`]: newtypes that keep source and target offsets from being mixed up.
+//! - [`config`]: the `strait.toml` configuration file: types, loading, validation, and the
+//!   generated reference in `docs/configuration.md`.
 
 pub mod batch;
 pub mod client;
+pub mod config;
 pub mod offset;
 pub mod records;

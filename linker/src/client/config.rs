@@ -4,6 +4,7 @@
 //! so every field's doc comment is operator documentation. Secrets are wrapped in [`Secret`],
 //! which never prints its contents (Debug, Display and serialization all redact).
 
+use std::borrow::Cow;
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,6 +40,22 @@ impl fmt::Display for Secret {
     }
 }
 
+// Manual impl: the derive would describe the private field; the config reference only needs
+// to say "a string that is never shown back".
+impl schemars::JsonSchema for Secret {
+    fn schema_name() -> Cow<'static, str> {
+        "Secret".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "title": "secret string",
+            "writeOnly": true,
+        })
+    }
+}
+
 impl Serialize for Secret {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str("<redacted>")
@@ -46,7 +63,7 @@ impl Serialize for Secret {
 }
 
 /// SASL mechanism.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum SaslMechanism {
     /// `PLAIN`: username and password in clear text; use only over TLS.
     #[serde(rename = "PLAIN")]
@@ -71,7 +88,7 @@ impl SaslMechanism {
 }
 
 /// SASL authentication settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SaslConfig {
     /// Mechanism: `"PLAIN"`, `"SCRAM-SHA-256"` or `"SCRAM-SHA-512"`.
@@ -82,20 +99,24 @@ pub struct SaslConfig {
     pub password: Secret,
 }
 
-/// TLS settings. Present means the connection is encrypted.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// TLS settings. When this table is present, every connection to the cluster is encrypted
+/// and the brokers' certificates are verified; when it is absent, connections are plaintext.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM file with the CA certificate(s) that signed the brokers' certificates. Required:
     /// strait does not trust a system store implicitly, so a cluster's trust root is explicit.
+    /// Example: `ca_file = "/etc/strait/ca.pem"`.
     pub ca_file: PathBuf,
-    /// Name to verify the broker certificate against, instead of each broker's host.
+    /// Name to verify every broker certificate against, instead of each broker's own host
+    /// name. Unset by default (each broker is verified against the host it was reached at).
+    /// Example: `server_name = "kafka.internal.example.com"`.
     #[serde(default)]
     pub server_name: Option<String>,
 }
 
 /// How to secure connections to a cluster.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Security {
     /// TLS settings; absent means plaintext.
