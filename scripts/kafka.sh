@@ -285,7 +285,12 @@ cmd_start() {
   fi
 
   local cluster_id
-  cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+  # A URL-safe base64 id can start with '-', which the storage tool would read as an option:
+  # draw again until it starts with a letter or digit.
+  cluster_id="-"
+  while [[ "$cluster_id" != [A-Za-z0-9]* ]]; do
+    cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+  done
   echo "$cluster_id" >"$dir/cluster.id"
   STRAIT_BROKER_DIR="$dir" java -Xmx256m -Dlog4j2.configurationFile="$dir/log4j2.properties" \
     -cp "$LIBS/*" kafka.tools.StorageTool format --config "$dir/server.properties" \
