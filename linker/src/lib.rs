@@ -14,11 +14,14 @@
 //!   metadata cache that routes requests to leaders, and the typed operations strait needs.
 //! - [`records`]: exact record decoding for verification (never on the data path).
 //! - [`offset`]: newtypes that keep source and target offsets from being mixed up.
+//! - [`config`]: the `strait.toml` configuration file: types, loading, validation, and the
+//!   generated reference in `docs/configuration.md`.
 //! - [`state`]: persisted state over sled: per-partition offset maps and checkpoints, and
 //!   typed key-value namespaces for other components.
 
 pub mod batch;
 pub mod client;
+pub mod config;
 pub mod offset;
 pub mod records;
 pub mod state;
