@@ -1,16 +1,22 @@
 //! The `strait` command line: wiring only. Every behaviour lives in the library crates.
 //!
-//! Built so far: `strait describe` (connect to a cluster, negotiate, list brokers and topics).
-//! `run`, `verify`, `plan` and `cutover` arrive with the mirror, offset-sync and control-API
-//! work; they are not listed until they exist.
+//! Built so far: `run` (mirror), `verify` (compare both clusters through the offset map) and
+//! `describe` (connect to a cluster, list brokers, topics and API versions). `plan`,
+//! `cutover` and `scenario` arrive with the offset-sync and control-API work; they are not
+//! listed until they exist.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use strait_linker::client::{
     ClientConfig, KafkaClient, SaslConfig, SaslMechanism, Secret, TlsConfig,
 };
+use strait_linker::config::{LogConfig, LogFormat, StraitConfig};
+use strait_linker::mirror::{Mirror, MirrorSettings};
+use strait_linker::state::StateStore;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,8 +31,32 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Mirrors the configured topics from the source to the target until interrupted.
+    Run(ConfigArgs),
+    /// Compares every mirrored record on both clusters through the offset map; exit 0 only
+    /// when everything mirrored is identical. Needs the state directory (stop `run` first).
+    Verify(VerifyArgs),
     /// Connects to a cluster and prints its brokers, topics and the API versions strait will use.
     Describe(DescribeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// The configuration file (TOML).
+    #[arg(long, short, env = "STRAIT_CONFIG")]
+    config: std::path::PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Only topics matching this regex (anchored).
+    #[arg(long)]
+    topic: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,14 +90,21 @@ fn parse_mechanism(s: &str) -> Result<SaslMechanism, String> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // The config (if any) chooses the log format and level; RUST_LOG overrides the level.
+    let config = match &cli.command {
+        Command::Run(a) | Command::Verify(VerifyArgs { config: a, .. }) => {
+            match StraitConfig::load(&a.config) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+        Command::Describe(_) => None,
+    };
+    init_logging(config.as_ref().map(|c| &c.log));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -76,8 +113,11 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
-            Command::Describe(args) => describe(args).await,
+        match (cli.command, config) {
+            (Command::Run(_), Some(cfg)) => run(cfg).await,
+            (Command::Verify(args), Some(cfg)) => verify(cfg, args).await,
+            (Command::Describe(args), _) => describe(args).await,
+            _ => unreachable!("config loaded for every command that needs one"),
         }
     });
     match result {
@@ -134,4 +174,115 @@ async fn describe(args: DescribeArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+fn init_logging(log: Option<&LogConfig>) {
+    let level = log.map_or("info", |l| l.level.as_str());
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.map(|l| l.format) {
+        Some(LogFormat::Json) => builder.json().init(),
+        _ => builder.init(),
+    }
+}
+
+/// Connects to both clusters, failing with a message that names the side.
+async fn connect_both(cfg: &StraitConfig) -> anyhow::Result<(KafkaClient, KafkaClient)> {
+    let source = KafkaClient::connect(cfg.source.client_config())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach the source cluster at {}",
+                cfg.source.bootstrap_servers
+            )
+        })?;
+    let target = KafkaClient::connect(cfg.target.client_config())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot reach the target cluster at {}",
+                cfg.target.bootstrap_servers
+            )
+        })?;
+    Ok((source, target))
+}
+
+async fn run(cfg: StraitConfig) -> anyhow::Result<()> {
+    let store = Arc::new(StateStore::open(&cfg.state.dir).context("opening the state directory")?);
+    let (source, target) = connect_both(&cfg).await?;
+    let mirror = Mirror::new(source, target, store, MirrorSettings::from(&cfg.mirror));
+    let cancel = CancellationToken::new();
+    let on_signal = cancel.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown requested");
+        on_signal.cancel();
+    });
+    tracing::info!(source = %cfg.source.bootstrap_servers, target = %cfg.target.bootstrap_servers, "strait running");
+    mirror.run(cancel).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+async fn verify(cfg: StraitConfig, args: VerifyArgs) -> anyhow::Result<()> {
+    let topic_filter = match &args.topic {
+        Some(t) => Some(
+            regex::Regex::new(&format!("^(?:{t})$"))
+                .with_context(|| format!("--topic: invalid regex `{t}`"))?,
+        ),
+        None => None,
+    };
+    let store = StateStore::open(&cfg.state.dir).context("opening the state directory")?;
+    let (source, target) = connect_both(&cfg).await?;
+    let report = strait_linker::mirror::verify::verify(&source, &target, &store, |t| {
+        topic_filter.as_ref().is_none_or(|r| r.is_match(t))
+    })
+    .await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for p in &report.partitions {
+            let mark = if p.differences == 0 { "ok  " } else { "DIFF" };
+            println!(
+                "{mark} {}-{}: {} identical, {} different, lag {} ({})",
+                p.topic, p.partition, p.matched, p.differences, p.lag_records, p.status
+            );
+            for d in &p.details {
+                println!("       {d}");
+            }
+        }
+        println!(
+            "{}",
+            if report.identical {
+                "identical"
+            } else {
+                "DIFFERENCES FOUND"
+            }
+        );
+    }
+    if report.identical {
+        Ok(())
+    } else {
+        anyhow::bail!("the target differs from the source")
+    }
 }

@@ -22,6 +22,7 @@
 pub mod batch;
 pub mod client;
 pub mod config;
+pub mod mirror;
 pub mod offset;
 pub mod records;
 pub mod state;

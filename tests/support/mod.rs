@@ -44,9 +44,18 @@ pub fn sample_records(n: usize, tag: &str) -> Vec<Rec> {
                 ("empty".into(), Some(Vec::new())),
                 ("bin".into(), Some(vec![0, 0xff, i as u8, 0x80, 0])),
             ],
-            timestamp: 1_600_000_000_000 + (i as i64) * 13,
+            timestamp: recent_base() + (i as i64) * 13,
         })
         .collect()
+}
+
+/// A timestamp base an hour in the past: old enough to be distinct from append times, recent
+/// enough that Kafka's time-based retention (7 days by default) never deletes test data.
+pub fn recent_base() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    now.as_millis() as i64 - 3_600_000
 }
 
 /// An rdkafka producer with `extra` settings on top of sane test defaults.

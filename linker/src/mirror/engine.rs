@@ -1,0 +1,1040 @@
+//! The coordinator task: discovery, fetch rounds, produce rounds, acks and reconciliation.
+//! See the module docs of [`crate::mirror`] for the data flow.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::partition::{Accepted, PartitionRun, WriteMismatch};
+use super::status::{PartitionState, PartitionView, StatusHandle, TopicProblem};
+use super::{MirrorSettings, Start, topics};
+use crate::batch::{self, RawBatch};
+use crate::client::data::{
+    FetchOptions, FetchPosition, FetchedPartition, Isolation, OffsetSpec, PartitionResults,
+    ProduceAck, ProduceItem,
+};
+use crate::client::{Error, KafkaClient, Retry, TopicMetadata};
+use crate::offset::{SourceOffset, TargetOffset, TopicPartition};
+use crate::records;
+use crate::state::{OffsetMap, PartitionCheckpoint, PartitionStatus, StateError, StateStore};
+
+/// Why the mirror as a whole stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// The source cluster could not be used.
+    #[error("source cluster: {0}")]
+    Source(Error),
+    /// The target cluster could not be used.
+    #[error("target cluster: {0}")]
+    Target(Error),
+    /// The state store failed; strait stops rather than mirror without a record.
+    #[error("state store: {0}")]
+    State(#[from] StateError),
+}
+
+/// Time allowed for in-flight produces to finish after cancellation.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest single produce request strait builds.
+const MAX_PRODUCE_REQUEST_BYTES: usize = 64 << 20;
+/// Delay before retrying a partition after a retriable error.
+const RETRY_DELAY: Duration = Duration::from_millis(200);
+
+/// The mirror: construct with [`Mirror::new`], observe with [`Mirror::status`], run with
+/// [`Mirror::run`].
+#[derive(Debug)]
+pub struct Mirror {
+    source: KafkaClient,
+    target: KafkaClient,
+    store: Arc<StateStore>,
+    settings: MirrorSettings,
+    status: StatusHandle,
+}
+
+enum Event {
+    Fetched {
+        reserved: usize,
+        results: Vec<FetchedPartition>,
+    },
+    Produced(PartitionResults<ProduceAck>),
+    Tail {
+        tp: TopicPartition,
+        result: Result<Vec<RawBatch>, Error>,
+    },
+}
+
+/// Per-partition bookkeeping beside the pure [`PartitionRun`].
+struct Slot {
+    run: PartitionRun,
+    view: PartitionView,
+    /// Waiting for the target tail to be read (after start-up or an uncertain produce).
+    awaiting_tail: bool,
+    retry_at: Option<Instant>,
+}
+
+impl Mirror {
+    /// A mirror from `source` to `target`, recording progress in `store`.
+    pub fn new(
+        source: KafkaClient,
+        target: KafkaClient,
+        store: Arc<StateStore>,
+        settings: MirrorSettings,
+    ) -> Self {
+        Self {
+            source,
+            target,
+            store,
+            settings,
+            status: StatusHandle::default(),
+        }
+    }
+
+    /// A handle on the mirror's status, valid while and after it runs.
+    pub fn status(&self) -> StatusHandle {
+        self.status.clone()
+    }
+
+    /// Mirrors until `cancel` fires, then drains: no new fetches, in-flight produces finish
+    /// (up to 30 s) and are recorded, state is flushed.
+    ///
+    /// Cancel safety: do not drop this future to stop it; cancel the token and await it, so
+    /// in-flight writes are recorded. (Dropping it is still safe for the data: the next run
+    /// reconciles the target's tail.)
+    pub async fn run(self, cancel: CancellationToken) -> Result<(), MirrorError> {
+        let mut e = Engine {
+            source: self.source,
+            target: self.target,
+            store: self.store,
+            settings: self.settings,
+            status: self.status,
+            slots: BTreeMap::new(),
+            budget_used: 0,
+            fetch_in_flight: false,
+            produce_in_flight: 0,
+            last_config_sync: Instant::now(),
+        };
+        let (tx, mut rx) = mpsc::channel::<Event>(64);
+        e.discover(&tx).await?;
+        let mut next_discovery = Instant::now() + e.settings.topic_refresh;
+        let mut drain_deadline: Option<Instant> = None;
+        loop {
+            if drain_deadline.is_none() {
+                e.start_fetch(&tx);
+                e.start_produces(&tx);
+            } else if e.produce_in_flight == 0 && !e.fetch_in_flight {
+                break;
+            }
+            let idle = !e.fetch_in_flight && e.produce_in_flight == 0;
+            let wake = if idle {
+                (Instant::now() + e.settings.fetch_max_wait.max(Duration::from_millis(5)))
+                    .min(next_discovery)
+            } else {
+                next_discovery
+            };
+            tokio::select! {
+                _ = cancel.cancelled(), if drain_deadline.is_none() => {
+                    tracing::info!("mirror draining");
+                    drain_deadline = Some(Instant::now() + DRAIN_TIMEOUT);
+                }
+                ev = rx.recv() => match ev {
+                    Some(ev) => e.handle(ev, &tx).await?,
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    if drain_deadline.is_some_and(|d| Instant::now() >= d) {
+                        tracing::warn!(in_flight = e.produce_in_flight, "drain timed out; the next start reconciles the target");
+                        break;
+                    }
+                    if Instant::now() >= next_discovery && drain_deadline.is_none() {
+                        if let Err(err) = e.discover(&tx).await {
+                            tracing::warn!(error = %err, "topic discovery failed; retrying next round");
+                        }
+                        e.watch_target_ends().await;
+                        next_discovery = Instant::now() + e.settings.topic_refresh;
+                    }
+                }
+            }
+        }
+        e.store.flush_async().await?;
+        Ok(())
+    }
+}
+
+struct Engine {
+    source: KafkaClient,
+    target: KafkaClient,
+    store: Arc<StateStore>,
+    settings: MirrorSettings,
+    status: StatusHandle,
+    slots: BTreeMap<TopicPartition, Slot>,
+    budget_used: usize,
+    fetch_in_flight: bool,
+    produce_in_flight: usize,
+    last_config_sync: Instant,
+}
+
+impl Engine {
+    // ---------------------------------------------------------------- discovery
+
+    async fn discover(&mut self, tx: &mpsc::Sender<Event>) -> Result<(), MirrorError> {
+        let source_topics = self
+            .source
+            .list_topics()
+            .await
+            .map_err(MirrorError::Source)?;
+        let selected: Vec<TopicMetadata> = source_topics
+            .into_iter()
+            .filter(|t| !t.internal && (self.settings.filter)(&t.name))
+            .collect();
+        let target_topics: BTreeMap<String, TopicMetadata> = self
+            .target
+            .list_topics()
+            .await
+            .map_err(MirrorError::Target)?
+            .into_iter()
+            .map(|t| (t.name.clone(), t))
+            .collect();
+        let known: BTreeMap<TopicPartition, PartitionCheckpoint> =
+            self.store.partitions()?.into_iter().collect();
+        let mut problems = Vec::new();
+        let mut live = BTreeSet::new();
+        for src in &selected {
+            live.insert(src.name.clone());
+            if let Err(message) = self
+                .ensure_target(src, target_topics.get(&src.name), &known)
+                .await
+            {
+                problems.push(TopicProblem {
+                    topic: src.name.clone(),
+                    message,
+                });
+                continue;
+            }
+            for p in &src.partitions {
+                let tp = TopicPartition::new(&src.name, p.index);
+                if !self.slots.contains_key(&tp) {
+                    self.init_partition(
+                        tp,
+                        src,
+                        known.get(&TopicPartition::new(&src.name, p.index)),
+                        tx,
+                    )
+                    .await?;
+                }
+            }
+        }
+        // Partitions of topics that vanished from the source stop; their target stays.
+        let gone: Vec<TopicPartition> = self
+            .slots
+            .keys()
+            .filter(|tp| !live.contains(&tp.topic))
+            .cloned()
+            .collect();
+        for tp in gone {
+            self.stop(
+                &tp,
+                PartitionState::Stopped {
+                    reason: "source topic deleted; target topic kept".into(),
+                },
+            )?;
+        }
+        self.status.update(|s| s.topic_problems = problems);
+        if self.last_config_sync.elapsed() >= self.settings.config_sync {
+            self.last_config_sync = Instant::now();
+            for t in live {
+                if let Err(err) = topics::sync_configs(&self.source, &self.target, &t).await {
+                    tracing::warn!(topic = %t, error = %err, "config sync failed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure the target topic exists, is ours, and has enough partitions.
+    async fn ensure_target(
+        &self,
+        src: &TopicMetadata,
+        existing: Option<&TopicMetadata>,
+        known: &BTreeMap<TopicPartition, PartitionCheckpoint>,
+    ) -> Result<(), String> {
+        let ours = known.keys().any(|tp| tp.topic == src.name);
+        if let Some(cp) = known
+            .iter()
+            .find(|(tp, _)| tp.topic == src.name)
+            .map(|(_, cp)| cp)
+            && let Some(id) = &cp.topic_id
+            && *id != src.id.to_string()
+        {
+            return Err(format!(
+                "source topic {} was deleted and re-created (new topic id); its mirror is stopped",
+                src.name
+            ));
+        }
+        let target = match existing {
+            None => {
+                topics::create_target(&self.source, &self.target, src)
+                    .await
+                    .map_err(|e| format!("cannot create target topic: {e}"))?;
+                tracing::info!(topic = %src.name, partitions = src.partitions.len(), "created target topic");
+                return self.wait_for_target(&src.name, src.partitions.len()).await;
+            }
+            Some(t) => t,
+        };
+        if !ours {
+            match topics::is_empty(&self.target, target).await {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => {
+                    return Err(format!(
+                        "target topic {} already exists with data strait did not write: {why}",
+                        src.name
+                    ));
+                }
+                Err(e) => return Err(format!("cannot inspect target topic: {e}")),
+            }
+        }
+        if target.partitions.len() < src.partitions.len() {
+            self.target
+                .create_partitions(
+                    &src.name,
+                    src.partitions.len() as i32,
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|e| {
+                    format!(
+                        "source grew to {} partitions but the target cannot follow: {e}",
+                        src.partitions.len()
+                    )
+                })?;
+            tracing::info!(topic = %src.name, partitions = src.partitions.len(), "grew target topic");
+            return self.wait_for_target(&src.name, src.partitions.len()).await;
+        }
+        Ok(())
+    }
+
+    async fn wait_for_target(&self, topic: &str, partitions: usize) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            self.target.invalidate_topic(topic);
+            if let Ok(Some(t)) = self.target.topic(topic).await
+                && t.partitions.len() >= partitions
+                && t.partitions.iter().all(|p| p.leader >= 0)
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "target topic {topic} did not get {partitions} partitions with leaders in 30 s"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn init_partition(
+        &mut self,
+        tp: TopicPartition,
+        src: &TopicMetadata,
+        checkpoint: Option<&PartitionCheckpoint>,
+        tx: &mpsc::Sender<Event>,
+    ) -> Result<(), MirrorError> {
+        let mut view = PartitionView::new();
+        let (map, awaiting_tail) = match checkpoint {
+            Some(cp) => {
+                match &cp.status {
+                    PartitionStatus::Active => {}
+                    PartitionStatus::Stopped { reason } => {
+                        view.state = PartitionState::Stopped {
+                            reason: reason.clone(),
+                        }
+                    }
+                    PartitionStatus::Error { message } => {
+                        view.state = PartitionState::Error {
+                            message: message.clone(),
+                        }
+                    }
+                }
+                if !view.state.is_running() {
+                    view.next_source = cp.next_source.0;
+                    view.next_target = cp.next_target.0;
+                    self.status.update(|s| {
+                        s.partitions.insert(tp.clone(), view);
+                    });
+                    return Ok(());
+                }
+                let (_, map) = self
+                    .store
+                    .load_partition(&tp)?
+                    .ok_or_else(|| StateError::UnknownPartition { tp: tp.clone() })?;
+                (map, true)
+            }
+            None => {
+                // A just-created topic answers with leadership errors for a moment: retry
+                // briefly rather than wait a whole discovery interval.
+                let start = match brief_retry(|| self.start_offset(&tp)).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!(partition = %tp, error = %e, "cannot read the source start offset; retrying at next discovery");
+                        return Ok(());
+                    }
+                };
+                let target_end = match brief_retry(|| self.target_end(&tp)).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tracing::warn!(partition = %tp, error = %e, "cannot read the target end offset; retrying at next discovery");
+                        return Ok(());
+                    }
+                };
+                let map = OffsetMap::new(SourceOffset(start), TargetOffset(target_end));
+                let cp = PartitionCheckpoint {
+                    topic_id: Some(src.id.to_string()),
+                    next_source: map.next_source(),
+                    next_target: map.next_target(),
+                    status: PartitionStatus::Active,
+                };
+                self.store.record_batch_written(&tp, None, &cp)?;
+                tracing::info!(topic = %tp.topic, partition = tp.partition, start, target_end, "mirroring partition");
+                (map, false)
+            }
+        };
+        view.next_source = map.next_source().0;
+        view.next_target = map.next_target().0;
+        let run = PartitionRun::new(tp.clone(), map, self.settings.partition_fetch_max_bytes);
+        self.slots.insert(
+            tp.clone(),
+            Slot {
+                run,
+                view,
+                awaiting_tail,
+                retry_at: None,
+            },
+        );
+        if awaiting_tail {
+            self.spawn_tail(&tp, tx);
+        }
+        self.publish(&tp);
+        Ok(())
+    }
+
+    async fn start_offset(&self, tp: &TopicPartition) -> Result<i64, Error> {
+        let parts = [(tp.topic.clone(), tp.partition)];
+        let spec = match self.settings.start {
+            Start::Earliest => OffsetSpec::Earliest,
+            Start::Latest => OffsetSpec::Latest,
+            Start::Timestamp(t) => OffsetSpec::Timestamp(t),
+        };
+        let key = (tp.topic.clone(), tp.partition);
+        let found = self
+            .source
+            .list_offsets(&parts, spec, Isolation::ReadCommitted)
+            .await
+            .remove(&key)
+            .unwrap_or(Err(Error::NoLeader {
+                context: crate::client::Context::partition(&tp.topic, tp.partition),
+            }))?;
+        if found.offset >= 0 {
+            return Ok(found.offset);
+        }
+        // No record at or after the timestamp: start at the end.
+        let latest = self
+            .source
+            .list_offsets(&parts, OffsetSpec::Latest, Isolation::ReadCommitted)
+            .await
+            .remove(&key);
+        Ok(latest
+            .unwrap_or(Ok(crate::client::data::ListedOffset {
+                offset: 0,
+                timestamp: -1,
+            }))?
+            .offset)
+    }
+
+    /// The target partition's end offset, read with Fetch (some brokers answer ListOffsets
+    /// latest wrongly); falls back to ListOffsets when offset 0 is below the log start.
+    async fn target_end(&self, tp: &TopicPartition) -> Result<i64, Error> {
+        let pos = FetchPosition {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset: 0,
+            max_bytes: 1,
+        };
+        let opts = FetchOptions {
+            max_wait: Duration::ZERO,
+            isolation: Isolation::ReadUncommitted,
+            ..FetchOptions::default()
+        };
+        let f = self
+            .target
+            .fetch(&[pos], opts)
+            .await
+            .pop()
+            .ok_or_else(|| Error::NoLeader {
+                context: crate::client::Context::partition(&tp.topic, tp.partition),
+            })?;
+        match f.error {
+            None => Ok(f.high_watermark),
+            Some(e) if e.code() == Some(1) => {
+                let key = (tp.topic.clone(), tp.partition);
+                let r = self
+                    .target
+                    .list_offsets(
+                        std::slice::from_ref(&key),
+                        OffsetSpec::Latest,
+                        Isolation::ReadUncommitted,
+                    )
+                    .await;
+                Ok(r.get(&key).cloned().unwrap_or(Err(e))?.offset)
+            }
+            Some(e) => Err(e),
+        }
+    }
+
+    // ---------------------------------------------------------------- fetch
+
+    fn start_fetch(&mut self, tx: &mpsc::Sender<Event>) {
+        if self.fetch_in_flight {
+            return;
+        }
+        let brokers = self.source.brokers().len().max(1);
+        let free = self
+            .settings
+            .max_in_flight_bytes
+            .saturating_sub(self.budget_used);
+        let per_request = (free / brokers).min(self.settings.fetch_max_bytes as usize);
+        if per_request < 64 << 10 {
+            return; // the budget is spent: a slow target slows fetching
+        }
+        let now = Instant::now();
+        let positions: Vec<FetchPosition> = self
+            .slots
+            .values()
+            .filter(|s| {
+                s.view.state.is_running() && !s.awaiting_tail && s.retry_at.is_none_or(|t| t <= now)
+            })
+            .filter(|s| s.run.queued_bytes < s.run.fetch_max_bytes as usize)
+            .map(|s| FetchPosition {
+                topic: s.run.tp.topic.clone(),
+                partition: s.run.tp.partition,
+                offset: s.run.fetch_offset,
+                max_bytes: s.run.fetch_max_bytes.min(per_request as i32),
+            })
+            .collect();
+        if positions.is_empty() {
+            return;
+        }
+        let reserved = per_request * brokers;
+        self.budget_used += reserved;
+        self.fetch_in_flight = true;
+        let opts = FetchOptions {
+            max_wait: self.settings.fetch_max_wait,
+            min_bytes: 1,
+            max_bytes: per_request as i32,
+            isolation: Isolation::ReadCommitted,
+        };
+        let (client, tx) = (self.source.clone(), tx.clone());
+        tokio::spawn(async move {
+            let results = client.fetch(&positions, opts).await;
+            let _ = tx.send(Event::Fetched { reserved, results }).await;
+        });
+    }
+
+    fn on_fetched(
+        &mut self,
+        reserved: usize,
+        results: Vec<FetchedPartition>,
+    ) -> Result<(), MirrorError> {
+        self.fetch_in_flight = false;
+        self.budget_used -= reserved;
+        for f in results {
+            let tp = TopicPartition::new(&f.topic, f.partition);
+            let Some(slot) = self.slots.get_mut(&tp) else {
+                continue;
+            };
+            if f.fetch_offset != slot.run.fetch_offset || !slot.view.state.is_running() {
+                continue; // stale: the partition was reset while this fetch was in flight
+            }
+            if let Some(err) = &f.error {
+                match (err.code(), err.retry()) {
+                    (Some(1), _) => {
+                        let msg = format!(
+                            "source offset {} of {tp} is no longer available at the source (log start {}): records were deleted before strait mirrored them",
+                            f.fetch_offset, f.log_start_offset
+                        );
+                        self.fail(&tp, msg)?;
+                    }
+                    (_, Retry::No) => {
+                        self.fail(&tp, format!("fetching from the source failed: {err}"))?
+                    }
+                    _ => slot.retry_at = Some(Instant::now() + RETRY_DELAY),
+                }
+                continue;
+            }
+            slot.view.source_end = if f.last_stable_offset >= 0 {
+                f.last_stable_offset
+            } else {
+                f.high_watermark
+            };
+            let had_data = !f.records.is_empty();
+            let before = slot.run.fetch_offset;
+            match slot.run.accept_fetch(f.records, &f.aborted) {
+                Ok(Accepted::Queued(bytes)) => {
+                    self.budget_used += bytes;
+                    if had_data && slot.run.fetch_offset == before && slot.run.queue.is_empty() {
+                        // Only a partial batch came back: the next batch is larger than the
+                        // per-partition limit. Ask for more next time.
+                        slot.run.fetch_max_bytes = slot.run.fetch_max_bytes.saturating_mul(2);
+                    }
+                }
+                Ok(Accepted::CrcFailure { at, error }) => {
+                    slot.view.crc_failures += 1;
+                    let bytes = slot.run.queued_bytes;
+                    let _ = bytes;
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, offset = at, error = %error, "CRC mismatch on fetch; re-fetching");
+                    if slot.run.crc_streak > self.settings.max_crc_retries {
+                        let msg = format!(
+                            "batch at source offset {at} failed its CRC {} times in a row: {error}",
+                            slot.run.crc_streak
+                        );
+                        self.fail(&tp, msg)?;
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    self.fail(
+                        &tp,
+                        format!("unreadable data at source offset {before}: {e}"),
+                    )?;
+                    continue;
+                }
+            }
+            self.apply_skips(&tp)?;
+            self.publish(&tp);
+        }
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- produce
+
+    fn start_produces(&mut self, tx: &mpsc::Sender<Event>) {
+        while self.produce_in_flight < self.settings.max_produce_requests {
+            let now = Instant::now();
+            let mut items = Vec::new();
+            let mut size = 0;
+            for slot in self.slots.values_mut() {
+                if !slot.view.state.is_running()
+                    || slot.awaiting_tail
+                    || slot.retry_at.is_some_and(|t| t > now)
+                {
+                    continue;
+                }
+                let Some(p) = slot.run.next_write() else {
+                    continue;
+                };
+                if !slot.run.target_tail.is_empty() {
+                    continue; // matched against the tail in `match_tails`, never re-written
+                }
+                if size > 0 && size + p.to_write.len() > MAX_PRODUCE_REQUEST_BYTES {
+                    break;
+                }
+                size += p.to_write.len();
+                items.push(ProduceItem {
+                    topic: slot.run.tp.topic.clone(),
+                    partition: slot.run.tp.partition,
+                    batch: p.to_write.clone(),
+                });
+                slot.run.in_flight = true;
+                slot.retry_at = None;
+            }
+            if items.is_empty() {
+                return;
+            }
+            self.produce_in_flight += 1;
+            let (client, tx) = (self.target.clone(), tx.clone());
+            tokio::spawn(async move {
+                let r = client.produce(items, -1, Duration::from_secs(30)).await;
+                let _ = tx.send(Event::Produced(r)).await;
+            });
+        }
+    }
+
+    async fn on_produced(
+        &mut self,
+        results: PartitionResults<ProduceAck>,
+        tx: &mpsc::Sender<Event>,
+    ) -> Result<(), MirrorError> {
+        self.produce_in_flight -= 1;
+        for ((topic, partition), r) in results {
+            let tp = TopicPartition::new(&topic, partition);
+            let Some(slot) = self.slots.get_mut(&tp) else {
+                continue;
+            };
+            slot.run.in_flight = false;
+            match r {
+                Ok(ack) => {
+                    let dense = match slot.run.next_write() {
+                        Some(p) if is_gapped(&p.source) => {
+                            self.target_layout(&tp, ack.base_offset).await
+                        }
+                        _ => None,
+                    };
+                    self.record_write(&tp, ack.base_offset, dense)?;
+                }
+                Err(e) if e.retry() == Retry::No => {
+                    self.fail(&tp, format!("the target refused a batch: {e}"))?;
+                }
+                Err(e) => {
+                    // The write may or may not have happened: read the target's tail before
+                    // writing again, so nothing is doubled.
+                    tracing::debug!(partition = %tp, error = %e, "produce failed; reconciling with the target tail");
+                    slot.awaiting_tail = true;
+                    slot.retry_at = Some(Instant::now() + RETRY_DELAY);
+                    self.spawn_tail(&tp, tx);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// For a source batch with offset gaps, how the target stored it: `None` if it kept the
+    /// gaps, else the present offset deltas (the target renumbered the records densely).
+    async fn target_layout(&self, tp: &TopicPartition, base: i64) -> Option<Vec<u32>> {
+        let slot = self.slots.get(tp)?;
+        let source = &slot.run.next_write()?.source;
+        let pos = FetchPosition {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset: base,
+            max_bytes: 1,
+        };
+        let opts = FetchOptions {
+            max_wait: Duration::ZERO,
+            isolation: Isolation::ReadUncommitted,
+            ..FetchOptions::default()
+        };
+        let f = self.target.fetch(&[pos], opts).await.pop()?;
+        let stored = batch::split(f.records).ok()?.batches.into_iter().next()?;
+        if stored.header().last_offset_delta == source.header().last_offset_delta {
+            return None;
+        }
+        let recs = records::decode(source).ok()?;
+        Some(
+            recs.iter()
+                .map(|r| (r.offset - source.header().base_offset) as u32)
+                .collect(),
+        )
+    }
+
+    fn record_write(
+        &mut self,
+        tp: &TopicPartition,
+        base: i64,
+        dense: Option<Vec<u32>>,
+    ) -> Result<(), MirrorError> {
+        let Some(slot) = self.slots.get_mut(tp) else {
+            return Ok(());
+        };
+        match slot.run.on_written(base, dense) {
+            Ok((entry, written)) => {
+                self.budget_used -= written.bytes();
+                let h = written.source.header();
+                slot.view.records_mirrored += h.record_count.max(0) as u64;
+                slot.view.bytes_mirrored += written.bytes() as u64;
+                slot.view.last_mirrored_timestamp = h.max_timestamp;
+                let cp = checkpoint(&slot.run);
+                self.store.record_batch_written(tp, Some(&entry), &cp)?;
+                self.apply_skips(tp)?;
+                self.publish(tp);
+                Ok(())
+            }
+            Err(WriteMismatch(msg)) => self.fail(tp, msg),
+        }
+    }
+
+    /// Matches queued batches against a pending target tail (no I/O).
+    fn match_tails(&mut self) -> Result<(), MirrorError> {
+        let pending: Vec<TopicPartition> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| !s.run.target_tail.is_empty() && !s.awaiting_tail)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in pending {
+            while let Some(slot) = self.slots.get_mut(&tp) {
+                match slot.run.match_tail() {
+                    None => break,
+                    Some(Ok(base)) => self.record_write(&tp, base, None)?,
+                    Some(Err(WriteMismatch(msg))) => {
+                        self.fail(&tp, msg)?;
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads the target partition from the expected end to its actual end.
+    fn spawn_tail(&self, tp: &TopicPartition, tx: &mpsc::Sender<Event>) {
+        let Some(slot) = self.slots.get(tp) else {
+            return;
+        };
+        let from = slot.run.map.next_target().0;
+        let (client, tx, tp) = (self.target.clone(), tx.clone(), tp.clone());
+        tokio::spawn(async move {
+            let result = read_tail(&client, &tp, from).await;
+            let _ = tx.send(Event::Tail { tp, result }).await;
+        });
+    }
+
+    fn on_tail(
+        &mut self,
+        tp: TopicPartition,
+        result: Result<Vec<RawBatch>, Error>,
+        tx: &mpsc::Sender<Event>,
+    ) -> Result<(), MirrorError> {
+        let Some(slot) = self.slots.get_mut(&tp) else {
+            return Ok(());
+        };
+        match result {
+            Ok(tail) => {
+                if !tail.is_empty() {
+                    tracing::info!(partition = %tp, batches = tail.len(), "target holds batches past the checkpoint; matching them with the source");
+                }
+                slot.run.target_tail = tail.into();
+                slot.awaiting_tail = false;
+                let freed = slot.run.reset_to_map();
+                self.budget_used -= freed;
+                self.publish(&tp);
+            }
+            Err(e) => {
+                tracing::warn!(partition = %tp, error = %e, "cannot read the target tail; retrying");
+                let (client, tx2, tp2, from) = (
+                    self.target.clone(),
+                    tx.clone(),
+                    tp.clone(),
+                    slot.run.map.next_target().0,
+                );
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    let result = read_tail(&client, &tp2, from).await;
+                    let _ = tx2.send(Event::Tail { tp: tp2, result }).await;
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Idle partitions whose target end moved were written by someone else.
+    async fn watch_target_ends(&mut self) {
+        let positions: Vec<FetchPosition> = self
+            .slots
+            .values()
+            .filter(|s| {
+                s.view.state.is_running()
+                    && !s.awaiting_tail
+                    && !s.run.in_flight
+                    && s.run.target_tail.is_empty()
+            })
+            .map(|s| FetchPosition {
+                topic: s.run.tp.topic.clone(),
+                partition: s.run.tp.partition,
+                offset: s.run.map.next_target().0,
+                max_bytes: 1,
+            })
+            .collect();
+        if positions.is_empty() {
+            return;
+        }
+        let opts = FetchOptions {
+            max_wait: Duration::ZERO,
+            isolation: Isolation::ReadUncommitted,
+            ..FetchOptions::default()
+        };
+        for f in self.target.fetch(&positions, opts).await {
+            let tp = TopicPartition::new(&f.topic, f.partition);
+            let Some(slot) = self.slots.get(&tp) else {
+                continue;
+            };
+            let expected = slot.run.map.next_target().0;
+            // Re-check: a produce may have started and finished while we fetched.
+            if f.error.is_none()
+                && f.fetch_offset == expected
+                && f.high_watermark > expected
+                && !slot.run.in_flight
+            {
+                let msg = format!(
+                    "target end of {tp} is {} but strait wrote up to {expected}: another producer wrote to the mirror topic",
+                    f.high_watermark
+                );
+                let _ = self.fail(&tp, msg);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- events and state
+
+    async fn handle(&mut self, ev: Event, tx: &mpsc::Sender<Event>) -> Result<(), MirrorError> {
+        match ev {
+            Event::Fetched { reserved, results } => self.on_fetched(reserved, results)?,
+            Event::Produced(r) => self.on_produced(r, tx).await?,
+            Event::Tail { tp, result } => self.on_tail(tp, result, tx)?,
+        }
+        self.match_tails()
+    }
+
+    fn apply_skips(&mut self, tp: &TopicPartition) -> Result<(), MirrorError> {
+        let Some(slot) = self.slots.get_mut(tp) else {
+            return Ok(());
+        };
+        if slot.run.in_flight || !slot.run.target_tail.is_empty() {
+            return Ok(());
+        }
+        match slot.run.apply_skips() {
+            Ok(true) => {
+                let cp = checkpoint(&slot.run);
+                self.store.record_batch_written(tp, None, &cp)?;
+            }
+            Ok(false) => {}
+            Err(e) => return self.fail(tp, e.to_string()),
+        }
+        Ok(())
+    }
+
+    /// Stops a partition with an error visible in status, logs and state.
+    fn fail(&mut self, tp: &TopicPartition, message: String) -> Result<(), MirrorError> {
+        tracing::error!(topic = %tp.topic, partition = tp.partition, "{message}");
+        self.stop(tp, PartitionState::Error { message })
+    }
+
+    fn stop(&mut self, tp: &TopicPartition, state: PartitionState) -> Result<(), MirrorError> {
+        let status = match &state {
+            PartitionState::Error { message } => PartitionStatus::Error {
+                message: message.clone(),
+            },
+            PartitionState::Stopped { reason } => PartitionStatus::Stopped {
+                reason: reason.clone(),
+            },
+            _ => PartitionStatus::Active,
+        };
+        if let Some(mut slot) = self.slots.remove(tp) {
+            self.budget_used -= slot.run.reset_to_map();
+            slot.view.state = state;
+            let view = slot.view;
+            self.status.update(|s| {
+                s.partitions.insert(tp.clone(), view);
+            });
+        }
+        self.store.set_status(tp, status)?;
+        Ok(())
+    }
+
+    fn publish(&mut self, tp: &TopicPartition) {
+        let Some(slot) = self.slots.get_mut(tp) else {
+            return;
+        };
+        let v = &mut slot.view;
+        v.next_source = slot.run.map.next_source().0;
+        v.next_target = slot.run.map.next_target().0;
+        v.lag_records = if v.source_end >= 0 {
+            (v.source_end - v.next_source).max(0)
+        } else {
+            -1
+        };
+        if v.state.is_running() {
+            let idle = slot.run.queue.is_empty() && !slot.run.in_flight && !slot.awaiting_tail;
+            v.state = if idle && v.source_end >= 0 && v.next_source >= v.source_end {
+                PartitionState::CaughtUp
+            } else {
+                PartitionState::Mirroring
+            };
+        }
+        let view = v.clone();
+        self.status.update(|s| {
+            s.partitions.insert(tp.clone(), view);
+        });
+    }
+}
+
+/// Retries a retriable error up to 20 times, 100 ms apart (partition set-up only: it blocks
+/// the coordinator, so it must stay short).
+async fn brief_retry<T, F, Fut>(mut op: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match op().await {
+            Err(e) if e.retry() != Retry::No && attempt < 20 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+fn checkpoint(run: &PartitionRun) -> PartitionCheckpoint {
+    PartitionCheckpoint {
+        topic_id: None,
+        next_source: run.map.next_source(),
+        next_target: run.map.next_target(),
+        status: PartitionStatus::Active,
+    }
+}
+
+fn is_gapped(b: &RawBatch) -> bool {
+    let h = b.header();
+    i64::from(h.record_count) != i64::from(h.last_offset_delta) + 1
+}
+
+/// Every batch on the target from `from` to its end.
+async fn read_tail(
+    client: &KafkaClient,
+    tp: &TopicPartition,
+    from: i64,
+) -> Result<Vec<RawBatch>, Error> {
+    let mut out = Vec::new();
+    let mut offset = from;
+    let opts = FetchOptions {
+        max_wait: Duration::ZERO,
+        isolation: Isolation::ReadUncommitted,
+        ..FetchOptions::default()
+    };
+    loop {
+        let pos = FetchPosition {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset,
+            max_bytes: 8 << 20,
+        };
+        let f = client
+            .fetch(&[pos], opts)
+            .await
+            .pop()
+            .ok_or_else(|| Error::NoLeader {
+                context: crate::client::Context::partition(&tp.topic, tp.partition),
+            })?;
+        if let Some(e) = f.error {
+            return Err(e);
+        }
+        let split = batch::split(f.records).map_err(|e| Error::Protocol {
+            broker: String::new(),
+            api: "Fetch",
+            message: e.to_string(),
+        })?;
+        let mut advanced = false;
+        for b in split.batches {
+            if b.header().last_offset() >= offset {
+                offset = b.header().next_offset();
+                out.push(b);
+                advanced = true;
+            }
+        }
+        if offset >= f.high_watermark || !advanced {
+            return Ok(out);
+        }
+    }
+}

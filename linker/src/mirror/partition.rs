@@ -1,0 +1,306 @@
+//! One partition's mirror: which fetched batches are written, in what order, and what the
+//! offset map records for each. Pure logic: the engine does the I/O and feeds results in.
+//!
+//! ```text
+//!  fetched blob ─► accept_fetch ─► queue: [Write(batch) | Skip(to)] ─► next_produce ─► produce
+//!                   (CRC, control,                                          │
+//!                    aborted txns)          target tail (after a crash) ◄──┤ match instead of write
+//!                                                                           ▼
+//!                                                        on_written ─► MapEntry + checkpoint
+//! ```
+//!
+//! Control batches (transaction markers) and aborted transactional data never reach the
+//! target; the map simply has no entry for those source offsets, so a consumer offset that
+//! points into them translates to the next mirrored record. Batches that carry a producer id
+//! are written without it (the target's producer state is not the source's, and some targets
+//! reject foreign ids); batches without one are written byte for byte, CRC unchanged.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use crate::batch::{self, BatchError, BatchHeader, RawBatch, attr};
+use crate::client::data::AbortedTransaction;
+use crate::offset::{SourceOffset, TargetOffset, TopicPartition};
+use crate::state::{MapEntry, OffsetMap};
+
+/// Something the partition must do to the target, in source order.
+#[derive(Debug, Clone)]
+pub(crate) enum Step {
+    /// Write this batch.
+    Write(Pending),
+    /// Advance the source position over offsets that produce no target data.
+    Skip(SourceOffset),
+}
+
+/// A source batch waiting to be written.
+#[derive(Debug, Clone)]
+pub(crate) struct Pending {
+    /// The batch as fetched (CRC verified).
+    pub source: RawBatch,
+    /// The bytes to produce (producer identity stripped when present; base offset 0).
+    pub to_write: Bytes,
+}
+
+impl Pending {
+    fn new(source: RawBatch) -> Self {
+        let h = source.header();
+        let out = if h.producer_id >= 0 || h.is_transactional() {
+            source.without_producer()
+        } else {
+            source.clone()
+        };
+        // Brokers require produced batches to start at base offset 0 (outside the CRC).
+        let to_write = out.with_base_offset(0).into_bytes();
+        Self { source, to_write }
+    }
+
+    /// Size counted against the in-flight byte budget.
+    pub fn bytes(&self) -> usize {
+        self.source.bytes().len()
+    }
+}
+
+/// Outcome of feeding a fetch response to the partition.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Accepted {
+    /// Batches (possibly none) were queued; bytes queued.
+    Queued(usize),
+    /// A batch failed its CRC: nothing after it was queued; fetch again from `at`.
+    CrcFailure { at: i64, error: String },
+}
+
+/// The live state of one partition's mirror.
+#[derive(Debug)]
+pub(crate) struct PartitionRun {
+    pub tp: TopicPartition,
+    /// The persisted map (advanced only on confirmed writes).
+    pub map: OffsetMap,
+    /// Next source offset to fetch (ahead of `map.next_source()` by what is queued).
+    pub fetch_offset: i64,
+    /// Steps not yet applied to the target.
+    pub queue: VecDeque<Step>,
+    /// Bytes of queued `Write` steps.
+    pub queued_bytes: usize,
+    /// A produce for the front step is in flight.
+    pub in_flight: bool,
+    /// Target batches found past the checkpoint (written before a crash, or by an uncertain
+    /// produce) that the next source batches must match instead of being written again.
+    pub target_tail: VecDeque<RawBatch>,
+    /// Drops control batches and aborted transactional data, as read_committed consumers do.
+    txn: TxnFilter,
+    /// Consecutive CRC failures at the same offset.
+    pub crc_streak: u32,
+    /// Per-partition fetch size, raised when a single batch does not fit.
+    pub fetch_max_bytes: i32,
+}
+
+impl PartitionRun {
+    pub fn new(tp: TopicPartition, map: OffsetMap, fetch_max_bytes: i32) -> Self {
+        let fetch_offset = map.next_source().0;
+        Self {
+            tp,
+            map,
+            fetch_offset,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            in_flight: false,
+            target_tail: VecDeque::new(),
+            txn: TxnFilter::default(),
+            crc_streak: 0,
+            fetch_max_bytes,
+        }
+    }
+
+    /// Queues what a fetch at `self.fetch_offset` returned.
+    pub fn accept_fetch(
+        &mut self,
+        records: Bytes,
+        aborted: &[AbortedTransaction],
+    ) -> Result<Accepted, BatchError> {
+        self.txn.note_aborted(aborted);
+        let split = batch::split(records)?;
+        let mut queued = 0;
+        for b in split.batches {
+            let h = *b.header();
+            if h.last_offset() < self.fetch_offset {
+                continue; // fully before our position (a fetch may start mid-batch)
+            }
+            if let Err(e) = b.verify_crc() {
+                self.crc_streak += 1;
+                return Ok(Accepted::CrcFailure {
+                    at: h.base_offset,
+                    error: e.to_string(),
+                });
+            }
+            self.crc_streak = 0;
+            let next = h.next_offset();
+            if self.txn.keep(&h) {
+                let p = Pending::new(b);
+                queued += p.bytes();
+                self.queued_bytes += p.bytes();
+                self.queue.push_back(Step::Write(p));
+            } else {
+                self.queue.push_back(Step::Skip(SourceOffset(next)));
+            }
+            self.fetch_offset = next;
+        }
+        Ok(Accepted::Queued(queued))
+    }
+
+    /// Applies leading `Skip` steps to the map; returns true if the map changed.
+    pub fn apply_skips(&mut self) -> Result<bool, crate::state::MapError> {
+        let mut changed = false;
+        while let Some(Step::Skip(to)) = self.queue.front() {
+            let to = *to;
+            self.map.skip_source(to)?;
+            self.queue.pop_front();
+            changed = true;
+        }
+        Ok(changed)
+    }
+
+    /// The next batch to produce, if the front step is a write and none is in flight.
+    pub fn next_write(&self) -> Option<&Pending> {
+        if self.in_flight {
+            return None;
+        }
+        match self.queue.front() {
+            Some(Step::Write(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Records that the front batch now lives at `target_base` on the target.
+    /// `target_span`: the target's offset span for it (`None` = same layout as the source).
+    pub fn on_written(
+        &mut self,
+        target_base: i64,
+        dense_present: Option<Vec<u32>>,
+    ) -> Result<(MapEntry, Pending), WriteMismatch> {
+        let Some(Step::Write(p)) = self.queue.front() else {
+            return Err(WriteMismatch("no batch was waiting to be written".into()));
+        };
+        let expected = self.map.next_target().0;
+        if target_base != expected {
+            return Err(WriteMismatch(format!(
+                "target end of {} moved from {expected} to {target_base}: another producer wrote to the mirror topic",
+                self.tp
+            )));
+        }
+        let h = p.source.header();
+        let entry = match dense_present {
+            None => MapEntry::shifted(
+                SourceOffset(h.base_offset),
+                SourceOffset(h.last_offset()),
+                TargetOffset(target_base),
+            ),
+            Some(present) => MapEntry::dense(
+                SourceOffset(h.base_offset),
+                SourceOffset(h.last_offset()),
+                TargetOffset(target_base),
+                present,
+            ),
+        };
+        self.map
+            .push(entry.clone())
+            .map_err(|e| WriteMismatch(e.to_string()))?;
+        let Some(Step::Write(p)) = self.queue.pop_front() else {
+            unreachable!("front was a write")
+        };
+        self.queued_bytes -= p.bytes();
+        self.in_flight = false;
+        let stored = self.map.last_entry().cloned().unwrap_or(entry);
+        Ok((stored, p))
+    }
+
+    /// When a target tail is pending, checks the front batch against it. `Some(Ok(base))`: it
+    /// is already on the target at `base`; `Some(Err)`: the tail is not ours.
+    pub fn match_tail(&mut self) -> Option<Result<i64, WriteMismatch>> {
+        let tail = self.target_tail.front()?;
+        let Some(Step::Write(p)) = self.queue.front() else {
+            return None;
+        };
+        let (s, t) = (p.source.header(), tail.header());
+        let same = tail.records_section() == p.source.records_section()
+            && s.record_count == t.record_count
+            && s.last_offset_delta == t.last_offset_delta
+            && s.max_timestamp == t.max_timestamp
+            && (s.attributes & attr::COMPRESSION_MASK) == (t.attributes & attr::COMPRESSION_MASK);
+        let base = t.base_offset;
+        self.target_tail.pop_front();
+        Some(if same {
+            Ok(base)
+        } else {
+            Err(WriteMismatch(format!(
+                "target offset {base} of {} holds a batch strait did not write (expected source offsets {}..={})",
+                self.tp,
+                s.base_offset,
+                s.last_offset()
+            )))
+        })
+    }
+
+    /// Drops queued work so fetching restarts from the map position (after an error or a
+    /// reconcile), returning the bytes released from the budget.
+    pub fn reset_to_map(&mut self) -> usize {
+        let freed = self.queued_bytes;
+        self.queue.clear();
+        self.queued_bytes = 0;
+        self.in_flight = false;
+        self.fetch_offset = self.map.next_source().0;
+        self.txn = TxnFilter::default();
+        freed
+    }
+}
+
+/// Tells, batch by batch in log order, which batches a read_committed consumer sees: not
+/// control batches (transaction markers), not the data of aborted transactions. Fed with the
+/// aborted-transaction lists that read_committed fetches return.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TxnFilter {
+    /// Aborted transactions listed by fetches and not yet reached.
+    pending: Vec<AbortedTransaction>,
+    /// Producers whose aborted transaction is open at the current position.
+    open: Vec<i64>,
+}
+
+impl TxnFilter {
+    /// Adds the aborted transactions a fetch response listed (duplicates are ignored).
+    pub fn note_aborted(&mut self, aborted: &[AbortedTransaction]) {
+        for a in aborted {
+            if !self.pending.contains(a) {
+                self.pending.push(*a);
+            }
+        }
+    }
+
+    /// Whether the batch with header `h` (the next one in log order) carries data a
+    /// read_committed consumer reads.
+    pub fn keep(&mut self, h: &BatchHeader) -> bool {
+        // Aborted transactions that start at or before this batch become open.
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].first_offset <= h.last_offset() {
+                let a = self.pending.swap_remove(i);
+                self.open.push(a.producer_id);
+            } else {
+                i += 1;
+            }
+        }
+        if h.is_control() {
+            // A marker ends its producer's transaction, committed or aborted.
+            self.open.retain(|p| *p != h.producer_id);
+            return false;
+        }
+        !(h.is_transactional() && self.open.contains(&h.producer_id))
+    }
+}
+
+/// The target does not hold what strait expected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WriteMismatch(pub String);
+
+#[cfg(test)]
+#[path = "partition_tests.rs"]
+mod tests;

@@ -1,0 +1,246 @@
+//! Pure-logic tests of one partition's mirror: what is queued, skipped and written, and what
+//! the map records. Batches are built with kafka-protocol's encoder.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+use super::*;
+use crate::client::data::AbortedTransaction;
+use crate::state::Lookup;
+
+/// One batch of `n` records at `base`, optionally transactional / control for `pid`.
+fn batch(base: i64, n: i64, pid: i64, transactional: bool, control: bool) -> Bytes {
+    let recs: Vec<Record> = (0..n)
+        .map(|i| Record {
+            transactional,
+            control,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: pid,
+            producer_epoch: if pid >= 0 { 0 } else { -1 },
+            timestamp_type: TimestampType::Creation,
+            offset: base + i,
+            // kafka-protocol batches records whose (offset - sequence) agree; base sequence
+            // stays -1 for non-idempotent batches.
+            sequence: if pid >= 0 { i as i32 } else { i as i32 - 1 },
+            timestamp: 1_000 + base + i,
+            key: Some(Bytes::from(format!("k{}", base + i))),
+            // Control records carry a marker key/value; any bytes do for these tests.
+            value: Some(Bytes::from_static(b"value")),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &recs,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+fn run() -> PartitionRun {
+    PartitionRun::new(
+        TopicPartition::new("t", 0),
+        OffsetMap::new(SourceOffset(0), TargetOffset(0)),
+        1 << 20,
+    )
+}
+
+fn blob(parts: &[Bytes]) -> Bytes {
+    parts
+        .iter()
+        .flat_map(|b| b.iter().copied())
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// Writes every queued batch as if the target kept offsets; returns target bases.
+fn write_all(r: &mut PartitionRun) -> Vec<i64> {
+    let mut bases = Vec::new();
+    loop {
+        r.apply_skips().unwrap();
+        let Some(p) = r.next_write() else { break };
+        let _ = p;
+        let base = r.map.next_target().0;
+        r.in_flight = true;
+        r.on_written(base, None).unwrap();
+        bases.push(base);
+    }
+    bases
+}
+
+#[test]
+fn plain_batches_are_written_byte_for_byte_and_map_identically() {
+    let mut r = run();
+    let b1 = batch(0, 3, -1, false, false);
+    let b2 = batch(3, 2, -1, false, false);
+    assert_eq!(
+        r.accept_fetch(blob(&[b1.clone(), b2]), &[]).unwrap(),
+        Accepted::Queued(r.queued_bytes)
+    );
+    let Some(Step::Write(p)) = r.queue.front() else {
+        panic!()
+    };
+    assert_eq!(
+        p.to_write, b1,
+        "a batch without producer identity is produced unchanged"
+    );
+    assert_eq!(write_all(&mut r), vec![0, 3]);
+    assert_eq!(r.map.entries().len(), 1, "identity mapping stays one entry");
+    assert_eq!(
+        r.map.target_for(SourceOffset(4)),
+        Lookup::Mapped(TargetOffset(4))
+    );
+    assert_eq!(r.map.next_source(), SourceOffset(5));
+    assert_eq!(r.queued_bytes, 0);
+}
+
+#[test]
+fn producer_identity_is_stripped_and_records_stay_identical() {
+    let mut r = run();
+    let b = batch(0, 4, 77, false, false);
+    r.accept_fetch(b.clone(), &[]).unwrap();
+    let Some(Step::Write(p)) = r.queue.front() else {
+        panic!()
+    };
+    let written = RawBatch::from_bytes(p.to_write.clone()).unwrap();
+    assert_eq!(written.header().producer_id, -1);
+    assert_eq!(written.header().base_sequence, -1);
+    assert_eq!(
+        written.records_section(),
+        RawBatch::from_bytes(b).unwrap().records_section()
+    );
+    written.verify_crc().unwrap();
+}
+
+#[test]
+fn control_and_aborted_batches_are_skipped_and_gaps_map_forward() {
+    let mut r = run();
+    // 0..2 data, 2..4 aborted txn of pid 9, 4 abort marker, 5..7 data
+    let parts = [
+        batch(0, 2, -1, false, false),
+        batch(2, 2, 9, true, false),
+        batch(4, 1, 9, true, true),
+        batch(5, 2, -1, false, false),
+    ];
+    r.accept_fetch(
+        blob(&parts),
+        &[AbortedTransaction {
+            producer_id: 9,
+            first_offset: 2,
+        }],
+    )
+    .unwrap();
+    assert_eq!(
+        write_all(&mut r),
+        vec![0, 2],
+        "two data batches written, target contiguous"
+    );
+    assert_eq!(r.map.next_source(), SourceOffset(7));
+    assert_eq!(r.map.next_target(), TargetOffset(4));
+    // A committed offset inside the aborted/marker gap translates to the next mirrored record.
+    assert_eq!(
+        r.map.target_for(SourceOffset(3)),
+        Lookup::Mapped(TargetOffset(2))
+    );
+    assert_eq!(
+        r.map.target_for(SourceOffset(5)),
+        Lookup::Mapped(TargetOffset(2))
+    );
+    assert_eq!(
+        r.map.target_for(SourceOffset(7)),
+        Lookup::Mapped(TargetOffset(4))
+    );
+    assert_eq!(r.map.target_for(SourceOffset(8)), Lookup::NotYetMirrored);
+}
+
+#[test]
+fn committed_transactions_are_written() {
+    let mut r = run();
+    let parts = [batch(0, 2, 5, true, false), batch(2, 1, 5, true, true)];
+    r.accept_fetch(blob(&parts), &[]).unwrap();
+    assert_eq!(write_all(&mut r), vec![0]);
+    assert_eq!(r.map.next_source(), SourceOffset(3));
+}
+
+#[test]
+fn an_unexpected_target_offset_is_a_foreign_write() {
+    let mut r = run();
+    r.accept_fetch(batch(0, 2, -1, false, false), &[]).unwrap();
+    r.in_flight = true;
+    let err = r.on_written(5, None).unwrap_err();
+    assert!(err.0.contains("another producer wrote"), "{}", err.0);
+    assert_eq!(r.map.next_target(), TargetOffset(0), "nothing recorded");
+}
+
+#[test]
+fn a_matching_target_tail_is_recorded_not_rewritten() {
+    let mut r = run();
+    let b1 = batch(0, 2, 3, false, false);
+    r.accept_fetch(blob(&[b1.clone(), batch(2, 2, -1, false, false)]), &[])
+        .unwrap();
+    // The target already holds batch 1 (written before a crash, producer id stripped).
+    let stored = RawBatch::from_bytes(b1).unwrap().without_producer();
+    r.target_tail.push_back(stored);
+    assert_eq!(r.match_tail(), Some(Ok(0)));
+    r.in_flight = true;
+    r.on_written(0, None).unwrap();
+    assert!(r.match_tail().is_none(), "tail consumed");
+    assert_eq!(write_all(&mut r), vec![2]);
+}
+
+#[test]
+fn a_foreign_target_tail_stops_the_partition() {
+    let mut r = run();
+    r.accept_fetch(batch(0, 2, -1, false, false), &[]).unwrap();
+    r.target_tail
+        .push_back(RawBatch::from_bytes(batch(0, 3, -1, false, false)).unwrap());
+    let err = r.match_tail().unwrap().unwrap_err();
+    assert!(err.0.contains("did not write"), "{}", err.0);
+}
+
+#[test]
+fn a_corrupt_batch_is_never_queued() {
+    let mut r = run();
+    let good = batch(0, 2, -1, false, false);
+    let mut bad = batch(2, 2, -1, false, false).to_vec();
+    let n = bad.len();
+    bad[n - 1] ^= 0x10;
+    let acc = r
+        .accept_fetch(blob(&[good, Bytes::from(bad)]), &[])
+        .unwrap();
+    assert!(matches!(acc, Accepted::CrcFailure { at: 2, .. }), "{acc:?}");
+    assert_eq!(r.queue.len(), 1, "the good batch before it is queued");
+    assert_eq!(
+        r.fetch_offset, 2,
+        "the next fetch starts at the corrupt batch again"
+    );
+    assert_eq!(r.crc_streak, 1);
+}
+
+#[test]
+fn a_fetch_starting_inside_a_batch_keeps_the_whole_batch() {
+    let mut r = PartitionRun::new(
+        TopicPartition::new("t", 0),
+        OffsetMap::new(SourceOffset(3), TargetOffset(0)),
+        1 << 20,
+    );
+    r.accept_fetch(
+        blob(&[batch(0, 2, -1, false, false), batch(2, 3, -1, false, false)]),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        r.queue.len(),
+        1,
+        "the batch ending before the start is dropped"
+    );
+    assert_eq!(r.fetch_offset, 5);
+}

@@ -1,0 +1,397 @@
+//! The mirror end to end on real brokers: Apache Kafka -> Apache Kafka and Apache Kafka ->
+//! tansu. Data is written by rdkafka, mirrored by strait, and checked by `verify` (through the
+//! offset map) and by an rdkafka consumer on each side.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strait_linker::client::KafkaClient;
+use strait_linker::client::data::{Isolation, ProduceItem};
+use strait_linker::mirror::{
+    Mirror, MirrorSettings, MirrorStatus, PartitionState, StatusHandle, verify,
+};
+use strait_linker::state::StateStore;
+use strait_testkit::{Broker, kafka_source, kafka_target, tansu_target, unique};
+use support::*;
+use tokio_util::sync::CancellationToken;
+
+/// A mirror of exactly `topics`, running in this process with its own state directory.
+struct Running {
+    status: StatusHandle,
+    cancel: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+    store: Arc<StateStore>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start_mirror(
+    source: &Broker,
+    target: &Broker,
+    topics: &[&str],
+    tune: impl FnOnce(&mut MirrorSettings),
+) -> Running {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(StateStore::open(dir.path()).unwrap());
+    let wanted: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+    let mut settings = MirrorSettings::new(Arc::new(move |t: &str| wanted.iter().any(|w| w == t)));
+    settings.topic_refresh = Duration::from_millis(500);
+    tune(&mut settings);
+    let mirror = Mirror::new(
+        client(source).await,
+        client(target).await,
+        Arc::clone(&store),
+        settings,
+    );
+    let status = mirror.status();
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    let task = tokio::spawn(async move { mirror.run(token).await.expect("mirror runs") });
+    Running {
+        status,
+        cancel,
+        task,
+        store,
+        _dir: dir,
+    }
+}
+
+impl Running {
+    async fn stop(self) -> (Arc<StateStore>, tempfile::TempDir) {
+        self.cancel.cancel();
+        self.task.await.unwrap();
+        (self.store, self._dir)
+    }
+}
+
+/// Waits until every partition of `topic` (with `partitions` partitions) has mirrored up to
+/// the source end `ends[p]`.
+async fn wait_caught_up(status: &StatusHandle, topic: &str, ends: &[i64]) -> MirrorStatus {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = status.snapshot();
+        let done = ends.iter().enumerate().all(|(p, end)| {
+            s.partitions.iter().any(|(tp, v)| {
+                tp.topic == topic
+                    && tp.partition == p as i32
+                    && v.next_source >= *end
+                    && v.state == PartitionState::CaughtUp
+            })
+        });
+        if done {
+            return s;
+        }
+        for (tp, v) in &s.partitions {
+            if let PartitionState::Error { message } = &v.state {
+                panic!("{tp} failed: {message}");
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mirror of {topic} did not catch up: {:#?} {:?}",
+            s.partitions,
+            s.topic_problems
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn source_end(c: &KafkaClient, topic: &str, partition: i32) -> i64 {
+    let key = (topic.to_owned(), partition);
+    c.list_offsets(
+        std::slice::from_ref(&key),
+        strait_linker::client::data::OffsetSpec::Latest,
+        Isolation::ReadCommitted,
+    )
+    .await
+    .remove(&key)
+    .unwrap()
+    .unwrap()
+    .offset
+}
+
+async fn assert_verified(source: &Broker, target: &Broker, store: &StateStore, topic: &str) {
+    let report = verify::verify(&client(source).await, &client(target).await, store, |t| {
+        t == topic
+    })
+    .await
+    .unwrap();
+    assert!(report.identical, "verify found differences: {report:#?}");
+    assert!(
+        report.partitions.iter().map(|p| p.matched).sum::<u64>() > 0,
+        "verify compared records"
+    );
+}
+
+/// The data matrix: every codec, headers, null keys, tombstones, a record near 1 MB, an
+/// idempotent producer and (Kafka targets) committed and aborted transactions.
+async fn data_matrix(target: &Broker) {
+    use rdkafka::producer::Producer as _;
+    let source = kafka_source();
+    let sc = client(source).await;
+    let topic = unique("mirror-matrix");
+    create_topic(&sc, &topic, 1, &[("max.message.bytes", "2097152")]).await;
+    let mut expected = Vec::new();
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let recs = sample_records(12, codec);
+        send_all(
+            &producer(
+                source,
+                &[("compression.type", codec), ("batch.num.messages", "5")],
+            ),
+            &topic,
+            0,
+            &recs,
+        )
+        .await;
+        expected.extend(recs);
+    }
+    let mut big = sample_records(1, "big");
+    big[0].value = Some(vec![7u8; 1_000_000]);
+    send_all(
+        &producer(source, &[("message.max.bytes", "3000000")]),
+        &topic,
+        0,
+        &big,
+    )
+    .await;
+    expected.extend(big);
+    let idem = sample_records(10, "idem");
+    send_all(
+        &producer(source, &[("enable.idempotence", "true")]),
+        &topic,
+        0,
+        &idem,
+    )
+    .await;
+    expected.extend(idem);
+    let p = producer(source, &[("transactional.id", &unique("tx"))]);
+    let t = Duration::from_secs(30);
+    p.init_transactions(t).unwrap();
+    for (i, tag) in ["tx-commit", "tx-abort", "tx-commit-2"]
+        .into_iter()
+        .enumerate()
+    {
+        let recs = sample_records(4, tag);
+        p.begin_transaction().unwrap();
+        send_all(&p, &topic, 0, &recs).await;
+        if i == 1 {
+            p.abort_transaction(t).unwrap();
+        } else {
+            p.commit_transaction(t).unwrap();
+            expected.extend(recs);
+        }
+    }
+    let end = source_end(&sc, &topic, 0).await;
+
+    let m = start_mirror(source, target, &[&topic], |_| {}).await;
+    wait_caught_up(&m.status, &topic, &[end]).await;
+    let (store, _dir) = m.stop().await;
+    assert_verified(source, target, &store, &topic).await;
+    let theirs = consume_n(target, &topic, 0, expected.len(), false);
+    assert_same("rdkafka on the target", &recs(&theirs), &expected);
+    // Up to the first transaction marker, target offsets equal source offsets.
+    let src_offsets: Vec<i64> = consume_n(source, &topic, 0, 71, true)
+        .iter()
+        .map(|(o, _)| *o)
+        .collect();
+    let tgt_offsets: Vec<i64> = theirs.iter().take(71).map(|(o, _)| *o).collect();
+    assert_eq!(
+        src_offsets, tgt_offsets,
+        "contiguous source data keeps its offsets"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_matrix_mirrors_identically_kafka_to_kafka() {
+    data_matrix(kafka_target()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_matrix_mirrors_identically_kafka_to_tansu() {
+    data_matrix(tansu_target()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn new_topics_and_partition_growth_are_picked_up_within_10s() {
+    let (source, target) = (kafka_source(), kafka_target());
+    let sc = client(source).await;
+    let (first, second) = (unique("grow-a"), unique("grow-b"));
+    create_topic(&sc, &first, 1, &[]).await;
+    send_all(&producer(source, &[]), &first, 0, &sample_records(5, "a")).await;
+    let m = start_mirror(source, target, &[&first, &second], |s| {
+        s.topic_refresh = Duration::from_secs(5)
+    })
+    .await;
+    wait_caught_up(&m.status, &first, &[5]).await;
+
+    create_topic(&sc, &second, 2, &[]).await;
+    send_all(&producer(source, &[]), &second, 1, &sample_records(3, "b")).await;
+    let t0 = Instant::now();
+    wait_caught_up(&m.status, &second, &[0, 3]).await;
+    println!("new topic mirrored after {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "new topic took {:?}",
+        t0.elapsed()
+    );
+
+    sc.create_partitions(&first, 3, Duration::from_secs(30))
+        .await
+        .unwrap();
+    sc.invalidate_topic(&first);
+    send_all(&producer(source, &[]), &first, 2, &sample_records(4, "a2")).await;
+    let t0 = Instant::now();
+    wait_caught_up(&m.status, &first, &[5, 0, 4]).await;
+    println!("partition growth mirrored after {:?}", t0.elapsed());
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "partition growth took {:?}",
+        t0.elapsed()
+    );
+    let tc = client(target).await;
+    assert_eq!(tc.topic(&first).await.unwrap().unwrap().partitions.len(), 3);
+    let (store, _dir) = m.stop().await;
+    assert_verified(source, target, &store, &first).await;
+    assert_verified(source, target, &store, &second).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_write_to_a_mirror_topic_stops_that_partition() {
+    let (source, target) = (kafka_source(), kafka_target());
+    let sc = client(source).await;
+    let topic = unique("foreign");
+    create_topic(&sc, &topic, 2, &[]).await;
+    send_all(&producer(source, &[]), &topic, 0, &sample_records(5, "f")).await;
+    let m = start_mirror(source, target, &[&topic], |_| {}).await;
+    wait_caught_up(&m.status, &topic, &[5, 0]).await;
+    // Someone else writes to partition 0 of the mirror topic.
+    send_all(
+        &producer(target, &[]),
+        &topic,
+        0,
+        &sample_records(1, "intruder"),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = m.status.snapshot();
+        let p0 = s
+            .partitions
+            .iter()
+            .find(|(tp, _)| tp.topic == topic && tp.partition == 0)
+            .unwrap()
+            .1
+            .clone();
+        if let PartitionState::Error { message } = &p0.state {
+            assert!(message.contains("another producer wrote"), "{message}");
+            let p1 = s
+                .partitions
+                .iter()
+                .find(|(tp, _)| tp.topic == topic && tp.partition == 1)
+                .unwrap()
+                .1;
+            assert!(p1.state.is_running(), "the other partition keeps running");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "foreign write not detected: {p0:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // More source data is not written to the stopped partition.
+    send_all(
+        &producer(source, &[]),
+        &topic,
+        0,
+        &sample_records(2, "more"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_store, _dir) = m.stop().await;
+    let tc = client(target).await;
+    let f = fetch_all(&tc, &topic, 0, Isolation::ReadUncommitted).await;
+    assert_eq!(f.end, 6, "5 mirrored + 1 foreign record, nothing more");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_topic_with_foreign_data_is_refused() {
+    let (source, target) = (kafka_source(), kafka_target());
+    let (sc, tc) = (client(source).await, client(target).await);
+    let topic = unique("occupied");
+    create_topic(&sc, &topic, 1, &[]).await;
+    create_topic(&tc, &topic, 1, &[]).await;
+    send_all(&producer(source, &[]), &topic, 0, &sample_records(3, "s")).await;
+    send_all(
+        &producer(target, &[]),
+        &topic,
+        0,
+        &sample_records(2, "already-there"),
+    )
+    .await;
+    let m = start_mirror(source, target, &[&topic], |_| {}).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = m.status.snapshot();
+        if let Some(p) = s.topic_problems.iter().find(|p| p.topic == topic) {
+            assert!(
+                p.message.contains("data strait did not write"),
+                "{}",
+                p.message
+            );
+            assert!(
+                !s.partitions.keys().any(|tp| tp.topic == topic),
+                "nothing mirrored"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "occupied target not reported");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    m.stop().await;
+    let f = fetch_all(&tc, &topic, 0, Isolation::ReadUncommitted).await;
+    assert_eq!(f.end, 2, "nothing appended to the occupied topic");
+    let _ = ProduceItem {
+        topic,
+        partition: 0,
+        batch: Default::default(),
+    };
+}
+
+/// `strait run` with a bad config exits non-zero and names the problem.
+#[test]
+fn bad_configs_exit_nonzero_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = |extra_mirror: &str, bootstrap: &str| {
+        format!(
+            "[source]\nbootstrap_servers = \"{bootstrap}\"\n[target]\nbootstrap_servers = \"127.0.0.1:1\"\n[mirror]\ntopics = [\"a\"]\n{extra_mirror}\n[state]\ndir = \"{}\"\n",
+            dir.path().join("state").display()
+        )
+    };
+    let cases = [
+        (base("colour = \"blue\"", "127.0.0.1:1"), "colour"),
+        (
+            base("exclude = [\"(\"]", "127.0.0.1:1"),
+            "mirror.exclude[0]",
+        ),
+        (base("", "not-an-address"), "source.bootstrap_servers"),
+        (base("", "127.0.0.1:1"), "cannot reach the source cluster"),
+    ];
+    for (i, (toml, expect)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("c{i}.toml"));
+        std::fs::write(&path, toml).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strait"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "case {i} should fail");
+        assert!(
+            stderr.contains(expect),
+            "case {i}: expected `{expect}` in: {stderr}"
+        );
+    }
+}
