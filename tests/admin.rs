@@ -410,7 +410,10 @@ async fn sasl_over_tls_and_acls_on_kafka() {
         permission: AclPermission::Deny,
         ..allow.clone()
     };
-    admin.create_acls(std::slice::from_ref(&allow)).await.unwrap();
+    admin
+        .create_acls(std::slice::from_ref(&allow))
+        .await
+        .unwrap();
 
     let alice = KafkaClient::connect(secure_config(
         &broker,
@@ -431,7 +434,10 @@ async fn sasl_over_tls_and_acls_on_kafka() {
     let ok = wait_for_produce(&alice, batch, true).await;
     assert!(ok.is_ok(), "alice may write: {ok:?}");
 
-    admin.create_acls(std::slice::from_ref(&deny_write)).await.unwrap();
+    admin
+        .create_acls(std::slice::from_ref(&deny_write))
+        .await
+        .unwrap();
     let denied = wait_for_produce(&alice, batch, false).await.unwrap_err();
     assert_eq!(
         denied.code(),

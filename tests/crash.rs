@@ -92,10 +92,14 @@ async fn crash_loop(target: &'static Broker) {
         })
     };
 
-    let mut rng = rand::rng();
-    for i in 0..KILLS {
+    // Random lifetimes, drawn up front (the thread-local RNG must not live across awaits).
+    let lifetimes: Vec<u64> = {
+        let mut rng = rand::rng();
+        (0..KILLS).map(|_| rng.random_range(150..1500)).collect()
+    };
+    for (i, ms) in lifetimes.into_iter().enumerate() {
         let mut child = spawn_strait(&config, &log);
-        let alive = Duration::from_millis(rng.random_range(150..1500));
+        let alive = Duration::from_millis(ms);
         tokio::time::sleep(alive).await;
         child.kill().expect("SIGKILL"); // std's kill() is SIGKILL on Unix
         let status = child.wait().unwrap();

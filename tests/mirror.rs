@@ -131,7 +131,8 @@ async fn data_matrix(target: &Broker) {
     let source = kafka_source();
     let sc = client(source).await;
     let topic = unique("mirror-matrix");
-    create_topic(&sc, &topic, 1, &[("max.message.bytes", "2097152")]).await;
+    // Kafka's default limit (1 MiB + 12): the ~1 MB record below sits just under it.
+    create_topic(&sc, &topic, 1, &[("max.message.bytes", "1048588")]).await;
     let mut expected = Vec::new();
     for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
         let recs = sample_records(12, codec);
@@ -148,9 +149,15 @@ async fn data_matrix(target: &Broker) {
         expected.extend(recs);
     }
     let mut big = sample_records(1, "big");
-    big[0].value = Some(vec![7u8; 1_000_000]);
+    big[0].value = Some(vec![7u8; 1_040_000]);
     send_all(
-        &producer(source, &[("message.max.bytes", "3000000")]),
+        &producer(
+            source,
+            &[
+                ("message.max.bytes", "1048588"),
+                ("compression.type", "none"),
+            ],
+        ),
         &topic,
         0,
         &big,

@@ -7,10 +7,10 @@
 //! which merges duplicate keys, so records are parsed here; decompression is still the
 //! crate's.
 
-use bytes::{Buf, Bytes};
-use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::compression::{Compressor, Decompressor, Gzip, Lz4, Snappy, Zstd};
 
-use crate::batch::{BatchError, Compression, RawBatch};
+use crate::batch::{BatchError, BatchHeader, Compression, HEADER_LEN, RawBatch};
 
 /// One record, as a consumer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +54,102 @@ pub fn decode(batch: &RawBatch) -> Result<Vec<Record>, BatchError> {
         out.push(r);
     }
     Ok(out)
+}
+
+/// Re-encodes a batch whose records have offset gaps (a compacted batch) with contiguous
+/// offset deltas `0..n`, for targets that refuse gapped batches (Apache Kafka does, with
+/// INVALID_RECORD). Keys, values, headers (order and duplicates kept), timestamps, attributes
+/// and the compression codec are unchanged; the compressed bytes and the CRC are new.
+/// Returns the new batch and the source offset deltas of the records, in order (what the
+/// offset map needs to translate offsets inside the batch).
+pub fn reencode_contiguous(batch: &RawBatch) -> Result<(RawBatch, Vec<u32>), BatchError> {
+    let h = *batch.header();
+    let malformed = |reason: String| BatchError::Malformed {
+        position: 0,
+        base_offset: h.base_offset,
+        reason,
+    };
+    let records = decode(batch)?;
+    let mut plain = BytesMut::new();
+    let mut present = Vec::with_capacity(records.len());
+    for (i, r) in records.iter().enumerate() {
+        present.push(
+            u32::try_from(r.offset - h.base_offset)
+                .map_err(|_| malformed("record offset below the batch base".into()))?,
+        );
+        write_record(&mut plain, r, i as i64, r.timestamp - h.base_timestamp);
+    }
+    let mut section = BytesMut::new();
+    let codec = h.compression()?;
+    // The closure's error type is kafka-protocol's (anyhow), inferred from `compress`; it
+    // only borrows `plain`, so it is Copy and serves every arm.
+    let put = |b: &mut BytesMut| {
+        b.put_slice(&plain);
+        Ok(())
+    };
+    let compressed = match codec {
+        Compression::None => {
+            <kafka_protocol::compression::None as Compressor<BytesMut>>::compress(&mut section, put)
+        }
+        Compression::Gzip => <Gzip as Compressor<BytesMut>>::compress(&mut section, put),
+        Compression::Snappy => <Snappy as Compressor<BytesMut>>::compress(&mut section, put),
+        Compression::Lz4 => <Lz4 as Compressor<BytesMut>>::compress(&mut section, put),
+        Compression::Zstd => <Zstd as Compressor<BytesMut>>::compress(&mut section, put),
+    };
+    compressed.map_err(|e| malformed(format!("cannot recompress: {e}")))?;
+    let count = i32::try_from(records.len()).map_err(|_| malformed("too many records".into()))?;
+    let total = HEADER_LEN + section.len();
+    let header = BatchHeader {
+        batch_length: i32::try_from(total - 12).map_err(|_| malformed("batch too large".into()))?,
+        last_offset_delta: count - 1,
+        record_count: count,
+        ..h
+    };
+    let mut out = vec![0u8; HEADER_LEN];
+    header.write_to(&mut out)?;
+    out.extend_from_slice(&section);
+    let crc = crc32c::crc32c(&out[crate::batch::CRC_COVERED_FROM..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Ok((RawBatch::from_bytes(Bytes::from(out))?, present))
+}
+
+fn write_record(out: &mut BytesMut, r: &Record, offset_delta: i64, ts_delta: i64) {
+    let mut body = BytesMut::new();
+    body.put_i8(0); // record attributes: unused in v2
+    put_varint(&mut body, ts_delta);
+    put_varint(&mut body, offset_delta);
+    put_bytes(&mut body, r.key.as_deref());
+    put_bytes(&mut body, r.value.as_deref());
+    put_varint(&mut body, r.headers.len() as i64);
+    for (k, v) in &r.headers {
+        put_bytes(&mut body, Some(k));
+        put_bytes(&mut body, v.as_deref());
+    }
+    put_varint(out, body.len() as i64);
+    out.put_slice(&body);
+}
+
+fn put_bytes(out: &mut BytesMut, b: Option<&[u8]>) {
+    match b {
+        None => put_varint(out, -1),
+        Some(b) => {
+            put_varint(out, b.len() as i64);
+            out.put_slice(b);
+        }
+    }
+}
+
+fn put_varint(out: &mut BytesMut, v: i64) {
+    let mut z = ((v << 1) ^ (v >> 63)) as u64;
+    loop {
+        let b = (z & 0x7f) as u8;
+        z >>= 7;
+        if z == 0 {
+            out.put_u8(b);
+            return;
+        }
+        out.put_u8(b | 0x80);
+    }
 }
 
 fn decompress<D: Decompressor<Bytes>>(section: &mut Bytes) -> Result<Bytes, String>
@@ -234,6 +330,85 @@ mod tests {
         cut[8..12].copy_from_slice(&new_len.to_be_bytes());
         let raw = RawBatch::from_bytes(cut.freeze()).unwrap();
         assert!(decode(&raw).is_err());
+    }
+
+    /// A compacted-style batch: records at offsets 100, 105 and 109 only.
+    fn gapped(compression: KpCompression) -> RawBatch {
+        let recs: Vec<KpRecord> = [0i64, 5, 9]
+            .iter()
+            .map(|d| KpRecord {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: 100 + d,
+                // kafka-protocol groups records whose (offset - sequence) agree into one batch.
+                sequence: *d as i32 - 1,
+                timestamp: 5_000 + d,
+                key: Some(Bytes::from(format!("k{d}"))),
+                value: None,
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &recs,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .unwrap();
+        RawBatch::from_bytes(buf.freeze()).unwrap()
+    }
+
+    #[test]
+    fn reencoding_a_gapped_batch_keeps_records_and_codec() {
+        for c in [
+            KpCompression::None,
+            KpCompression::Gzip,
+            KpCompression::Snappy,
+            KpCompression::Lz4,
+            KpCompression::Zstd,
+        ] {
+            let src = gapped(c);
+            assert_eq!(
+                (src.header().record_count, src.header().last_offset_delta),
+                (3, 9)
+            );
+            let (dense, present) = reencode_contiguous(&src).unwrap();
+            dense.verify_crc().unwrap();
+            assert_eq!(present, vec![0, 5, 9]);
+            let h = dense.header();
+            assert_eq!(
+                (h.record_count, h.last_offset_delta, h.base_offset),
+                (3, 2, 100)
+            );
+            assert_eq!(
+                h.attributes & 7,
+                src.header().attributes & 7,
+                "{c:?}: same codec"
+            );
+            assert_eq!(
+                (h.base_timestamp, h.max_timestamp),
+                (src.header().base_timestamp, src.header().max_timestamp)
+            );
+            let (before, after) = (decode(&src).unwrap(), decode(&dense).unwrap());
+            assert_eq!(
+                after.iter().map(|r| r.offset).collect::<Vec<_>>(),
+                vec![100, 101, 102]
+            );
+            for (b, a) in before.iter().zip(&after) {
+                assert_eq!(
+                    (&b.key, &b.value, &b.headers, b.timestamp),
+                    (&a.key, &a.value, &a.headers, a.timestamp)
+                );
+            }
+        }
     }
 
     #[test]

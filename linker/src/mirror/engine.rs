@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::partition::{Accepted, PartitionRun, WriteMismatch};
+use super::partition::{Accepted, PartitionRun, WriteMismatch, is_gapped};
 use super::status::{PartitionState, PartitionView, StatusHandle, TopicProblem};
 use super::{MirrorSettings, Start, topics};
 use crate::batch::{self, RawBatch};
@@ -635,14 +635,14 @@ impl Engine {
                 if !slot.run.target_tail.is_empty() {
                     continue; // matched against the tail in `match_tails`, never re-written
                 }
-                if size > 0 && size + p.to_write.len() > MAX_PRODUCE_REQUEST_BYTES {
+                if size > 0 && size + p.to_write().len() > MAX_PRODUCE_REQUEST_BYTES {
                     break;
                 }
-                size += p.to_write.len();
+                size += p.to_write().len();
                 items.push(ProduceItem {
                     topic: slot.run.tp.topic.clone(),
                     partition: slot.run.tp.partition,
-                    batch: p.to_write.clone(),
+                    batch: p.to_write().clone(),
                 });
                 slot.run.in_flight = true;
                 slot.retry_at = None;
@@ -674,12 +674,25 @@ impl Engine {
             match r {
                 Ok(ack) => {
                     let dense = match slot.run.next_write() {
+                        Some(p) if p.present.is_some() => p.present.clone(),
                         Some(p) if is_gapped(&p.source) => {
                             self.target_layout(&tp, ack.base_offset).await
                         }
                         _ => None,
                     };
                     self.record_write(&tp, ack.base_offset, dense)?;
+                }
+                // Apache Kafka refuses batches whose records skip offsets (compacted data):
+                // from now on such batches are re-encoded with contiguous offsets.
+                Err(e)
+                    if e.code() == Some(87)
+                        && !slot.run.reencode_gapped
+                        && slot.run.next_write().is_some_and(|p| is_gapped(&p.source)) =>
+                {
+                    tracing::info!(partition = %tp, "target refuses batches with offset gaps; re-encoding compacted batches densely");
+                    slot.run.reencode_gapped = true;
+                    let freed = slot.run.reset_to_map();
+                    self.budget_used -= freed;
                 }
                 Err(e) if e.retry() == Retry::No => {
                     self.fail(&tp, format!("the target refused a batch: {e}"))?;
@@ -983,11 +996,6 @@ fn checkpoint(run: &PartitionRun) -> PartitionCheckpoint {
         next_target: run.map.next_target(),
         status: PartitionStatus::Active,
     }
-}
-
-fn is_gapped(b: &RawBatch) -> bool {
-    let h = b.header();
-    i64::from(h.record_count) != i64::from(h.last_offset_delta) + 1
 }
 
 /// Every batch on the target from `from` to its end.

@@ -28,7 +28,7 @@ use crate::state::{MapEntry, OffsetMap};
 #[derive(Debug, Clone)]
 pub(crate) enum Step {
     /// Write this batch.
-    Write(Pending),
+    Write(Box<Pending>),
     /// Advance the source position over offsets that produce no target data.
     Skip(SourceOffset),
 }
@@ -38,21 +38,39 @@ pub(crate) enum Step {
 pub(crate) struct Pending {
     /// The batch as fetched (CRC verified).
     pub source: RawBatch,
-    /// The bytes to produce (producer identity stripped when present; base offset 0).
-    pub to_write: Bytes,
+    /// The batch to produce: producer identity stripped when present, base offset 0, and,
+    /// for a gapped batch on a target that refuses gaps, re-encoded with contiguous offsets.
+    pub written: RawBatch,
+    /// Set when `written` was re-encoded: the source offset deltas of its records, in order.
+    pub present: Option<Vec<u32>>,
 }
 
 impl Pending {
-    fn new(source: RawBatch) -> Self {
+    fn new(source: RawBatch, reencode_gapped: bool) -> Result<Self, BatchError> {
         let h = source.header();
-        let out = if h.producer_id >= 0 || h.is_transactional() {
+        let mut out = if h.producer_id >= 0 || h.is_transactional() {
             source.without_producer()
         } else {
             source.clone()
         };
+        let mut present = None;
+        if reencode_gapped && is_gapped(&source) {
+            let (dense, deltas) = crate::records::reencode_contiguous(&out)?;
+            out = dense;
+            present = Some(deltas);
+        }
         // Brokers require produced batches to start at base offset 0 (outside the CRC).
-        let to_write = out.with_base_offset(0).into_bytes();
-        Self { source, to_write }
+        let written = out.with_base_offset(0);
+        Ok(Self {
+            source,
+            written,
+            present,
+        })
+    }
+
+    /// The bytes to produce.
+    pub fn to_write(&self) -> &Bytes {
+        self.written.bytes()
     }
 
     /// Size counted against the in-flight byte budget.
@@ -93,6 +111,8 @@ pub(crate) struct PartitionRun {
     pub crc_streak: u32,
     /// Per-partition fetch size, raised when a single batch does not fit.
     pub fetch_max_bytes: i32,
+    /// The target refuses batches with offset gaps (Apache Kafka): re-encode them densely.
+    pub reencode_gapped: bool,
 }
 
 impl PartitionRun {
@@ -109,6 +129,7 @@ impl PartitionRun {
             txn: TxnFilter::default(),
             crc_streak: 0,
             fetch_max_bytes,
+            reencode_gapped: false,
         }
     }
 
@@ -135,11 +156,20 @@ impl PartitionRun {
             }
             self.crc_streak = 0;
             let next = h.next_offset();
+            if self.map.entries().is_empty()
+                && self.queue.is_empty()
+                && h.base_offset < self.map.next_source().0
+            {
+                // The start position lies inside this batch (a raised log start, or a start
+                // by timestamp). A batch is indivisible: mirror it whole and start the map at
+                // its base, so every byte written is accounted for.
+                self.map = OffsetMap::new(SourceOffset(h.base_offset), self.map.next_target());
+            }
             if self.txn.keep(&h) {
-                let p = Pending::new(b);
+                let p = Pending::new(b, self.reencode_gapped)?;
                 queued += p.bytes();
                 self.queued_bytes += p.bytes();
-                self.queue.push_back(Step::Write(p));
+                self.queue.push_back(Step::Write(Box::new(p)));
             } else {
                 self.queue.push_back(Step::Skip(SourceOffset(next)));
             }
@@ -211,7 +241,7 @@ impl PartitionRun {
         self.queued_bytes -= p.bytes();
         self.in_flight = false;
         let stored = self.map.last_entry().cloned().unwrap_or(entry);
-        Ok((stored, p))
+        Ok((stored, *p))
     }
 
     /// When a target tail is pending, checks the front batch against it. `Some(Ok(base))`: it
@@ -221,8 +251,8 @@ impl PartitionRun {
         let Some(Step::Write(p)) = self.queue.front() else {
             return None;
         };
-        let (s, t) = (p.source.header(), tail.header());
-        let same = tail.records_section() == p.source.records_section()
+        let (s, t) = (p.written.header(), tail.header());
+        let same = tail.records_section() == p.written.records_section()
             && s.record_count == t.record_count
             && s.last_offset_delta == t.last_offset_delta
             && s.max_timestamp == t.max_timestamp
@@ -235,8 +265,8 @@ impl PartitionRun {
             Err(WriteMismatch(format!(
                 "target offset {base} of {} holds a batch strait did not write (expected source offsets {}..={})",
                 self.tp,
-                s.base_offset,
-                s.last_offset()
+                p.source.header().base_offset,
+                p.source.header().last_offset()
             )))
         })
     }
@@ -295,6 +325,12 @@ impl TxnFilter {
         }
         !(h.is_transactional() && self.open.contains(&h.producer_id))
     }
+}
+
+/// True when the batch's records do not occupy every offset of its range (compaction holes).
+pub(crate) fn is_gapped(b: &RawBatch) -> bool {
+    let h = b.header();
+    i64::from(h.record_count) != i64::from(h.last_offset_delta) + 1
 }
 
 /// The target does not hold what strait expected.

@@ -10,7 +10,9 @@ use crate::client::data::{FetchOptions, FetchPosition, Isolation};
 use crate::client::{Error, KafkaClient, TopicMetadata};
 
 /// Topic configs that change what consumers see, copied from the source when the source
-/// overrides them. `compression.type` and `message.timestamp.type` are not copied: the target
+/// overrides them. Segment sizing (`segment.ms`, `segment.bytes`) is deliberately not copied:
+/// it is a storage concern, and a target that rolls segments as fast as a source tuned for
+/// compaction would start compacting the mirror under strait's feet. `compression.type` and `message.timestamp.type` are not copied: the target
 /// always keeps the producer's compression and CreateTime so that no broker rewrites a byte.
 pub const COPIED_CONFIGS: &[&str] = &[
     "cleanup.policy",
@@ -21,8 +23,6 @@ pub const COPIED_CONFIGS: &[&str] = &[
     "max.compaction.lag.ms",
     "delete.retention.ms",
     "min.cleanable.dirty.ratio",
-    "segment.ms",
-    "segment.bytes",
     "message.timestamp.before.max.ms",
     "message.timestamp.after.max.ms",
 ];
