@@ -16,6 +16,7 @@ use strait_linker::client::{
 use strait_linker::config::{LogConfig, LogFormat, StraitConfig};
 use strait_linker::mirror::{Mirror, MirrorSettings};
 use strait_linker::state::StateStore;
+use strait_offset_sync::GroupSync;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Parser)]
@@ -213,7 +214,21 @@ async fn connect_both(cfg: &StraitConfig) -> anyhow::Result<(KafkaClient, KafkaC
 async fn run(cfg: StraitConfig) -> anyhow::Result<()> {
     let store = Arc::new(StateStore::open(&cfg.state.dir).context("opening the state directory")?);
     let (source, target) = connect_both(&cfg).await?;
-    let mirror = Mirror::new(source, target, store, MirrorSettings::from(&cfg.mirror));
+    let mirror = Mirror::new(
+        source.clone(),
+        target.clone(),
+        Arc::clone(&store),
+        MirrorSettings::from(&cfg.mirror),
+    );
+    let selector = cfg.groups.selector();
+    let groups = GroupSync::new(
+        source,
+        target,
+        mirror.handle(),
+        &store,
+        Arc::new(move |g: &str| selector.matches(g)),
+        cfg.groups.interval.get(),
+    )?;
     let cancel = CancellationToken::new();
     let on_signal = cancel.clone();
     tokio::spawn(async move {
@@ -222,7 +237,15 @@ async fn run(cfg: StraitConfig) -> anyhow::Result<()> {
         on_signal.cancel();
     });
     tracing::info!(source = %cfg.source.bootstrap_servers, target = %cfg.target.bootstrap_servers, "strait running");
-    mirror.run(cancel).await?;
+    let group_task = {
+        let (groups, cancel) = (groups.clone(), cancel.clone());
+        tokio::spawn(async move { groups.run(cancel).await })
+    };
+    let result = mirror.run(cancel.clone()).await;
+    // The mirror stopping (for any reason) stops the group sync too.
+    cancel.cancel();
+    let _ = group_task.await;
+    result?;
     Ok(())
 }
 

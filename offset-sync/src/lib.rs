@@ -1,5 +1,408 @@
 //! Consumer-group offset translation and sync.
 //!
-//! Not built yet: this crate will translate committed source offsets through the mirror's
-//! offset map (see `strait-linker`) and commit them to the target. Tracked in the offset-sync
-//! issue; it exists now so the workspace has its final shape.
+//! ```text
+//!  source: ListGroups ─► DescribeGroups (both sides) ─► OffsetFetch
+//!                                 │                          │ committed source offsets
+//!                                 ▼                          ▼
+//!                    active on target? stop      mirror.to_target (the mirror's own maps)
+//!                    (moved / split group)                   │ exact target offsets
+//!                                                            ▼
+//!  target: OffsetFetch (never move backwards) ─► OffsetCommit (metadata kept)
+//! ```
+//!
+//! Translation is exact: a committed offset C means "the next record to read is the first one
+//! at or after C", and the mirror's map returns the target offset of that very record. An
+//! offset beyond what has been mirrored is not committed until the data is there. strait
+//! writes only to groups with no live members on the target, and Kafka itself refuses a
+//! non-member commit to an active group, so a consuming group's position is never overwritten.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use strait_linker::client::groups::CommittedOffset;
+use strait_linker::client::{Error, KafkaClient};
+use strait_linker::mirror::{MirrorHandle, Translation};
+use strait_linker::offset::{SourceOffset, TargetOffset, TopicPartition};
+use strait_linker::state::{Namespace, StateError, StateStore};
+use tokio_util::sync::CancellationToken;
+
+/// Selects the groups to sync.
+pub type GroupFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Where a group stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum SyncState {
+    /// Offsets are being translated and committed.
+    Syncing,
+    /// Live members on the target and none on the source: the group has moved; strait stopped.
+    Moved,
+    /// Live members on both clusters: its consumers read twice. strait stopped and alerts.
+    Split,
+    /// The last attempt failed; retried next interval.
+    Error {
+        /// What failed.
+        message: String,
+    },
+}
+
+/// A group's sync status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// State.
+    #[serde(flatten)]
+    pub state: SyncState,
+    /// Group state on the source (`Empty`, `Stable`, ... or `Dead`).
+    pub source_state: String,
+    /// Group state on the target.
+    pub target_state: String,
+    /// Last committed source offsets seen, per `topic-partition`.
+    pub last_source_commit: BTreeMap<String, i64>,
+    /// Last target offsets strait committed, per `topic-partition`.
+    pub last_target_commit: BTreeMap<String, i64>,
+    /// Partitions whose source commit is beyond the mirrored data (waiting for the mirror).
+    pub waiting_for_mirror: Vec<String>,
+    /// Milliseconds from noticing a new source commit to committing its translation (last).
+    pub translation_delay_ms: Option<u64>,
+    /// When this status was computed (ms since the epoch).
+    pub updated_ms: u64,
+}
+
+/// What a sync pass committed for one group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncOutcome {
+    /// The group's state after the pass.
+    pub state: SyncState,
+    /// Target offsets committed in this pass, per partition.
+    pub committed: BTreeMap<TopicPartition, TargetOffset>,
+    /// Partitions left alone because their source offset is not mirrored yet.
+    pub waiting: Vec<TopicPartition>,
+}
+
+/// Sync failed for a reason that is not about one group.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// A cluster call failed.
+    #[error("{side} cluster: {error}")]
+    Cluster {
+        /// `source` or `target`.
+        side: &'static str,
+        /// The error.
+        error: Error,
+    },
+    /// The state store failed.
+    #[error("state store: {0}")]
+    State(#[from] StateError),
+}
+
+/// Persisted per group: whether strait stopped syncing it (moved / split survive restarts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct GroupRecord {
+    state: SyncState,
+}
+
+/// Shared, cheaply cloned view of all groups' status.
+#[derive(Debug, Clone, Default)]
+pub struct GroupStatusHandle(Arc<RwLock<BTreeMap<String, GroupStatus>>>);
+
+impl GroupStatusHandle {
+    /// A copy of every group's status.
+    pub fn snapshot(&self) -> BTreeMap<String, GroupStatus> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, group: &str, status: GroupStatus) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(group.to_owned(), status);
+    }
+}
+
+/// The group offset syncer.
+#[derive(Clone)]
+pub struct GroupSync {
+    source: KafkaClient,
+    target: KafkaClient,
+    mirror: MirrorHandle,
+    filter: GroupFilter,
+    interval: Duration,
+    records: Namespace<GroupRecord>,
+    status: GroupStatusHandle,
+    /// When a new source offset was first seen, per (group, partition, offset), for the
+    /// translation delay.
+    seen: Arc<RwLock<BTreeMap<(String, TopicPartition), (i64, Instant)>>>,
+}
+
+impl std::fmt::Debug for GroupSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupSync")
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+fn key(tp: &TopicPartition) -> String {
+    tp.to_string()
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl GroupSync {
+    /// A syncer that translates through `mirror` and keeps its records in `store`.
+    pub fn new(
+        source: KafkaClient,
+        target: KafkaClient,
+        mirror: MirrorHandle,
+        store: &StateStore,
+        filter: GroupFilter,
+        interval: Duration,
+    ) -> Result<Self, StateError> {
+        Ok(Self {
+            source,
+            target,
+            mirror,
+            filter,
+            interval,
+            records: store.namespace("groups")?,
+            status: GroupStatusHandle::default(),
+            seen: Arc::default(),
+        })
+    }
+
+    /// The status of every group seen.
+    pub fn status(&self) -> GroupStatusHandle {
+        self.status.clone()
+    }
+
+    /// Syncs every selected source group each interval until `cancel` fires.
+    pub async fn run(&self, cancel: CancellationToken) {
+        loop {
+            match self.source.list_groups().await {
+                Ok(groups) => {
+                    for g in groups {
+                        if (self.filter)(&g.group_id)
+                            && (g.protocol_type.is_empty() || g.protocol_type == "consumer")
+                        {
+                            if let Err(e) = self.sync_group(&g.group_id, false).await {
+                                tracing::warn!(group = %g.group_id, error = %e, "group sync failed");
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list source groups"),
+            }
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(self.interval) => {}
+            }
+        }
+    }
+
+    /// A forced, synchronous sync of named groups (the cutover's final barrier): returns what
+    /// was committed per partition. `allow_backwards` lets an explicit request (cutover,
+    /// rollback) move a target offset backwards; the periodic sync never does.
+    pub async fn sync_now(
+        &self,
+        groups: &[String],
+        allow_backwards: bool,
+    ) -> Result<BTreeMap<String, SyncOutcome>, SyncError> {
+        let mut out = BTreeMap::new();
+        for g in groups {
+            out.insert(g.clone(), self.sync_group(g, allow_backwards).await?);
+        }
+        Ok(out)
+    }
+
+    /// Lets strait sync a group it had stopped (moved or split), e.g. after a rollback.
+    pub fn reset_group(&self, group: &str) -> Result<(), StateError> {
+        self.records.remove(group).map(|_| ())
+    }
+
+    /// One sync pass for one group.
+    pub async fn sync_group(
+        &self,
+        group: &str,
+        allow_backwards: bool,
+    ) -> Result<SyncOutcome, SyncError> {
+        let src = |error| SyncError::Cluster {
+            side: "source",
+            error,
+        };
+        let tgt = |error| SyncError::Cluster {
+            side: "target",
+            error,
+        };
+        let stopped = self.records.get(group)?.map(|r| r.state);
+        let s_desc = self
+            .source
+            .retrying("describe group", || self.source.describe_group(group))
+            .await
+            .map_err(src)?;
+        let t_desc = self
+            .target
+            .retrying("describe group", || self.target.describe_group(group))
+            .await
+            .map_err(tgt)?;
+        let mut status = GroupStatus {
+            state: SyncState::Syncing,
+            source_state: s_desc.state.clone(),
+            target_state: t_desc.state.clone(),
+            last_source_commit: BTreeMap::new(),
+            last_target_commit: BTreeMap::new(),
+            waiting_for_mirror: Vec::new(),
+            translation_delay_ms: self
+                .status
+                .snapshot()
+                .get(group)
+                .and_then(|s| s.translation_delay_ms),
+            updated_ms: now_ms(),
+        };
+        let outcome = |state: SyncState| SyncOutcome {
+            state,
+            committed: BTreeMap::new(),
+            waiting: Vec::new(),
+        };
+
+        if t_desc.is_active() || matches!(stopped, Some(SyncState::Moved | SyncState::Split)) {
+            let state = if t_desc.is_active() && s_desc.is_active() {
+                tracing::error!(
+                    group,
+                    source_members = s_desc.members.len(),
+                    target_members = t_desc.members.len(),
+                    "SPLIT GROUP: live consumers on both clusters read the same data twice; strait stopped syncing it"
+                );
+                SyncState::Split
+            } else if t_desc.is_active() {
+                if stopped != Some(SyncState::Moved) {
+                    tracing::info!(
+                        group,
+                        "group is live on the target and idle on the source: it has moved; strait stopped syncing it"
+                    );
+                }
+                SyncState::Moved
+            } else {
+                stopped.clone().unwrap_or(SyncState::Moved)
+            };
+            self.records.put(
+                group,
+                &GroupRecord {
+                    state: state.clone(),
+                },
+            )?;
+            status.state = state.clone();
+            self.status.set(group, status);
+            return Ok(outcome(state));
+        }
+
+        let committed = self
+            .source
+            .retrying("offset fetch", || self.source.offset_fetch(group, None))
+            .await
+            .map_err(src)?;
+        let items: Vec<(TopicPartition, SourceOffset)> = committed
+            .iter()
+            .map(|((t, p), c)| (TopicPartition::new(t, *p), SourceOffset(c.offset)))
+            .collect();
+        let translated = self.mirror.to_target(items.clone()).await?;
+        let current = self
+            .target
+            .retrying("offset fetch", || self.target.offset_fetch(group, None))
+            .await
+            .map_err(tgt)?;
+
+        let mut to_commit = BTreeMap::new();
+        let mut result = outcome(SyncState::Syncing);
+        let now = Instant::now();
+        for ((tp, s), t) in items.into_iter().zip(translated) {
+            let k = (tp.topic.clone(), tp.partition);
+            let meta = committed[&k].metadata.clone();
+            status.last_source_commit.insert(key(&tp), s.0);
+            {
+                let mut seen = self.seen.write().unwrap_or_else(|e| e.into_inner());
+                let e = seen
+                    .entry((group.to_owned(), tp.clone()))
+                    .or_insert((s.0, now));
+                if e.0 != s.0 {
+                    *e = (s.0, now);
+                }
+            }
+            let target = match t {
+                Translation::Mapped(t) => t,
+                Translation::NotYetMirrored => {
+                    status.waiting_for_mirror.push(key(&tp));
+                    result.waiting.push(tp);
+                    continue;
+                }
+                Translation::NotMirrored => continue,
+            };
+            if let Some(cur) = current.get(&k) {
+                status.last_target_commit.insert(key(&tp), cur.offset);
+                if cur.offset == target.0 && cur.metadata == meta {
+                    continue;
+                }
+                if cur.offset > target.0 && !allow_backwards {
+                    continue; // never move a target group backwards on our own
+                }
+            }
+            to_commit.insert(
+                k,
+                CommittedOffset {
+                    offset: target.0,
+                    leader_epoch: -1,
+                    metadata: meta,
+                },
+            );
+            result.committed.insert(tp, target);
+        }
+        if !to_commit.is_empty() {
+            match self
+                .target
+                .retrying("offset commit", || {
+                    self.target.offset_commit(group, &to_commit)
+                })
+                .await
+            {
+                Ok(()) => {}
+                // The group gained members between describe and commit: Kafka refused.
+                Err(e) if matches!(e.code(), Some(22 | 25 | 27)) => {
+                    self.records.put(
+                        group,
+                        &GroupRecord {
+                            state: SyncState::Moved,
+                        },
+                    )?;
+                    status.state = SyncState::Moved;
+                    self.status.set(group, status);
+                    return Ok(outcome(SyncState::Moved));
+                }
+                Err(e) => {
+                    status.state = SyncState::Error {
+                        message: e.to_string(),
+                    };
+                    self.status.set(group, status);
+                    return Err(tgt(e));
+                }
+            }
+            let seen = self.seen.read().unwrap_or_else(|e| e.into_inner());
+            let delay = result
+                .committed
+                .keys()
+                .filter_map(|tp| seen.get(&(group.to_owned(), tp.clone())))
+                .map(|(_, at)| at.elapsed().as_millis() as u64)
+                .max();
+            status.translation_delay_ms = delay.or(status.translation_delay_ms);
+            for (tp, t) in &result.committed {
+                status.last_target_commit.insert(key(tp), t.0);
+            }
+        }
+        self.status.set(group, status);
+        Ok(result)
+    }
+}

@@ -167,6 +167,16 @@ impl KafkaClient {
                 api: "DescribeGroups",
                 message: "empty response".to_owned(),
             })?;
+        // Kafka 4's group coordinator answers GROUP_ID_NOT_FOUND for a group it does not
+        // know; older brokers describe it as Dead. Both mean: no members, no state.
+        if g.error_code == 69 {
+            return Ok(GroupDescription {
+                group_id: group.to_owned(),
+                state: "Dead".to_owned(),
+                protocol_type: String::new(),
+                members: Vec::new(),
+            });
+        }
         if g.error_code != 0 {
             return Err(Error::broker(
                 "DescribeGroups",

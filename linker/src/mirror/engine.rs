@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::handle::{MirrorHandle, Query, Translation};
 use super::partition::{Accepted, PartitionRun, WriteMismatch, is_gapped};
 use super::status::{PartitionState, PartitionView, StatusHandle, TopicProblem};
 use super::{MirrorSettings, Start, topics};
@@ -51,6 +52,8 @@ pub struct Mirror {
     store: Arc<StateStore>,
     settings: MirrorSettings,
     status: StatusHandle,
+    queries: mpsc::Receiver<Query>,
+    handle: MirrorHandle,
 }
 
 enum Event {
@@ -82,13 +85,27 @@ impl Mirror {
         store: Arc<StateStore>,
         settings: MirrorSettings,
     ) -> Self {
+        let (queries_tx, queries) = mpsc::channel(64);
+        let status = StatusHandle::default();
+        let handle = MirrorHandle {
+            status: status.clone(),
+            queries: queries_tx,
+            store: Arc::clone(&store),
+        };
         Self {
             source,
             target,
             store,
             settings,
-            status: StatusHandle::default(),
+            status,
+            queries,
+            handle,
         }
+    }
+
+    /// A handle for other components: status and offset translation.
+    pub fn handle(&self) -> MirrorHandle {
+        self.handle.clone()
     }
 
     /// A handle on the mirror's status, valid while and after it runs.
@@ -115,6 +132,8 @@ impl Mirror {
             produce_in_flight: 0,
             last_config_sync: Instant::now(),
         };
+        let mut queries = self.queries;
+        drop(self.handle); // only clones held by other components keep the query channel open
         let (tx, mut rx) = mpsc::channel::<Event>(64);
         e.discover(&tx).await?;
         let mut next_discovery = Instant::now() + e.settings.topic_refresh;
@@ -142,6 +161,7 @@ impl Mirror {
                     Some(ev) => e.handle(ev, &tx).await?,
                     None => break,
                 },
+                Some(q) = queries.recv() => e.answer(q)?,
                 _ = tokio::time::sleep_until(wake.into()) => {
                     if drain_deadline.is_some_and(|d| Instant::now() >= d) {
                         tracing::warn!(in_flight = e.produce_in_flight, "drain timed out; the next start reconciles the target");
@@ -887,6 +907,40 @@ impl Engine {
     }
 
     // ---------------------------------------------------------------- events and state
+
+    /// Answers a translation query from the live maps (or the store for partitions that are
+    /// not running, whose maps nothing writes).
+    fn answer(&self, q: Query) -> Result<(), MirrorError> {
+        match q {
+            Query::Forward(items, reply) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (tp, s) in items {
+                    out.push(match self.slots.get(&tp) {
+                        Some(slot) => slot.run.map.target_for(s).into(),
+                        None => match self.store.load_partition(&tp)? {
+                            Some((_, map)) => map.target_for(s).into(),
+                            None => Translation::NotMirrored,
+                        },
+                    });
+                }
+                let _ = reply.send(out);
+            }
+            Query::Reverse(items, reply) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (tp, t) in items {
+                    out.push(match self.slots.get(&tp) {
+                        Some(slot) => slot.run.map.source_for(t).into(),
+                        None => match self.store.load_partition(&tp)? {
+                            Some((_, map)) => map.source_for(t).into(),
+                            None => Translation::NotMirrored,
+                        },
+                    });
+                }
+                let _ = reply.send(out);
+            }
+        }
+        Ok(())
+    }
 
     async fn handle(&mut self, ev: Event, tx: &mpsc::Sender<Event>) -> Result<(), MirrorError> {
         match ev {

@@ -25,6 +25,7 @@
 //! write) instead of being skipped or doubled.
 
 mod engine;
+pub mod handle;
 mod partition;
 pub mod status;
 pub mod topics;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use engine::{Mirror, MirrorError};
+pub use handle::{MirrorHandle, Translation};
 pub use status::{MirrorStatus, PartitionState, PartitionView, StatusHandle};
 
 /// Where a newly mirrored partition starts in the source log.

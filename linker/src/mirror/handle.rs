@@ -1,0 +1,116 @@
+//! A handle on a running (or stopped) mirror for the other components: status, and offset
+//! translation through the mirror's own, always consistent, offset maps.
+//!
+//! Translation is answered by the mirror's coordinator task from its in-memory maps, which
+//! advance only after the target acknowledged a batch (acks=all). That is what makes a
+//! translated consumer offset safe: it never points past data the target holds. When the
+//! mirror is not running, the persisted maps are used (nothing writes them then).
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::StatusHandle;
+use crate::offset::{SourceOffset, TargetOffset, TopicPartition};
+use crate::state::{Lookup, StateError, StateStore};
+
+/// A translated offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Translation<O> {
+    /// The offset on the other side.
+    Mapped(O),
+    /// The offset lies beyond what has been mirrored so far: do not commit it yet.
+    NotYetMirrored,
+    /// strait does not mirror this partition.
+    NotMirrored,
+}
+
+impl<O> From<Lookup<O>> for Translation<O> {
+    fn from(l: Lookup<O>) -> Self {
+        match l {
+            Lookup::Mapped(o) => Translation::Mapped(o),
+            Lookup::NotYetMirrored => Translation::NotYetMirrored,
+        }
+    }
+}
+
+/// A request to the coordinator.
+pub(crate) enum Query {
+    /// Source → target.
+    Forward(
+        Vec<(TopicPartition, SourceOffset)>,
+        oneshot::Sender<Vec<Translation<TargetOffset>>>,
+    ),
+    /// Target → source.
+    Reverse(
+        Vec<(TopicPartition, TargetOffset)>,
+        oneshot::Sender<Vec<Translation<SourceOffset>>>,
+    ),
+}
+
+/// Cheaply cloned handle on a mirror.
+#[derive(Debug, Clone)]
+pub struct MirrorHandle {
+    pub(crate) status: StatusHandle,
+    pub(crate) queries: mpsc::Sender<Query>,
+    pub(crate) store: Arc<StateStore>,
+}
+
+impl MirrorHandle {
+    /// The mirror's status.
+    pub fn status(&self) -> &StatusHandle {
+        &self.status
+    }
+
+    /// Translates source offsets to target offsets (consumer semantics: the first mirrored
+    /// record at or after each offset).
+    pub async fn to_target(
+        &self,
+        items: Vec<(TopicPartition, SourceOffset)>,
+    ) -> Result<Vec<Translation<TargetOffset>>, StateError> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .queries
+            .send(Query::Forward(items.clone(), tx))
+            .await
+            .is_ok()
+            && let Ok(answer) = rx.await
+        {
+            return Ok(answer);
+        }
+        // The mirror is not running: its persisted maps are final.
+        let mut out = Vec::with_capacity(items.len());
+        for (tp, s) in items {
+            out.push(match self.store.load_partition(&tp)? {
+                Some((_, map)) => map.target_for(s).into(),
+                None => Translation::NotMirrored,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Translates target offsets back to source offsets (for rollback after promotion).
+    pub async fn to_source(
+        &self,
+        items: Vec<(TopicPartition, TargetOffset)>,
+    ) -> Result<Vec<Translation<SourceOffset>>, StateError> {
+        let (tx, rx) = oneshot::channel();
+        if self
+            .queries
+            .send(Query::Reverse(items.clone(), tx))
+            .await
+            .is_ok()
+            && let Ok(answer) = rx.await
+        {
+            return Ok(answer);
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (tp, t) in items {
+            out.push(match self.store.load_partition(&tp)? {
+                Some((_, map)) => map.source_for(t).into(),
+                None => Translation::NotMirrored,
+            });
+        }
+        Ok(out)
+    }
+}
