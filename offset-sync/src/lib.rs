@@ -133,8 +133,11 @@ pub struct GroupSync {
     status: GroupStatusHandle,
     /// When a new source offset was first seen, per (group, partition, offset), for the
     /// translation delay.
-    seen: Arc<RwLock<BTreeMap<(String, TopicPartition), (i64, Instant)>>>,
+    seen: Arc<RwLock<SeenCommits>>,
 }
+
+/// (group, partition) → (source offset, when it was first seen).
+type SeenCommits = BTreeMap<(String, TopicPartition), (i64, Instant)>;
 
 impl std::fmt::Debug for GroupSync {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -187,12 +190,10 @@ impl GroupSync {
             match self.source.list_groups().await {
                 Ok(groups) => {
                     for g in groups {
-                        if (self.filter)(&g.group_id)
-                            && (g.protocol_type.is_empty() || g.protocol_type == "consumer")
-                        {
-                            if let Err(e) = self.sync_group(&g.group_id, false).await {
-                                tracing::warn!(group = %g.group_id, error = %e, "group sync failed");
-                            }
+                        let selected = (self.filter)(&g.group_id)
+                            && (g.protocol_type.is_empty() || g.protocol_type == "consumer");
+                        if selected && let Err(e) = self.sync_group(&g.group_id, false).await {
+                            tracing::warn!(group = %g.group_id, error = %e, "group sync failed");
                         }
                     }
                 }
