@@ -239,8 +239,12 @@ async fn groups_resume_at_exactly_the_next_record_kafka_to_kafka() {
             ],
         );
     }
-    for i in 0..positions[&0].len() {
-        let (c0, c1) = (positions[&0][i], positions[&1][i]);
+    for (i, (c0, c1)) in positions[&0]
+        .iter()
+        .copied()
+        .zip(positions[&1].iter().copied())
+        .enumerate()
+    {
         let group = unique(&format!("resume-{i}"));
         commit(&s.sc, &group, &s.topic, &[(0, c0), (1, c1)]).await;
         let outcome = s
