@@ -247,7 +247,22 @@ async fn new_topics_and_partition_growth_are_picked_up_within_10s() {
     sc.create_partitions(&first, 3, Duration::from_secs(30))
         .await
         .unwrap();
-    sc.invalidate_topic(&first);
+    // Producers learn of the new partition from metadata: wait until the broker shows it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        sc.invalidate_topic(&first);
+        if let Ok(Some(t)) = sc.topic(&first).await
+            && t.partitions.len() == 3
+            && t.partitions.iter().all(|p| p.leader >= 0)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "partition growth not visible on the source"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     send_all(&producer(source, &[]), &first, 2, &sample_records(4, "a2")).await;
     let t0 = Instant::now();
     wait_caught_up(&m.status, &first, &[5, 0, 4]).await;

@@ -28,6 +28,9 @@ use strait_linker::offset::{SourceOffset, TargetOffset, TopicPartition};
 use strait_linker::state::{Namespace, StateError, StateStore};
 use tokio_util::sync::CancellationToken;
 
+/// Groups synced at the same time within one pass.
+const MAX_CONCURRENT_GROUPS: usize = 16;
+
 /// Selects the groups to sync.
 pub type GroupFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
@@ -184,25 +187,42 @@ impl GroupSync {
         self.status.clone()
     }
 
-    /// Syncs every selected source group each interval until `cancel` fires.
+    /// Syncs every selected source group each interval until `cancel` fires. Passes start at
+    /// a fixed rate (a slow pass delays the next, never doubles up), and groups are synced
+    /// concurrently, so the delay from a source commit to its translation stays near one
+    /// interval however many groups there are.
     pub async fn run(&self, cancel: CancellationToken) {
+        let mut ticks = tokio::time::interval(self.interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_GROUPS));
         loop {
-            match self.source.list_groups().await {
-                Ok(groups) => {
-                    for g in groups {
-                        let selected = (self.filter)(&g.group_id)
-                            && (g.protocol_type.is_empty() || g.protocol_type == "consumer");
-                        if selected && let Err(e) = self.sync_group(&g.group_id, false).await {
-                            tracing::warn!(group = %g.group_id, error = %e, "group sync failed");
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "cannot list source groups"),
-            }
             tokio::select! {
                 _ = cancel.cancelled() => return,
-                _ = tokio::time::sleep(self.interval) => {}
+                _ = ticks.tick() => {}
             }
+            let groups = match self.source.list_groups().await {
+                Ok(groups) => groups,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list source groups");
+                    continue;
+                }
+            };
+            let mut pass = tokio::task::JoinSet::new();
+            for g in groups {
+                let selected = (self.filter)(&g.group_id)
+                    && (g.protocol_type.is_empty() || g.protocol_type == "consumer");
+                if !selected {
+                    continue;
+                }
+                let (this, limit) = (self.clone(), Arc::clone(&limit));
+                pass.spawn(async move {
+                    let _permit = limit.acquire_owned().await;
+                    if let Err(e) = this.sync_group(&g.group_id, false).await {
+                        tracing::warn!(group = %g.group_id, error = %e, "group sync failed");
+                    }
+                });
+            }
+            while pass.join_next().await.is_some() {}
         }
     }
 

@@ -1,0 +1,219 @@
+//! Benchmark: delay from a consumer-group commit on the source to the translated commit on
+//! the target, with strait's default 1 s sync interval, over real Kafka brokers.
+//!
+//! `cargo bench --bench group_sync_delay` starts two Kafka brokers (strait-testkit), mirrors
+//! a topic, runs the group sync, and commits new offsets for 50 groups per round for 20
+//! rounds (1,000 commits); each commit's delay is the time until the target shows the
+//! translated offset. Prints p50/p90/p99/max and writes target/bench/group_sync_delay.json.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strait_linker::client::admin::NewTopic;
+use strait_linker::client::data::ProduceItem;
+use strait_linker::client::groups::CommittedOffset;
+use strait_linker::client::{ClientConfig, KafkaClient};
+use strait_linker::mirror::{Mirror, MirrorSettings};
+use strait_linker::state::StateStore;
+use strait_offset_sync::GroupSync;
+use tokio_util::sync::CancellationToken;
+
+const GROUPS: usize = 50;
+const ROUNDS: usize = 20;
+
+fn batch(n: usize) -> bytes::Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let recs: Vec<Record> = (0..n as i64)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            sequence: i as i32 - 1,
+            timestamp: now,
+            key: Some(bytes::Bytes::from(format!("k{i}"))),
+            value: Some(bytes::Bytes::from(vec![b'x'; 100])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &recs,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let (source, target) = (
+        strait_testkit::kafka_source(),
+        strait_testkit::kafka_target(),
+    );
+    let sc = KafkaClient::connect(ClientConfig::new(&source.bootstrap()))
+        .await
+        .unwrap();
+    let tc = KafkaClient::connect(ClientConfig::new(&target.bootstrap()))
+        .await
+        .unwrap();
+    let topic = strait_testkit::unique("delay");
+    let t = NewTopic {
+        name: topic.clone(),
+        partitions: 1,
+        replication_factor: 1,
+        configs: BTreeMap::new(),
+    };
+    sc.create_topics(&[t], Duration::from_secs(30), false)
+        .await
+        .unwrap();
+    while sc.leader(&topic, 0).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let items = vec![ProduceItem {
+        topic: topic.clone(),
+        partition: 0,
+        batch: batch(1000),
+    }];
+    sc.produce(items, -1, Duration::from_secs(30)).await[&(topic.clone(), 0)]
+        .as_ref()
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(StateStore::open(dir.path()).unwrap());
+    let name = topic.clone();
+    let mirror = Mirror::new(
+        sc.clone(),
+        tc.clone(),
+        Arc::clone(&store),
+        MirrorSettings::new(Arc::new(move |n: &str| n == name)),
+    );
+    let prefix = strait_testkit::unique("delay-grp");
+    let p2 = prefix.clone();
+    let sync = GroupSync::new(
+        sc.clone(),
+        tc.clone(),
+        mirror.handle(),
+        &store,
+        Arc::new(move |g: &str| g.starts_with(&p2)),
+        Duration::from_secs(1),
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let m = tokio::spawn({
+        let c = cancel.clone();
+        async move { mirror.run(c).await.unwrap() }
+    });
+    let s = tokio::spawn({
+        let (c, sync) = (cancel.clone(), sync.clone());
+        async move { sync.run(c).await }
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await; // mirror catches up
+
+    let groups: Vec<String> = (0..GROUPS).map(|i| format!("{prefix}-{i}")).collect();
+    let mut delays = Vec::with_capacity(GROUPS * ROUNDS);
+    for round in 0..ROUNDS {
+        let offset = 10 + (round as i64) * 37;
+        let mut committed_at = BTreeMap::new();
+        for g in &groups {
+            let mut o = BTreeMap::new();
+            o.insert(
+                (topic.clone(), 0),
+                CommittedOffset {
+                    offset,
+                    leader_epoch: -1,
+                    metadata: None,
+                },
+            );
+            sc.retrying("commit", || sc.offset_commit(g, &o))
+                .await
+                .unwrap();
+            committed_at.insert(g.clone(), Instant::now());
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !committed_at.is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: {} groups never synced",
+                committed_at.len()
+            );
+            // Check every waiting group at once, so measuring adds little to the delay.
+            let mut checks = tokio::task::JoinSet::new();
+            for (g, at) in &committed_at {
+                let (tc, g, at, topic) = (tc.clone(), g.clone(), *at, topic.clone());
+                checks.spawn(async move {
+                    let synced = tc
+                        .offset_fetch(&g, None)
+                        .await
+                        .ok()
+                        .and_then(|o| o.get(&(topic, 0)).map(|c| c.offset))
+                        == Some(offset);
+                    (g, synced.then(|| at.elapsed()))
+                });
+            }
+            while let Some(Ok((g, delay))) = checks.join_next().await {
+                if let Some(d) = delay {
+                    delays.push(d);
+                    committed_at.remove(&g);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    cancel.cancel();
+    let _ = (m.await, s.await);
+
+    delays.sort();
+    let pct = |p: f64| {
+        delays[((delays.len() as f64 * p).ceil() as usize)
+            .saturating_sub(1)
+            .min(delays.len() - 1)]
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let (p50, p90, p99, max) = (pct(0.50), pct(0.90), pct(0.99), *delays.last().unwrap());
+    println!(
+        "group sync delay over {} commits (interval 1 s, {GROUPS} groups x {ROUNDS} rounds):",
+        delays.len()
+    );
+    println!(
+        "  p50 {:>7.1} ms   p90 {:>7.1} ms   p99 {:>7.1} ms   max {:>7.1} ms",
+        ms(p50),
+        ms(p90),
+        ms(p99),
+        ms(max)
+    );
+    println!(
+        "  goal p99 <= 1000 ms: {}",
+        if p99 <= Duration::from_secs(1) {
+            "met"
+        } else {
+            "NOT met"
+        }
+    );
+    let json = format!(
+        "{{\"commits\":{},\"interval_ms\":1000,\"p50_ms\":{:.1},\"p90_ms\":{:.1},\"p99_ms\":{:.1},\"max_ms\":{:.1}}}\n",
+        delays.len(),
+        ms(p50),
+        ms(p90),
+        ms(p99),
+        ms(max)
+    );
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("group_sync_delay.json"), json).unwrap();
+}
