@@ -417,3 +417,88 @@ fn bad_configs_exit_nonzero_naming_the_problem() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_source_topics_stop_and_config_changes_are_resynced() {
+    use strait_linker::client::admin::AlterOp;
+    let (source, target) = (kafka_source(), kafka_target());
+    let (sc, tc) = (client(source).await, client(target).await);
+    let (kept, doomed) = (unique("resync"), unique("doomed"));
+    create_topic(&sc, &kept, 1, &[("retention.ms", "86400000")]).await;
+    create_topic(&sc, &doomed, 1, &[]).await;
+    send_all(&producer(source, &[]), &doomed, 0, &sample_records(3, "d")).await;
+    let m = start_mirror(source, target, &[&kept, &doomed], |s| {
+        s.config_sync = Duration::from_secs(1)
+    })
+    .await;
+    wait_caught_up(&m.status, &doomed, &[3]).await;
+    let retention = |c: KafkaClient, t: String| async move {
+        let cfg = c
+            .describe_topic_configs(std::slice::from_ref(&t))
+            .await
+            .unwrap();
+        cfg[&t]
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == "retention.ms")
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(
+        retention(tc.clone(), kept.clone()).await.as_deref(),
+        Some("86400000"),
+        "copied at creation"
+    );
+
+    // A config change on the source reaches the target at the next re-sync.
+    let mut change = std::collections::BTreeMap::new();
+    change.insert("retention.ms".to_owned(), AlterOp::Set("3600000".into()));
+    sc.alter_topic_configs(&kept, &change, false).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while retention(tc.clone(), kept.clone()).await.as_deref() != Some("3600000") {
+        assert!(Instant::now() < deadline, "config change not re-synced");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // Deleting the source topic stops its mirror; the target topic stays.
+    let conn = sc.any_connection().await.unwrap();
+    let name = kafka_protocol::messages::TopicName(
+        kafka_protocol::protocol::StrBytes::from_string(doomed.clone()),
+    );
+    // v0-5 name topics in topic_names, v6+ in topics; the encoder uses the negotiated one.
+    let req = kafka_protocol::messages::DeleteTopicsRequest::default()
+        .with_topic_names(vec![name.clone()])
+        .with_topics(vec![
+            kafka_protocol::messages::delete_topics_request::DeleteTopicState::default()
+                .with_name(Some(name)),
+        ])
+        .with_timeout_ms(30_000);
+    conn.send(&req).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = m.status.snapshot();
+        if let Some((_, v)) = s.partitions.iter().find(|(tp, _)| tp.topic == doomed)
+            && let PartitionState::Stopped { reason } = &v.state
+        {
+            assert!(reason.contains("source topic deleted"), "{reason}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deletion not reported: {:?}",
+            s.partitions.iter().find(|(tp, _)| tp.topic == doomed)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        tc.topic(&doomed).await.unwrap().is_some(),
+        "the target topic is kept"
+    );
+    assert_eq!(
+        fetch_all(&tc, &doomed, 0, Isolation::ReadUncommitted)
+            .await
+            .end,
+        3
+    );
+    m.stop().await;
+}
