@@ -200,7 +200,20 @@ async fn commit(c: &KafkaClient, group: &str, topic: &str, offsets: &[(i32, i64)
 
 #[tokio::test(flavor = "multi_thread")]
 async fn groups_resume_at_exactly_the_next_record_kafka_to_kafka() {
-    let s = setup(kafka_target()).await;
+    resume_exactly(kafka_target(), false).await;
+}
+
+/// tansu 0.6 skips the rest of a batch when a fetch starts inside it (see tansu-eval), so a
+/// committed offset is only honoured there at batch boundaries: shown at data-batch starts,
+/// on transaction markers, inside aborted data (all of which resume at a batch start), and
+/// at the last batch. tansu also drops commit metadata, so that is not checked here.
+#[tokio::test(flavor = "multi_thread")]
+async fn groups_resume_at_exactly_the_next_record_kafka_to_tansu_at_batch_boundaries() {
+    resume_exactly(strait_testkit::tansu_target(), true).await;
+}
+
+async fn resume_exactly(target: &'static Broker, boundaries_only: bool) {
+    let s = setup(target).await;
     // What a read_committed consumer sees on the source, per partition.
     let mut visible = BTreeMap::new();
     let mut ends = BTreeMap::new();
@@ -225,8 +238,22 @@ async fn groups_resume_at_exactly_the_next_record_kafka_to_kafka() {
         // marker, just after it, the last record.
         let (commit_marker, abort_marker) = (markers[0], markers[1]);
         let last = visible[&p].last().unwrap().0;
-        positions.insert(
-            p,
+        let data_bases: Vec<i64> = f
+            .batches
+            .iter()
+            .filter(|b| !b.header().is_control() && !b.header().is_transactional())
+            .map(|b| b.header().base_offset)
+            .collect();
+        let mut at = if boundaries_only {
+            vec![
+                0,
+                data_bases[1],
+                commit_marker,
+                commit_marker + 2,
+                abort_marker,
+                *data_bases.last().unwrap(),
+            ]
+        } else {
             vec![
                 0,
                 3,
@@ -236,8 +263,10 @@ async fn groups_resume_at_exactly_the_next_record_kafka_to_kafka() {
                 abort_marker,
                 abort_marker + 1,
                 last,
-            ],
-        );
+            ]
+        };
+        at.truncate(8);
+        positions.insert(p, at);
     }
     for (i, (c0, c1)) in positions[&0]
         .iter()
@@ -259,7 +288,7 @@ async fn groups_resume_at_exactly_the_next_record_kafka_to_kafka() {
             "position {i} ({c0}, {c1}): both partitions translated: {:?}",
             outcome[&group]
         );
-        let got = first_records(kafka_target(), &group, &s.topic, &[0, 1]);
+        let got = first_records(target, &group, &s.topic, &[0, 1]);
         for p in 0..2 {
             let c = &positions[&p][i];
             if !got.contains_key(&p) {
@@ -281,11 +310,11 @@ async fn groups_resume_at_exactly_the_next_record_kafka_to_kafka() {
                 "committed {c} on partition {p}: target resumes at the wrong record"
             );
         }
-        // Metadata is carried over.
+        // Metadata is carried over (tansu 0.6 drops it).
         let back = s.tc.offset_fetch(&group, None).await.unwrap();
         assert_eq!(
             back[&(s.topic.clone(), 0)].metadata.as_deref(),
-            Some(format!("src@{c0}").as_str())
+            (!boundaries_only).then(|| format!("src@{c0}")).as_deref()
         );
     }
     // The source end maps to the target end when the mirror is caught up.
