@@ -500,5 +500,58 @@ async fn deleted_source_topics_stop_and_config_changes_are_resynced() {
             .end,
         3
     );
+
+    // Re-created under the same name (a new topic id): reported, not appended to the old mirror.
+    let recreate = strait_linker::client::admin::NewTopic {
+        name: doomed.clone(),
+        partitions: 1,
+        replication_factor: 1,
+        configs: Default::default(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sc
+        .create_topics(
+            std::slice::from_ref(&recreate),
+            Duration::from_secs(30),
+            false,
+        )
+        .await
+        .unwrap()[&doomed]
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "cannot re-create the topic");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    while sc.leader(&doomed, 0).await.is_err() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    send_all(
+        &producer(source, &[]),
+        &doomed,
+        0,
+        &sample_records(2, "reborn"),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let s = m.status.snapshot();
+        if let Some(p) = s.topic_problems.iter().find(|p| p.topic == doomed) {
+            assert!(p.message.contains("re-created"), "{}", p.message);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "re-creation not reported: {:?}",
+            s.topic_problems
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        fetch_all(&tc, &doomed, 0, Isolation::ReadUncommitted)
+            .await
+            .end,
+        3,
+        "nothing appended"
+    );
     m.stop().await;
 }

@@ -72,6 +72,9 @@ enum Event {
 struct Slot {
     run: PartitionRun,
     view: PartitionView,
+    /// The source topic's id, persisted with every checkpoint so that a topic deleted and
+    /// re-created under the same name is recognised.
+    topic_id: Option<String>,
     /// Waiting for the target tail to be read (after start-up or an uncertain produce).
     awaiting_tail: bool,
     retry_at: Option<Instant>,
@@ -421,12 +424,16 @@ impl Engine {
         };
         view.next_source = map.next_source().0;
         view.next_target = map.next_target().0;
+        let topic_id = checkpoint
+            .and_then(|cp| cp.topic_id.clone())
+            .or_else(|| Some(src.id.to_string()));
         let run = PartitionRun::new(tp.clone(), map, self.settings.partition_fetch_max_bytes);
         self.slots.insert(
             tp.clone(),
             Slot {
                 run,
                 view,
+                topic_id,
                 awaiting_tail,
                 retry_at: None,
             },
@@ -775,7 +782,7 @@ impl Engine {
                 slot.view.records_mirrored += h.record_count.max(0) as u64;
                 slot.view.bytes_mirrored += written.bytes() as u64;
                 slot.view.last_mirrored_timestamp = h.max_timestamp;
-                let cp = checkpoint(&slot.run);
+                let cp = checkpoint(slot);
                 self.store.record_batch_written(tp, Some(&entry), &cp)?;
                 self.apply_skips(tp)?;
                 self.publish(tp);
@@ -960,7 +967,7 @@ impl Engine {
         }
         match slot.run.apply_skips() {
             Ok(true) => {
-                let cp = checkpoint(&slot.run);
+                let cp = checkpoint(slot);
                 self.store.record_batch_written(tp, None, &cp)?;
             }
             Ok(false) => {}
@@ -1043,11 +1050,11 @@ where
     }
 }
 
-fn checkpoint(run: &PartitionRun) -> PartitionCheckpoint {
+fn checkpoint(slot: &Slot) -> PartitionCheckpoint {
     PartitionCheckpoint {
-        topic_id: None,
-        next_source: run.map.next_source(),
-        next_target: run.map.next_target(),
+        topic_id: slot.topic_id.clone(),
+        next_source: slot.run.map.next_source(),
+        next_target: slot.run.map.next_target(),
         status: PartitionStatus::Active,
     }
 }
