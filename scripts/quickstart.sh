@@ -4,6 +4,7 @@
 #   scripts/quickstart.sh           set up, start everything, run until Ctrl-C
 #   scripts/quickstart.sh --check   the same, unattended: run ~30 s, stop the load, run
 #                                   `strait verify`; exit 0 only if the mirror is identical
+#                                   and billing's offsets match on the target
 #                                   (also: STRAIT_QUICKSTART_CHECK=1)
 #
 # 1. Installs what is missing: Debian packages only for absent tools (as scripts/test.sh
@@ -14,7 +15,8 @@
 # 3. Creates topics `orders` (3 partitions) and `payments` (1) on the source and starts a
 #    producer (~50 records/s, JSON values, keys, headers) and a consumer group `billing`
 #    reading `orders` and committing offsets (scripts/quickstart/demo.py, confluent-kafka).
-# 4. Writes strait.toml and runs `target/release/strait run` mirroring both topics.
+# 4. Writes strait.toml and runs `target/release/strait run`, which mirrors both topics and
+#    translates billing's committed offsets onto the target.
 #
 # Ctrl-C or SIGTERM stops everything this script started (only that), and nothing else.
 # Each run starts from scratch: the previous run's work directory is deleted first.
@@ -369,6 +371,12 @@ bootstrap_servers = "127.0.0.1:$TARGET_PORT"
 topics = ['orders', 'payments']
 start = "earliest"
 
+# Committed offsets of these source groups are translated through the offset map and
+# committed on the target.
+[groups]
+include = ['billing']
+interval = "1s"
+
 [state]
 dir = '$WORK/state'
 
@@ -409,6 +417,7 @@ status_line() {
 
 guide() {
   local peek="$PY $SCRIPTS/quickstart/demo.py peek --bootstrap 127.0.0.1:$TARGET_PORT --topic orders"
+  local offsets="$PY $SCRIPTS/quickstart/demo.py offsets --group billing --topic orders --bootstrap"
   cat <<EOF
 
   strait quickstart is running ($((SECONDS - T0)) s to get here). Work directory: $WORK
@@ -427,11 +436,14 @@ guide() {
       $STRAIT verify --config $CONFIG
   Peek at the target (tansu consumers need fetch.wait.max.ms <= 10; demo.py sets it):
       $peek
+  Group offsets: strait translates billing's committed offsets to the target. Compare:
+      $offsets 127.0.0.1:$SOURCE_PORT
+      $offsets 127.0.0.1:$TARGET_PORT
   Describe a cluster:
       $STRAIT describe --bootstrap 127.0.0.1:$TARGET_PORT
 
-  Not built yet: consumer-group offset sync (billing's offsets are not copied to the target),
-  the status/metrics API and cutover commands. Progress shows only through verify and the log.
+  Not built yet: the status/metrics API and cutover commands, so progress shows only through
+  verify, the group offsets above and strait's log.
 
 EOF
 }
@@ -507,15 +519,17 @@ check_mode() {
     sleep 1
   done
   status_line
-  say "stopping the producer, giving strait 5 s to mirror the last records"
+  say "stopping the producer and the consumer (it commits), giving strait 5 s to catch up"
   stop_all "$APPS" TERM 30 producer
+  stop_all "$APPS" TERM 30 consumer
   sleep 5
   say "stopping strait (verify needs its state directory)"
   stop_strait || die "strait exited with status $? on SIGTERM; log: $WORK/strait.log"
   run_verify || rc=$?
   NO_COLOR=1 "$STRAIT" verify --config "$CONFIG" --json >"$WORK/verify.json" 2>>"$WORK/verify.log" || true
   "$PY" "$SCRIPTS/quickstart/demo.py" check --source "127.0.0.1:$SOURCE_PORT" \
-    --report "$WORK/verify.json" "${TOPICS[@]}" || rc=1
+    --report "$WORK/verify.json" "${TOPICS[@]}" \
+    --target "127.0.0.1:$TARGET_PORT" --group billing --group-topic orders || rc=1
   if ((rc == 0)); then
     say "CHECK PASSED in $((SECONDS - T0)) s"
   else

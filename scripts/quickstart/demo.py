@@ -8,9 +8,14 @@ usage:
                                                         consume T in group G, committing
                                                         offsets, until SIGTERM
   demo.py peek    --bootstrap B --topic T [--count N]   print the first N records of T
+  demo.py offsets --bootstrap B --group G --topic T    print G's committed offsets for T
+                                                        (reads them without joining G)
   demo.py check   --source B --report verify.json NAME:PARTITIONS ...
+                  [--target B --group G --group-topic T]
                                                         check a `strait verify --json` report
-                                                        against the source's offsets
+                                                        against the source's offsets, and that
+                                                        G's committed offsets for T are the
+                                                        same on the target
 
 `produce` writes about N records a second (default 50): two thirds to `orders` (keyed by
 customer, so they spread over the partitions), one third to `payments` (keyed by order), JSON
@@ -292,6 +297,37 @@ def cmd_peek(args):
     return 0
 
 
+def committed_offsets(bootstrap, group, topic):
+    """{partition: committed offset (-1001 if none)} of group for topic, without joining it."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": group,  # only OffsetFetch: never subscribes, so never joins the group
+            "enable.auto.commit": False,
+            "log_level": 2,
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        if meta is None or meta.error is not None or not meta.partitions:
+            raise LookupError(f"topic {topic} not found on {bootstrap}")
+        tps = consumer.committed([TopicPartition(topic, p) for p in sorted(meta.partitions)], timeout=10)
+        return {tp.partition: tp.offset for tp in tps}
+    finally:
+        consumer.close()
+
+
+def cmd_offsets(args):
+    try:
+        offsets = committed_offsets(args.bootstrap, args.group, args.topic)
+    except (KafkaException, LookupError) as e:
+        print(f"cannot read offsets from {args.bootstrap}: {e}", file=sys.stderr)
+        return 1
+    for partition, offset in offsets.items():
+        print(f"{args.group} {args.topic}[{partition}] committed offset {'none' if offset < 0 else offset}")
+    return 0
+
+
 def cmd_check(args):
     with open(args.report) as f:
         report = json.load(f)
@@ -319,6 +355,16 @@ def cmd_check(args):
             if p["status"] != "active":
                 problems.append(f"{name}-{part}: mirror status {p['status']}")
     consumer.close()
+    if args.group:
+        try:
+            src = committed_offsets(args.source, args.group, args.group_topic)
+            tgt = committed_offsets(args.target, args.group, args.group_topic)
+        except (KafkaException, LookupError) as e:
+            problems.append(f"cannot read group {args.group}'s offsets: {e}")
+        else:
+            print(f"check: group {args.group} on {args.group_topic}: source {src}, target {tgt}")
+            if src != tgt or any(o < 0 for o in src.values()):
+                problems.append(f"group {args.group}: target offsets {tgt} differ from the source's {src}")
     if not report.get("identical"):
         problems.append("verify reported differences")
     for p in problems:
@@ -349,14 +395,23 @@ def main():
     p.add_argument("--topic", required=True)
     p.add_argument("--count", type=int, default=5)
     p.add_argument("--wait", type=float, default=5, help="stop after this many seconds without a record")
+    p = sub.add_parser("offsets")
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--group", required=True)
+    p.add_argument("--topic", required=True)
     p = sub.add_parser("check")
     p.add_argument("--source", required=True)
     p.add_argument("--report", required=True)
+    p.add_argument("--target")
+    p.add_argument("--group")
+    p.add_argument("--group-topic")
     p.add_argument("topics", nargs="+")
     args = ap.parse_args()
     if args.cmd == "produce" and args.rate <= 0:
         ap.error("--rate must be positive")
-    return {"topics": cmd_topics, "produce": cmd_produce, "consume": cmd_consume, "peek": cmd_peek, "check": cmd_check}[
+    if args.cmd == "check" and args.group and not (args.target and args.group_topic):
+        ap.error("--group needs --target and --group-topic")
+    return {"topics": cmd_topics, "produce": cmd_produce, "consume": cmd_consume, "peek": cmd_peek, "offsets": cmd_offsets, "check": cmd_check}[
         args.cmd
     ](args)
 
