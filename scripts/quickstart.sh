@@ -8,7 +8,7 @@
 #                                   (also: STRAIT_QUICKSTART_CHECK=1)
 #
 # 1. Installs what is missing: Debian packages only for absent tools (as scripts/test.sh
-#    does), Kafka 4.3.1 jars, tansu 0.6.0 (built once, about 11 minutes on 2 cores, in the
+#    does), Kafka 4.3.1 jars, tansu 0.6.0 (built once, 10-25 minutes on 2 cores, in the
 #    background) and the Python venv into ${STRAIT_CACHE:-$HOME/.cache/strait}; builds strait
 #    with `cargo build --release`.
 # 2. Starts a SOURCE Apache Kafka and a TARGET tansu (memory storage) on loopback.
@@ -149,9 +149,16 @@ trap 'on_signal TERM' TERM
 # Runs "$@" in its own process group and waits for it: a Ctrl-C or SIGTERM reaches our trap at
 # once (bash defers traps while a foreground command runs) and cleanup stops the whole group.
 # setsid does not fork here (a background job is never a group leader), so $! is the group.
+# --quiet: stdout to /dev/null. (Never redirect the call itself: a function's redirection also
+# applies to a trap that runs during its `wait`, which would send the trap's output there.)
 step() {
   local rc=0
-  setsid "$@" &
+  if [[ "$1" == --quiet ]]; then
+    shift
+    setsid "$@" >/dev/null &
+  else
+    setsid "$@" &
+  fi
   STEP_PID=$!
   wait "$STEP_PID" || rc=$?
   STEP_PID=""
@@ -249,7 +256,7 @@ system_packages() {
 wait_tansu_install() {
   [[ -n "$TANSU_INSTALL_PID" ]] || return 0
   local rc=0 next=$((SECONDS + 60)) crates
-  say "waiting for the tansu build (about 11 minutes on 2 cores, once; progress: $CACHE/tansu-install.log)"
+  say "waiting for the tansu build (10-25 minutes on 2 cores, once; progress: $CACHE/tansu-install.log)"
   while kill -0 "$TANSU_INSTALL_PID" 2>/dev/null; do
     if ((SECONDS >= next)); then
       crates="$(grep -c '^ *Compiling ' "$CACHE/tansu-install.log" 2>/dev/null || true)"
@@ -275,7 +282,7 @@ install_everything() {
     say "tansu 0.6.0: installed"
   else
     say "tansu 0.6.0 is not installed: building it in the background with cargo install"
-    say "  (about 11 minutes on 2 cores, once; then it is cached in $CACHE)"
+    say "  (10-25 minutes on 2 cores, once; then it is cached in $CACHE)"
     TANSU_T0=$SECONDS
     setsid bash "$SCRIPTS/tansu.sh" install </dev/null >"$WORK/tansu-install.out" 2>&1 &
     TANSU_INSTALL_PID=$!
@@ -283,7 +290,7 @@ install_everything() {
   say "Kafka 4.3.1 jars (Maven Central, once)"
   step bash "$SCRIPTS/kafka.sh" install || die "installing Kafka failed"
   say "Python venv with confluent-kafka (pip, once)"
-  step bash "$SCRIPTS/python-env.sh" install >/dev/null || die "creating the Python venv failed"
+  step --quiet bash "$SCRIPTS/python-env.sh" install || die "creating the Python venv failed"
   PY="$(bash "$SCRIPTS/python-env.sh" path)"
   say "building strait (cargo build --release; a few minutes the first time)"
   step cargo build --release || die "cargo build --release failed"
@@ -309,14 +316,14 @@ start_brokers() {
   local rc=0
   say "starting the SOURCE: Apache Kafka on 127.0.0.1:$SOURCE_PORT (a few seconds)"
   STARTED_SOURCE=1
-  step bash "$SCRIPTS/kafka.sh" start --dir "$WORK/source" --port "$SOURCE_PORT" \
-    --controller-port "$CONTROLLER_PORT" --owner $$ >/dev/null || rc=$?
+  step --quiet bash "$SCRIPTS/kafka.sh" start --dir "$WORK/source" --port "$SOURCE_PORT" \
+    --controller-port "$CONTROLLER_PORT" --owner $$ || rc=$?
   ((rc == 0)) || broker_failed "the source Kafka" "$rc" \
     STRAIT_QUICKSTART_SOURCE_PORT STRAIT_QUICKSTART_CONTROLLER_PORT
   say "starting the TARGET: tansu (memory storage) on 127.0.0.1:$TARGET_PORT"
   STARTED_TARGET=1
-  step bash "$SCRIPTS/tansu.sh" start --dir "$WORK/target" --port "$TARGET_PORT" \
-    --name strait-quickstart --owner $$ >/dev/null || rc=$?
+  step --quiet bash "$SCRIPTS/tansu.sh" start --dir "$WORK/target" --port "$TARGET_PORT" \
+    --name strait-quickstart --owner $$ || rc=$?
   ((rc == 0)) || broker_failed "the target tansu" "$rc" STRAIT_QUICKSTART_TARGET_PORT
 }
 
