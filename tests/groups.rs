@@ -73,6 +73,9 @@ async fn setup(target: &Broker) -> Setup {
         )
         .await;
     }
+    for p in 0..2 {
+        wait_stable(&sc, &topic, p).await;
+    }
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(StateStore::open(dir.path()).unwrap());
     let t2 = topic.clone();

@@ -161,6 +161,7 @@ async fn transactional_commits_and_aborts_on_kafka() {
     }
     let committed: Vec<Rec> = batches[0].iter().chain(&batches[2]).cloned().collect();
 
+    wait_stable(&c, &topic, 0).await;
     let f = fetch_all(&c, &topic, 0, Isolation::ReadCommitted).await;
     assert_eq!(
         f.aborted.len(),

@@ -190,6 +190,7 @@ async fn data_matrix(target: &Broker) {
             expected.extend(recs);
         }
     }
+    wait_stable(&sc, &topic, 0).await;
     let end = source_end(&sc, &topic, 0).await;
 
     let m = start_mirror(source, target, &[&topic], |_| {}).await;

@@ -200,6 +200,41 @@ pub async fn create_topic(c: &KafkaClient, name: &str, partitions: i32, configs:
     }
 }
 
+/// Waits until no transaction is open on `topic`/`partition`: its last stable offset equals its
+/// high watermark. A producer's commit/abort returns before the coordinator has written the
+/// markers into every partition, so read_committed reads right after it can stop short.
+pub async fn wait_stable(c: &KafkaClient, topic: &str, partition: i32) {
+    use strait_linker::client::data::OffsetSpec;
+    let key = (topic.to_owned(), partition);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lso = c
+            .list_offsets(
+                std::slice::from_ref(&key),
+                OffsetSpec::Latest,
+                Isolation::ReadCommitted,
+            )
+            .await;
+        let hw = c
+            .list_offsets(
+                std::slice::from_ref(&key),
+                OffsetSpec::Latest,
+                Isolation::ReadUncommitted,
+            )
+            .await;
+        if let (Some(Ok(l)), Some(Ok(h))) = (lso.get(&key), hw.get(&key))
+            && l.offset == h.offset
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{topic}-{partition}: a transaction stayed open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Everything fetched from one partition: raw batches (every CRC verified) and the aborted
 /// transactions the broker listed.
 #[derive(Debug, Default)]
