@@ -181,9 +181,12 @@ fn init_logging(log: Option<&LogConfig>) {
     let level = log.map_or("info", |l| l.level.as_str());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    // Colours only on a terminal: log files and log collectors get plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match log.map(|l| l.format) {
         Some(LogFormat::Json) => builder.json().init(),
         _ => builder.init(),
