@@ -150,7 +150,8 @@ fn first_records(
     }
     consumer.assign(&tpl).unwrap();
     let mut out = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Generous: under heavy machine load a consumer's first fetches can take a while.
+    let deadline = Instant::now() + Duration::from_secs(40);
     while out.len() < partitions.len() {
         if Instant::now() > deadline {
             return out; // the caller reports which partition is missing, with context

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::handle::{MirrorHandle, Query, Translation};
+use std::borrow::Cow;
+
+use super::handle::{MirrorHandle, Query, stored_map, translate_all};
 use super::partition::{Accepted, PartitionRun, WriteMismatch, is_gapped};
 use super::status::{PartitionState, PartitionView, StatusHandle, TopicProblem};
 use super::{MirrorSettings, Start, topics};
@@ -918,32 +920,16 @@ impl Engine {
     /// Answers a translation query from the live maps (or the store for partitions that are
     /// not running, whose maps nothing writes).
     fn answer(&self, q: Query) -> Result<(), MirrorError> {
+        let map_of = |tp: &TopicPartition| match self.slots.get(tp) {
+            Some(slot) => Ok(Some(Cow::Borrowed(&slot.run.map))),
+            None => stored_map(&self.store, tp),
+        };
         match q {
             Query::Forward(items, reply) => {
-                let mut out = Vec::with_capacity(items.len());
-                for (tp, s) in items {
-                    out.push(match self.slots.get(&tp) {
-                        Some(slot) => slot.run.map.target_for(s).into(),
-                        None => match self.store.load_partition(&tp)? {
-                            Some((_, map)) => map.target_for(s).into(),
-                            None => Translation::NotMirrored,
-                        },
-                    });
-                }
-                let _ = reply.send(out);
+                let _ = reply.send(translate_all(items, map_of, OffsetMap::target_for)?);
             }
             Query::Reverse(items, reply) => {
-                let mut out = Vec::with_capacity(items.len());
-                for (tp, t) in items {
-                    out.push(match self.slots.get(&tp) {
-                        Some(slot) => slot.run.map.source_for(t).into(),
-                        None => match self.store.load_partition(&tp)? {
-                            Some((_, map)) => map.source_for(t).into(),
-                            None => Translation::NotMirrored,
-                        },
-                    });
-                }
-                let _ = reply.send(out);
+                let _ = reply.send(translate_all(items, map_of, OffsetMap::source_for)?);
             }
         }
         Ok(())

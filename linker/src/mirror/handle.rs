@@ -6,13 +6,39 @@
 //! translated consumer offset safe: it never points past data the target holds. When the
 //! mirror is not running, the persisted maps are used (nothing writes them then).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::StatusHandle;
 use crate::offset::{SourceOffset, TargetOffset, TopicPartition};
-use crate::state::{Lookup, StateError, StateStore};
+use crate::state::{Lookup, OffsetMap, StateError, StateStore};
+
+/// Translates every `(partition, offset)` with `lookup`, finding each partition's map with
+/// `map_of` (live or persisted); partitions without a map are not mirrored.
+pub(crate) fn translate_all<'a, I, O>(
+    items: Vec<(TopicPartition, I)>,
+    mut map_of: impl FnMut(&TopicPartition) -> Result<Option<Cow<'a, OffsetMap>>, StateError>,
+    lookup: impl Fn(&OffsetMap, I) -> Lookup<O>,
+) -> Result<Vec<Translation<O>>, StateError> {
+    let mut out = Vec::with_capacity(items.len());
+    for (tp, offset) in items {
+        out.push(match map_of(&tp)? {
+            Some(map) => lookup(&map, offset).into(),
+            None => Translation::NotMirrored,
+        });
+    }
+    Ok(out)
+}
+
+/// A partition's persisted map.
+pub(crate) fn stored_map<'a>(
+    store: &StateStore,
+    tp: &TopicPartition,
+) -> Result<Option<Cow<'a, OffsetMap>>, StateError> {
+    Ok(store.load_partition(tp)?.map(|(_, map)| Cow::Owned(map)))
+}
 
 /// A translated offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,14 +105,11 @@ impl MirrorHandle {
             return Ok(answer);
         }
         // The mirror is not running: its persisted maps are final.
-        let mut out = Vec::with_capacity(items.len());
-        for (tp, s) in items {
-            out.push(match self.store.load_partition(&tp)? {
-                Some((_, map)) => map.target_for(s).into(),
-                None => Translation::NotMirrored,
-            });
-        }
-        Ok(out)
+        translate_all(
+            items,
+            |tp| stored_map(&self.store, tp),
+            OffsetMap::target_for,
+        )
     }
 
     /// Translates target offsets back to source offsets (for rollback after promotion).
@@ -104,13 +127,10 @@ impl MirrorHandle {
         {
             return Ok(answer);
         }
-        let mut out = Vec::with_capacity(items.len());
-        for (tp, t) in items {
-            out.push(match self.store.load_partition(&tp)? {
-                Some((_, map)) => map.source_for(t).into(),
-                None => Translation::NotMirrored,
-            });
-        }
-        Ok(out)
+        translate_all(
+            items,
+            |tp| stored_map(&self.store, tp),
+            OffsetMap::source_for,
+        )
     }
 }
