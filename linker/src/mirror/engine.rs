@@ -1,7 +1,7 @@
 //! The coordinator task: discovery, fetch rounds, produce rounds, acks and reconciliation.
 //! See the module docs of [`crate::mirror`] for the data flow.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,17 +10,17 @@ use tokio_util::sync::CancellationToken;
 
 use std::borrow::Cow;
 
+use super::MirrorSettings;
 use super::handle::{MirrorHandle, Query, stored_map, translate_all};
 use super::partition::{Accepted, PartitionRun, WriteMismatch, is_gapped};
-use super::status::{PartitionState, PartitionView, StatusHandle, TopicProblem};
-use super::{MirrorSettings, Start, topics};
+use super::status::{PartitionState, PartitionView, StatusHandle};
 use crate::batch::{self, RawBatch};
 use crate::client::data::{
-    FetchOptions, FetchPosition, FetchedPartition, Isolation, OffsetSpec, PartitionResults,
-    ProduceAck, ProduceItem,
+    FetchOptions, FetchPosition, FetchedPartition, Isolation, PartitionResults, ProduceAck,
+    ProduceItem,
 };
-use crate::client::{Error, KafkaClient, Retry, TopicMetadata};
-use crate::offset::{SourceOffset, TargetOffset, TopicPartition};
+use crate::client::{Error, KafkaClient, Retry};
+use crate::offset::TopicPartition;
 use crate::records;
 use crate::state::{OffsetMap, PartitionCheckpoint, PartitionStatus, StateError, StateStore};
 
@@ -58,7 +58,7 @@ pub struct Mirror {
     handle: MirrorHandle,
 }
 
-enum Event {
+pub(super) enum Event {
     Fetched {
         reserved: usize,
         results: Vec<FetchedPartition>,
@@ -71,15 +71,15 @@ enum Event {
 }
 
 /// Per-partition bookkeeping beside the pure [`PartitionRun`].
-struct Slot {
-    run: PartitionRun,
-    view: PartitionView,
+pub(super) struct Slot {
+    pub(super) run: PartitionRun,
+    pub(super) view: PartitionView,
     /// The source topic's id, persisted with every checkpoint so that a topic deleted and
     /// re-created under the same name is recognised.
-    topic_id: Option<String>,
+    pub(super) topic_id: Option<String>,
     /// Waiting for the target tail to be read (after start-up or an uncertain produce).
-    awaiting_tail: bool,
-    retry_at: Option<Instant>,
+    pub(super) awaiting_tail: bool,
+    pub(super) retry_at: Option<Instant>,
 }
 
 impl Mirror {
@@ -187,339 +187,20 @@ impl Mirror {
     }
 }
 
-struct Engine {
-    source: KafkaClient,
-    target: KafkaClient,
-    store: Arc<StateStore>,
-    settings: MirrorSettings,
-    status: StatusHandle,
-    slots: BTreeMap<TopicPartition, Slot>,
-    budget_used: usize,
-    fetch_in_flight: bool,
-    produce_in_flight: usize,
-    last_config_sync: Instant,
+pub(super) struct Engine {
+    pub(super) source: KafkaClient,
+    pub(super) target: KafkaClient,
+    pub(super) store: Arc<StateStore>,
+    pub(super) settings: MirrorSettings,
+    pub(super) status: StatusHandle,
+    pub(super) slots: BTreeMap<TopicPartition, Slot>,
+    pub(super) budget_used: usize,
+    pub(super) fetch_in_flight: bool,
+    pub(super) produce_in_flight: usize,
+    pub(super) last_config_sync: Instant,
 }
 
 impl Engine {
-    // ---------------------------------------------------------------- discovery
-
-    async fn discover(&mut self, tx: &mpsc::Sender<Event>) -> Result<(), MirrorError> {
-        let source_topics = self
-            .source
-            .list_topics()
-            .await
-            .map_err(MirrorError::Source)?;
-        let selected: Vec<TopicMetadata> = source_topics
-            .into_iter()
-            .filter(|t| !t.internal && (self.settings.filter)(&t.name))
-            .collect();
-        let target_topics: BTreeMap<String, TopicMetadata> = self
-            .target
-            .list_topics()
-            .await
-            .map_err(MirrorError::Target)?
-            .into_iter()
-            .map(|t| (t.name.clone(), t))
-            .collect();
-        let known: BTreeMap<TopicPartition, PartitionCheckpoint> =
-            self.store.partitions()?.into_iter().collect();
-        let mut problems = Vec::new();
-        let mut live = BTreeSet::new();
-        for src in &selected {
-            live.insert(src.name.clone());
-            if let Err(message) = self
-                .ensure_target(src, target_topics.get(&src.name), &known)
-                .await
-            {
-                problems.push(TopicProblem {
-                    topic: src.name.clone(),
-                    message,
-                });
-                continue;
-            }
-            for p in &src.partitions {
-                let tp = TopicPartition::new(&src.name, p.index);
-                if !self.slots.contains_key(&tp) {
-                    self.init_partition(
-                        tp,
-                        src,
-                        known.get(&TopicPartition::new(&src.name, p.index)),
-                        tx,
-                    )
-                    .await?;
-                }
-            }
-        }
-        // Partitions of topics that vanished from the source stop; their target stays.
-        let gone: Vec<TopicPartition> = self
-            .slots
-            .keys()
-            .filter(|tp| !live.contains(&tp.topic))
-            .cloned()
-            .collect();
-        for tp in gone {
-            self.stop(
-                &tp,
-                PartitionState::Stopped {
-                    reason: "source topic deleted; target topic kept".into(),
-                },
-            )?;
-        }
-        self.status.update(|s| s.topic_problems = problems);
-        if self.last_config_sync.elapsed() >= self.settings.config_sync {
-            self.last_config_sync = Instant::now();
-            for t in live {
-                if let Err(err) = topics::sync_configs(&self.source, &self.target, &t).await {
-                    tracing::warn!(topic = %t, error = %err, "config sync failed");
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Makes sure the target topic exists, is ours, and has enough partitions.
-    async fn ensure_target(
-        &self,
-        src: &TopicMetadata,
-        existing: Option<&TopicMetadata>,
-        known: &BTreeMap<TopicPartition, PartitionCheckpoint>,
-    ) -> Result<(), String> {
-        let ours = known.keys().any(|tp| tp.topic == src.name);
-        if let Some(cp) = known
-            .iter()
-            .find(|(tp, _)| tp.topic == src.name)
-            .map(|(_, cp)| cp)
-            && let Some(id) = &cp.topic_id
-            && *id != src.id.to_string()
-        {
-            return Err(format!(
-                "source topic {} was deleted and re-created (new topic id); its mirror is stopped",
-                src.name
-            ));
-        }
-        let target = match existing {
-            None => {
-                topics::create_target(&self.source, &self.target, src)
-                    .await
-                    .map_err(|e| format!("cannot create target topic: {e}"))?;
-                tracing::info!(topic = %src.name, partitions = src.partitions.len(), "created target topic");
-                return self.wait_for_target(&src.name, src.partitions.len()).await;
-            }
-            Some(t) => t,
-        };
-        if !ours {
-            match topics::is_empty(&self.target, target).await {
-                Ok(Ok(())) => {}
-                Ok(Err(why)) => {
-                    return Err(format!(
-                        "target topic {} already exists with data strait did not write: {why}",
-                        src.name
-                    ));
-                }
-                Err(e) => return Err(format!("cannot inspect target topic: {e}")),
-            }
-        }
-        if target.partitions.len() < src.partitions.len() {
-            self.target
-                .create_partitions(
-                    &src.name,
-                    src.partitions.len() as i32,
-                    Duration::from_secs(30),
-                )
-                .await
-                .map_err(|e| {
-                    format!(
-                        "source grew to {} partitions but the target cannot follow: {e}",
-                        src.partitions.len()
-                    )
-                })?;
-            tracing::info!(topic = %src.name, partitions = src.partitions.len(), "grew target topic");
-            return self.wait_for_target(&src.name, src.partitions.len()).await;
-        }
-        Ok(())
-    }
-
-    async fn wait_for_target(&self, topic: &str, partitions: usize) -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            self.target.invalidate_topic(topic);
-            if let Ok(Some(t)) = self.target.topic(topic).await
-                && t.partitions.len() >= partitions
-                && t.partitions.iter().all(|p| p.leader >= 0)
-            {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "target topic {topic} did not get {partitions} partitions with leaders in 30 s"
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn init_partition(
-        &mut self,
-        tp: TopicPartition,
-        src: &TopicMetadata,
-        checkpoint: Option<&PartitionCheckpoint>,
-        tx: &mpsc::Sender<Event>,
-    ) -> Result<(), MirrorError> {
-        let mut view = PartitionView::new();
-        let (map, awaiting_tail) = match checkpoint {
-            Some(cp) => {
-                match &cp.status {
-                    PartitionStatus::Active => {}
-                    PartitionStatus::Stopped { reason } => {
-                        view.state = PartitionState::Stopped {
-                            reason: reason.clone(),
-                        }
-                    }
-                    PartitionStatus::Error { message } => {
-                        view.state = PartitionState::Error {
-                            message: message.clone(),
-                        }
-                    }
-                }
-                if !view.state.is_running() {
-                    view.next_source = cp.next_source.0;
-                    view.next_target = cp.next_target.0;
-                    self.status.update(|s| {
-                        s.partitions.insert(tp.clone(), view);
-                    });
-                    return Ok(());
-                }
-                let (_, map) = self
-                    .store
-                    .load_partition(&tp)?
-                    .ok_or_else(|| StateError::UnknownPartition { tp: tp.clone() })?;
-                (map, true)
-            }
-            None => {
-                // A just-created topic answers with leadership errors for a moment: retry
-                // briefly rather than wait a whole discovery interval.
-                let start = match brief_retry(|| self.start_offset(&tp)).await {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(partition = %tp, error = %e, "cannot read the source start offset; retrying at next discovery");
-                        return Ok(());
-                    }
-                };
-                let target_end = match brief_retry(|| self.target_end(&tp)).await {
-                    Ok(t) => t,
-                    Err(e) => {
-                        tracing::warn!(partition = %tp, error = %e, "cannot read the target end offset; retrying at next discovery");
-                        return Ok(());
-                    }
-                };
-                let map = OffsetMap::new(SourceOffset(start), TargetOffset(target_end));
-                let cp = PartitionCheckpoint {
-                    topic_id: Some(src.id.to_string()),
-                    next_source: map.next_source(),
-                    next_target: map.next_target(),
-                    status: PartitionStatus::Active,
-                };
-                self.store.record_batch_written(&tp, None, &cp)?;
-                tracing::info!(topic = %tp.topic, partition = tp.partition, start, target_end, "mirroring partition");
-                (map, false)
-            }
-        };
-        view.next_source = map.next_source().0;
-        view.next_target = map.next_target().0;
-        let topic_id = checkpoint
-            .and_then(|cp| cp.topic_id.clone())
-            .or_else(|| Some(src.id.to_string()));
-        let run = PartitionRun::new(tp.clone(), map, self.settings.partition_fetch_max_bytes);
-        self.slots.insert(
-            tp.clone(),
-            Slot {
-                run,
-                view,
-                topic_id,
-                awaiting_tail,
-                retry_at: None,
-            },
-        );
-        if awaiting_tail {
-            self.spawn_tail(&tp, tx);
-        }
-        self.publish(&tp);
-        Ok(())
-    }
-
-    async fn start_offset(&self, tp: &TopicPartition) -> Result<i64, Error> {
-        let parts = [(tp.topic.clone(), tp.partition)];
-        let spec = match self.settings.start {
-            Start::Earliest => OffsetSpec::Earliest,
-            Start::Latest => OffsetSpec::Latest,
-            Start::Timestamp(t) => OffsetSpec::Timestamp(t),
-        };
-        let key = (tp.topic.clone(), tp.partition);
-        let found = self
-            .source
-            .list_offsets(&parts, spec, Isolation::ReadCommitted)
-            .await
-            .remove(&key)
-            .unwrap_or(Err(Error::NoLeader {
-                context: crate::client::Context::partition(&tp.topic, tp.partition),
-            }))?;
-        if found.offset >= 0 {
-            return Ok(found.offset);
-        }
-        // No record at or after the timestamp: start at the end.
-        let latest = self
-            .source
-            .list_offsets(&parts, OffsetSpec::Latest, Isolation::ReadCommitted)
-            .await
-            .remove(&key);
-        Ok(latest
-            .unwrap_or(Ok(crate::client::data::ListedOffset {
-                offset: 0,
-                timestamp: -1,
-            }))?
-            .offset)
-    }
-
-    /// The target partition's end offset, read with Fetch (some brokers answer ListOffsets
-    /// latest wrongly); falls back to ListOffsets when offset 0 is below the log start.
-    async fn target_end(&self, tp: &TopicPartition) -> Result<i64, Error> {
-        let pos = FetchPosition {
-            topic: tp.topic.clone(),
-            partition: tp.partition,
-            offset: 0,
-            max_bytes: 1,
-        };
-        let opts = FetchOptions {
-            max_wait: Duration::ZERO,
-            isolation: Isolation::ReadUncommitted,
-            ..FetchOptions::default()
-        };
-        let f = self
-            .target
-            .fetch(&[pos], opts)
-            .await
-            .pop()
-            .ok_or_else(|| Error::NoLeader {
-                context: crate::client::Context::partition(&tp.topic, tp.partition),
-            })?;
-        match f.error {
-            None => Ok(f.high_watermark),
-            Some(e) if e.code() == Some(1) => {
-                let key = (tp.topic.clone(), tp.partition);
-                let r = self
-                    .target
-                    .list_offsets(
-                        std::slice::from_ref(&key),
-                        OffsetSpec::Latest,
-                        Isolation::ReadUncommitted,
-                    )
-                    .await;
-                Ok(r.get(&key).cloned().unwrap_or(Err(e))?.offset)
-            }
-            Some(e) => Err(e),
-        }
-    }
-
     // ---------------------------------------------------------------- fetch
 
     fn start_fetch(&mut self, tx: &mpsc::Sender<Event>) {
@@ -818,7 +499,7 @@ impl Engine {
     }
 
     /// Reads the target partition from the expected end to its actual end.
-    fn spawn_tail(&self, tp: &TopicPartition, tx: &mpsc::Sender<Event>) {
+    pub(super) fn spawn_tail(&self, tp: &TopicPartition, tx: &mpsc::Sender<Event>) {
         let Some(slot) = self.slots.get(tp) else {
             return;
         };
@@ -968,7 +649,11 @@ impl Engine {
         self.stop(tp, PartitionState::Error { message })
     }
 
-    fn stop(&mut self, tp: &TopicPartition, state: PartitionState) -> Result<(), MirrorError> {
+    pub(super) fn stop(
+        &mut self,
+        tp: &TopicPartition,
+        state: PartitionState,
+    ) -> Result<(), MirrorError> {
         let status = match &state {
             PartitionState::Error { message } => PartitionStatus::Error {
                 message: message.clone(),
@@ -990,7 +675,7 @@ impl Engine {
         Ok(())
     }
 
-    fn publish(&mut self, tp: &TopicPartition) {
+    pub(super) fn publish(&mut self, tp: &TopicPartition) {
         let Some(slot) = self.slots.get_mut(tp) else {
             return;
         };
@@ -1017,26 +702,7 @@ impl Engine {
     }
 }
 
-/// Retries a retriable error up to 20 times, 100 ms apart (partition set-up only: it blocks
-/// the coordinator, so it must stay short).
-async fn brief_retry<T, F, Fut>(mut op: F) -> Result<T, Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Error>>,
-{
-    let mut attempt = 0;
-    loop {
-        match op().await {
-            Err(e) if e.retry() != Retry::No && attempt < 20 => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            r => return r,
-        }
-    }
-}
-
-fn checkpoint(slot: &Slot) -> PartitionCheckpoint {
+pub(super) fn checkpoint(slot: &Slot) -> PartitionCheckpoint {
     PartitionCheckpoint {
         topic_id: slot.topic_id.clone(),
         next_source: slot.run.map.next_source(),
