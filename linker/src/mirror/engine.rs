@@ -299,8 +299,6 @@ impl Engine {
                 }
                 Ok(Accepted::CrcFailure { at, error }) => {
                     slot.view.crc_failures += 1;
-                    let bytes = slot.run.queued_bytes;
-                    let _ = bytes;
                     tracing::warn!(topic = %tp.topic, partition = tp.partition, offset = at, error = %error, "CRC mismatch on fetch; re-fetching");
                     if slot.run.crc_streak > self.settings.max_crc_retries {
                         let msg = format!(

@@ -217,7 +217,6 @@ async fn verify_partition(
     {
         report.lag_records = (end.offset - map.next_source().0).max(0);
     }
-    let _ = tgt_cluster;
     Ok(report)
 }
 
