@@ -94,22 +94,7 @@ impl MirrorHandle {
         &self,
         items: Vec<(TopicPartition, SourceOffset)>,
     ) -> Result<Vec<Translation<TargetOffset>>, StateError> {
-        let (tx, rx) = oneshot::channel();
-        if self
-            .queries
-            .send(Query::Forward(items.clone(), tx))
-            .await
-            .is_ok()
-            && let Ok(answer) = rx.await
-        {
-            return Ok(answer);
-        }
-        // The mirror is not running: its persisted maps are final.
-        translate_all(
-            items,
-            |tp| stored_map(&self.store, tp),
-            OffsetMap::target_for,
-        )
+        self.ask(items, Query::Forward, OffsetMap::target_for).await
     }
 
     /// Translates target offsets back to source offsets (for rollback after promotion).
@@ -117,20 +102,23 @@ impl MirrorHandle {
         &self,
         items: Vec<(TopicPartition, TargetOffset)>,
     ) -> Result<Vec<Translation<SourceOffset>>, StateError> {
+        self.ask(items, Query::Reverse, OffsetMap::source_for).await
+    }
+
+    /// Asks the running mirror; when it is not running, its persisted maps are final and
+    /// answer instead.
+    async fn ask<I: Clone, O>(
+        &self,
+        items: Vec<(TopicPartition, I)>,
+        query: impl FnOnce(Vec<(TopicPartition, I)>, oneshot::Sender<Vec<Translation<O>>>) -> Query,
+        lookup: impl Fn(&OffsetMap, I) -> Lookup<O>,
+    ) -> Result<Vec<Translation<O>>, StateError> {
         let (tx, rx) = oneshot::channel();
-        if self
-            .queries
-            .send(Query::Reverse(items.clone(), tx))
-            .await
-            .is_ok()
+        if self.queries.send(query(items.clone(), tx)).await.is_ok()
             && let Ok(answer) = rx.await
         {
             return Ok(answer);
         }
-        translate_all(
-            items,
-            |tp| stored_map(&self.store, tp),
-            OffsetMap::source_for,
-        )
+        translate_all(items, |tp| stored_map(&self.store, tp), lookup)
     }
 }
