@@ -417,6 +417,26 @@ fn bad_configs_exit_nonzero_naming_the_problem() {
             "case {i}: expected `{expect}` in: {stderr}"
         );
     }
+    // `verify --topic` with a bad regex fails before touching state or clusters.
+    let state = dir.path().join("state-verify");
+    let path = dir.path().join("verify.toml");
+    std::fs::write(
+        &path,
+        base("", "127.0.0.1:1").replace(
+            &dir.path().join("state").display().to_string(),
+            &state.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["verify", "--topic", "(", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--topic: invalid regex"), "{stderr}");
+    assert!(!state.exists(), "no state directory was created");
 }
 
 #[tokio::test(flavor = "multi_thread")]
