@@ -195,14 +195,19 @@ fn init_logging(log: Option<&LogConfig>) {
 
 /// Connects to both clusters, failing with a message that names the side.
 async fn connect_both(cfg: &StraitConfig) -> anyhow::Result<(KafkaClient, KafkaClient)> {
-    let source = KafkaClient::connect(cfg.source.client_config())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot reach the source cluster at {}",
-                cfg.source.bootstrap_servers
-            )
-        })?;
+    // A fetch response may be as large as mirror.fetch_max_bytes (plus one oversized first
+    // batch, which brokers always return whole): let the client accept it.
+    let mut source_config = cfg.source.client_config();
+    let fetch_max = usize::try_from(cfg.mirror.fetch_max_bytes.bytes()).unwrap_or(usize::MAX);
+    source_config.max_response_bytes = source_config
+        .max_response_bytes
+        .max(fetch_max.saturating_add(64 << 20));
+    let source = KafkaClient::connect(source_config).await.with_context(|| {
+        format!(
+            "cannot reach the source cluster at {}",
+            cfg.source.bootstrap_servers
+        )
+    })?;
     let target = KafkaClient::connect(cfg.target.client_config())
         .await
         .with_context(|| {
