@@ -1,4 +1,12 @@
 //! REST control API and the staged cutover state machine.
 //!
-//! Not built yet: tracked in the control-API issue; the crate exists so the workspace has its
-//! final shape.
+//! ```text
+//!  HTTP (axum, bearer tokens) ──► handlers ──► cutover::CutoverService ──► clusters, mirror,
+//!                                   │                                       group sync
+//!                                   └► status / metrics from the mirror and group handles
+//! ```
+
+pub mod cutover;
+pub mod error;
+
+pub use error::{ApiError, ErrorCode};
