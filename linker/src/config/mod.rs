@@ -299,45 +299,42 @@ impl GroupsConfig {
     }
 }
 
-/// The control API (status, cutover stages).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+/// The control API (status, metrics, cutover stages).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiConfig {
-    /// Address and port the API listens on, as `IP:port` (no host names). The default only
-    /// accepts local connections; use `0.0.0.0:8088` to listen on every interface.
-    #[serde(default = "default_listen", deserialize_with = "deserialize_listen")]
-    #[schemars(with = "String")]
-    pub listen: SocketAddr,
-    /// File of API bearer tokens, one per line. Tokens can also be given in the environment
-    /// variable `STRAIT_API_TOKEN`. Unset by default.
+    /// Address and port the API listens on, as `IP:port` (no host names). Unset by default:
+    /// no API is served. `127.0.0.1:8088` only accepts local connections; `0.0.0.0:8088`
+    /// listens on every interface. When set, at least one token must be configured (with
+    /// `token_file` or `STRAIT_API_TOKEN`), or `strait run` refuses to start.
+    /// Example: `listen = "127.0.0.1:8088"`.
+    #[serde(
+        default,
+        deserialize_with = "deserialize_listen",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub listen: Option<SocketAddr>,
+    /// File of API bearer tokens: one `NAME:TOKEN` per line; blank lines and lines starting
+    /// with `#` are ignored. `NAME` is recorded as the actor of every change made with the
+    /// token. A token can also be given in the environment variable `STRAIT_API_TOKEN`
+    /// (its name is `env`). Every `/v1` request needs `Authorization: Bearer TOKEN`;
+    /// `/healthz`, `/readyz` and `/metrics` are open. Unset by default.
     /// Example: `token_file = "/etc/strait/tokens"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
 }
 
-fn default_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8088))
-}
-
 // serde's own SocketAddr error ("invalid socket address syntax") does not say what was
 // written nor what is expected.
-fn deserialize_listen<'de, D: Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+fn deserialize_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
-    text.parse().map_err(|_| {
+    text.parse().map(Some).map_err(|_| {
         serde::de::Error::custom(format!(
             "{} is not an IP socket address (IP:port, e.g. \"127.0.0.1:8088\")",
             error::quote(&text)
         ))
     })
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        Self {
-            listen: default_listen(),
-            token_file: None,
-        }
-    }
 }
 
 /// Logging to standard error.

@@ -96,6 +96,7 @@ fn example_file_loads() {
     assert!(selector.matches("orders.eu"));
     assert!(!selector.matches("orders.tmp1"));
     assert!(selector.matches("payments"));
+    assert_eq!(config.api.listen, Some("127.0.0.1:8088".parse().unwrap()));
     assert_eq!(config.api.token_file, None);
 }
 
@@ -131,7 +132,8 @@ fn minimal_config_takes_defaults() {
     assert_eq!(config.groups, GroupsConfig::default());
     assert!(config.groups.selector().matches("any-group"));
     assert_eq!(config.groups.interval.get(), Duration::from_secs(1));
-    assert_eq!(config.api.listen.to_string(), "127.0.0.1:8088");
+    assert_eq!(config.api, ApiConfig::default());
+    assert_eq!(config.api.listen, None, "no API unless [api] listen is set");
     assert_eq!(config.log, LogConfig::default());
     assert_eq!(config.log.format, LogFormat::Text);
 }
@@ -219,7 +221,11 @@ fn full_config_parses_and_maps_to_client_configs() {
     assert!(groups.matches("billing-eu"));
     assert!(!groups.matches("billing-test"));
     assert!(!groups.matches("shipping"));
-    assert_eq!(config.api.listen.to_string(), "0.0.0.0:9000");
+    assert_eq!(config.api.listen, Some("0.0.0.0:9000".parse().unwrap()));
+    assert_eq!(
+        config.api.token_file.as_deref(),
+        Some(Path::new("/etc/strait/tokens"))
+    );
     assert_eq!(config.log.format, LogFormat::Json);
 }
 
