@@ -241,6 +241,18 @@ impl GroupSync {
         Ok(out)
     }
 
+    /// Stops syncing `group` because a cutover promoted it: its consumers now commit on the
+    /// target, and the periodic sync must never overwrite those commits. Persisted; undone by
+    /// [`GroupSync::reset_group`].
+    pub fn mark_moved(&self, group: &str) -> Result<(), StateError> {
+        self.records.put(
+            group,
+            &GroupRecord {
+                state: SyncState::Moved,
+            },
+        )
+    }
+
     /// Lets strait sync a group it had stopped (moved or split), e.g. after a rollback.
     pub fn reset_group(&self, group: &str) -> Result<(), StateError> {
         self.records.remove(group).map(|_| ())

@@ -10,7 +10,12 @@
 //!          MirrorHandle (hold/release topics) · GroupSync (final sync) · Kafka admin (ACLs)
 //! ```
 
+mod checks;
+mod cluster;
+mod driver;
+mod machine;
 pub mod model;
+mod rollback;
 mod service;
 
 pub use model::*;

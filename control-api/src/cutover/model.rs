@@ -299,12 +299,28 @@ pub struct Cutover {
     pub promoted_ms: Option<u64>,
     /// When it was rolled back.
     pub rolled_back_ms: Option<u64>,
+    /// Progress of a failback (rollback after promotion), once one started.
+    pub failback: Option<FailbackState>,
     /// Timeline.
     pub events: Vec<Event>,
     /// Created (ms since the epoch).
     pub created_ms: u64,
     /// Last changed (ms since the epoch).
     pub updated_ms: u64,
+}
+
+/// Where a failback stands (persisted, so a restart resumes it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct FailbackState {
+    /// Target end offsets once the target was fenced (per `topic-partition`): what is copied
+    /// back.
+    pub target_ends: std::collections::BTreeMap<String, i64>,
+    /// When the target fence took effect (ms since the epoch).
+    pub target_fenced_ms: Option<u64>,
+    /// Records copied back to the source so far.
+    pub records_copied: u64,
+    /// Source offsets committed for each group, per `topic-partition`, once translated back.
+    pub group_offsets: std::collections::BTreeMap<String, std::collections::BTreeMap<String, i64>>,
 }
 
 /// The result of a dry run: what would be checked and done, with nothing changed.

@@ -259,6 +259,7 @@ impl Engine {
                 topic_id,
                 awaiting_tail,
                 retry_at: None,
+                hold: None,
             },
         );
         if awaiting_tail {

@@ -80,6 +80,15 @@ pub(super) struct Slot {
     /// Waiting for the target tail to be read (after start-up or an uncertain produce).
     pub(super) awaiting_tail: bool,
     pub(super) retry_at: Option<Instant>,
+    /// Set by [`MirrorHandle::hold_topics`]: no new fetch or write; the partition stops with
+    /// this reason once its write in flight is recorded.
+    pub(super) hold: Option<String>,
+}
+
+/// A hold request waiting for its partitions' writes in flight.
+struct PendingHold {
+    topics: Vec<String>,
+    reply: tokio::sync::oneshot::Sender<Result<(), StateError>>,
 }
 
 impl Mirror {
@@ -136,6 +145,7 @@ impl Mirror {
             fetch_in_flight: false,
             produce_in_flight: 0,
             last_config_sync: Instant::now(),
+            pending_holds: Vec::new(),
         };
         let mut queries = self.queries;
         drop(self.handle); // only clones held by other components keep the query channel open
@@ -166,7 +176,11 @@ impl Mirror {
                     Some(ev) => e.handle(ev, &tx).await?,
                     None => break,
                 },
-                Some(q) = queries.recv() => e.answer(q)?,
+                Some(q) = queries.recv() => {
+                    if e.answer(q)? {
+                        next_discovery = Instant::now(); // released topics restart now
+                    }
+                }
                 _ = tokio::time::sleep_until(wake.into()) => {
                     if drain_deadline.is_some_and(|d| Instant::now() >= d) {
                         tracing::warn!(in_flight = e.produce_in_flight, "drain timed out; the next start reconciles the target");
@@ -198,6 +212,7 @@ pub(super) struct Engine {
     pub(super) fetch_in_flight: bool,
     pub(super) produce_in_flight: usize,
     pub(super) last_config_sync: Instant,
+    pending_holds: Vec<PendingHold>,
 }
 
 impl Engine {
@@ -221,7 +236,10 @@ impl Engine {
             .slots
             .values()
             .filter(|s| {
-                s.view.state.is_running() && !s.awaiting_tail && s.retry_at.is_none_or(|t| t <= now)
+                s.view.state.is_running()
+                    && s.hold.is_none()
+                    && !s.awaiting_tail
+                    && s.retry_at.is_none_or(|t| t <= now)
             })
             .filter(|s| s.run.queued_bytes < s.run.fetch_max_bytes as usize)
             .map(|s| FetchPosition {
@@ -332,6 +350,7 @@ impl Engine {
             let mut size = 0;
             for slot in self.slots.values_mut() {
                 if !slot.view.state.is_running()
+                    || slot.hold.is_some()
                     || slot.awaiting_tail
                     || slot.retry_at.is_some_and(|t| t > now)
                 {
@@ -596,9 +615,43 @@ impl Engine {
 
     // ---------------------------------------------------------------- events and state
 
-    /// Answers a translation query from the live maps (or the store for partitions that are
-    /// not running, whose maps nothing writes).
-    fn answer(&self, q: Query) -> Result<(), MirrorError> {
+    /// Answers a query: translations from the live maps (or the store for partitions that
+    /// are not running, whose maps nothing writes), holds and releases. Returns true when
+    /// discovery should run at once (released topics).
+    fn answer(&mut self, q: Query) -> Result<bool, MirrorError> {
+        let q = match q {
+            Query::Hold {
+                topics,
+                reason,
+                reply,
+            } => {
+                // Partitions not running here (stopped, or not yet initialised) are marked in
+                // the store, so discovery leaves them stopped.
+                super::handle::set_held(&self.store, &topics, Some(&reason))?;
+                for slot in self.slots.values_mut() {
+                    if topics.contains(&slot.run.tp.topic) {
+                        slot.hold = Some(reason.clone());
+                    }
+                }
+                self.pending_holds.push(PendingHold { topics, reply });
+                self.settle_holds()?;
+                return Ok(false);
+            }
+            Query::Release { topics, reply } => {
+                let result = super::handle::set_held(&self.store, &topics, None);
+                if result.is_ok() {
+                    self.status.update(|s| {
+                        s.partitions.retain(|tp, v| {
+                            !(topics.contains(&tp.topic)
+                                && matches!(v.state, PartitionState::Stopped { .. }))
+                        })
+                    });
+                }
+                let _ = reply.send(result);
+                return Ok(true);
+            }
+            q => q,
+        };
         let map_of = |tp: &TopicPartition| match self.slots.get(tp) {
             Some(slot) => Ok(Some(Cow::Borrowed(&slot.run.map))),
             None => stored_map(&self.store, tp),
@@ -610,6 +663,33 @@ impl Engine {
             Query::Reverse(items, reply) => {
                 let _ = reply.send(translate_all(items, map_of, OffsetMap::source_for)?);
             }
+            Query::Hold { .. } | Query::Release { .. } => unreachable!("answered above"),
+        }
+        Ok(false)
+    }
+
+    /// Stops held partitions whose write in flight is recorded, and answers the hold
+    /// requests whose partitions have all stopped.
+    fn settle_holds(&mut self) -> Result<(), MirrorError> {
+        let ready: Vec<(TopicPartition, String)> = self
+            .slots
+            .iter()
+            .filter_map(|(tp, s)| match &s.hold {
+                Some(reason) if !s.run.in_flight => Some((tp.clone(), reason.clone())),
+                _ => None,
+            })
+            .collect();
+        for (tp, reason) in ready {
+            tracing::info!(topic = %tp.topic, partition = tp.partition, %reason, "partition held");
+            self.stop(&tp, PartitionState::Stopped { reason })?;
+        }
+        let slots = &self.slots;
+        let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_holds)
+            .into_iter()
+            .partition(|h| !slots.keys().any(|tp| h.topics.contains(&tp.topic)));
+        self.pending_holds = waiting;
+        for h in done {
+            let _ = h.reply.send(Ok(()));
         }
         Ok(())
     }
@@ -620,7 +700,11 @@ impl Engine {
             Event::Produced(r) => self.on_produced(r, tx).await?,
             Event::Tail { tp, result } => self.on_tail(tp, result, tx)?,
         }
-        self.match_tails()
+        self.match_tails()?;
+        if !self.pending_holds.is_empty() {
+            self.settle_holds()?;
+        }
+        Ok(())
     }
 
     fn apply_skips(&mut self, tp: &TopicPartition) -> Result<(), MirrorError> {
@@ -709,8 +793,9 @@ pub(super) fn checkpoint(slot: &Slot) -> PartitionCheckpoint {
     }
 }
 
-/// Every batch on the target from `from` to its end.
-async fn read_tail(
+/// Every batch of a partition from `from` to its end (the target's tail after a crash; the
+/// source's in a failback).
+pub(super) async fn read_tail(
     client: &KafkaClient,
     tp: &TopicPartition,
     from: i64,

@@ -40,6 +40,31 @@ pub(crate) fn stored_map<'a>(
     Ok(store.load_partition(tp)?.map(|(_, map)| Cow::Owned(map)))
 }
 
+/// Marks every stored partition of `topics` stopped with `reason` (`Some`) or active again
+/// (`None`); partitions stopped by an error are left alone.
+pub(crate) fn set_held(
+    store: &StateStore,
+    topics: &[String],
+    reason: Option<&str>,
+) -> Result<(), StateError> {
+    use crate::state::PartitionStatus;
+    for (tp, cp) in store.partitions()? {
+        if !topics.contains(&tp.topic) || matches!(cp.status, PartitionStatus::Error { .. }) {
+            continue;
+        }
+        let status = match reason {
+            Some(r) => PartitionStatus::Stopped {
+                reason: r.to_string(),
+            },
+            None => PartitionStatus::Active,
+        };
+        if cp.status != status {
+            store.set_status(&tp, status)?;
+        }
+    }
+    Ok(())
+}
+
 /// A translated offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Translation<O> {
@@ -72,6 +97,17 @@ pub(crate) enum Query {
         Vec<(TopicPartition, TargetOffset)>,
         oneshot::Sender<Vec<Translation<SourceOffset>>>,
     ),
+    /// Stop mirroring these topics (answered once no write of theirs is in flight).
+    Hold {
+        topics: Vec<String>,
+        reason: String,
+        reply: oneshot::Sender<Result<(), StateError>>,
+    },
+    /// Mirror these held topics again, from their checkpoints.
+    Release {
+        topics: Vec<String>,
+        reply: oneshot::Sender<Result<(), StateError>>,
+    },
 }
 
 /// Cheaply cloned handle on a mirror.
@@ -103,6 +139,44 @@ impl MirrorHandle {
         items: Vec<(TopicPartition, TargetOffset)>,
     ) -> Result<Vec<Translation<SourceOffset>>, StateError> {
         self.ask(items, Query::Reverse, OffsetMap::source_for).await
+    }
+
+    /// Stops mirroring `topics` (a cutover promoted them): their partitions finish the write
+    /// in flight, are recorded, and stop with `reason`, persisted so a restart keeps them
+    /// stopped. Returns once nothing of theirs is in flight. Idempotent.
+    ///
+    /// While held, nothing in the mirror writes the partitions' maps: the caller (a failback)
+    /// may record batches of its own in them through the store.
+    pub async fn hold_topics(&self, topics: &[String], reason: &str) -> Result<(), StateError> {
+        let (reply, rx) = oneshot::channel();
+        let q = Query::Hold {
+            topics: topics.to_vec(),
+            reason: reason.to_string(),
+            reply,
+        };
+        if self.queries.send(q).await.is_ok()
+            && let Ok(answer) = rx.await
+        {
+            return answer;
+        }
+        // Not running: mark them in the store; the next start leaves them stopped.
+        set_held(&self.store, topics, Some(reason))
+    }
+
+    /// Mirrors held `topics` again: each partition resumes from its checkpoint after
+    /// reconciling the target's tail. Idempotent.
+    pub async fn release_topics(&self, topics: &[String]) -> Result<(), StateError> {
+        let (reply, rx) = oneshot::channel();
+        let q = Query::Release {
+            topics: topics.to_vec(),
+            reply,
+        };
+        if self.queries.send(q).await.is_ok()
+            && let Ok(answer) = rx.await
+        {
+            return answer;
+        }
+        set_held(&self.store, topics, None)
     }
 
     /// Asks the running mirror; when it is not running, its persisted maps are final and

@@ -26,6 +26,7 @@
 
 mod discovery;
 mod engine;
+pub mod failback;
 pub mod handle;
 mod partition;
 pub mod status;

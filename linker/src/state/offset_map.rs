@@ -407,6 +407,21 @@ impl OffsetMap {
         Ok(())
     }
 
+    /// Moves `next_target` to `to` over target offsets that hold no mirrored record (a failback
+    /// copy skipped the target's transaction markers or aborted data at its end).
+    pub fn skip_target(&mut self, to: TargetOffset) -> Result<(), MapError> {
+        if to < self.next_target {
+            return Err(MapError::Inconsistent {
+                reason: format!(
+                    "cannot move next_target back from {} to {to}",
+                    self.next_target
+                ),
+            });
+        }
+        self.next_target = to;
+        Ok(())
+    }
+
     /// The target offset a consumer must commit to resume at the first mirrored record at or
     /// after source offset `s` (see the module docs).
     pub fn target_for(&self, s: SourceOffset) -> Lookup<TargetOffset> {

@@ -1,0 +1,211 @@
+//! What the cutover asks of the clusters: end offsets, fences (ACLs), producer activity and
+//! the tail comparison. Each function is one idempotent question or action.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use strait_linker::batch;
+use strait_linker::client::admin::{Acl, AclOperation, AclPattern, AclPermission, AclResource};
+use strait_linker::client::data::{FetchOptions, FetchPosition, Isolation, OffsetSpec};
+use strait_linker::client::{Error, KafkaClient};
+use strait_linker::offset::TopicPartition;
+use strait_linker::state::{Layout, StateStore};
+
+/// The partitions of `topics` on `client`'s cluster.
+pub async fn partitions(
+    client: &KafkaClient,
+    topics: &[String],
+) -> Result<Vec<TopicPartition>, String> {
+    let meta = client
+        .refresh_metadata(Some(topics))
+        .await
+        .map_err(|e| format!("metadata: {e}"))?;
+    let mut out = Vec::new();
+    for t in topics {
+        let m = meta
+            .iter()
+            .find(|m| &m.name == t)
+            .ok_or_else(|| format!("topic {t} does not exist"))?;
+        if m.partitions.is_empty() {
+            return Err(format!("topic {t} has no partitions"));
+        }
+        out.extend(m.partitions.iter().map(|p| TopicPartition::new(t, p.index)));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// End offsets (`Latest`): the high watermark with read_uncommitted, the last stable offset
+/// with read_committed.
+pub async fn ends(
+    client: &KafkaClient,
+    tps: &[TopicPartition],
+    isolation: Isolation,
+) -> Result<BTreeMap<TopicPartition, i64>, String> {
+    let parts: Vec<(String, i32)> = tps
+        .iter()
+        .map(|tp| (tp.topic.clone(), tp.partition))
+        .collect();
+    let mut out = BTreeMap::new();
+    for ((t, p), r) in client
+        .list_offsets(&parts, OffsetSpec::Latest, isolation)
+        .await
+    {
+        let tp = TopicPartition::new(&t, p);
+        let o = r.map_err(|e| format!("end offset of {tp}: {e}"))?;
+        out.insert(tp, o.offset);
+    }
+    Ok(out)
+}
+
+/// The DENY WRITE ACLs that fence `topics` for `principals`.
+pub fn fence_acls(topics: &[String], principals: &[String]) -> Vec<Acl> {
+    let mut out = Vec::new();
+    for t in topics {
+        for p in principals {
+            out.push(Acl {
+                resource: AclResource::Topic,
+                name: t.clone(),
+                pattern: AclPattern::Literal,
+                principal: p.clone(),
+                host: "*".into(),
+                operation: AclOperation::Write,
+                permission: AclPermission::Deny,
+            });
+        }
+    }
+    out
+}
+
+/// Adds the fence ACLs (creating an ACL that exists is a no-op in Kafka).
+pub async fn apply_fence(client: &KafkaClient, acls: &[Acl]) -> Result<(), String> {
+    client
+        .create_acls(acls)
+        .await
+        .map_err(|e| format!("creating DENY WRITE ACLs: {e}"))
+}
+
+/// Removes exactly the fence ACLs strait added; returns how many were removed.
+pub async fn lift_fence(client: &KafkaClient, acls: &[Acl]) -> Result<usize, String> {
+    let mut removed = 0;
+    for acl in acls {
+        removed += client
+            .delete_acls(acl)
+            .await
+            .map_err(|e| format!("deleting DENY WRITE ACL on {}: {e}", acl.name))?;
+    }
+    Ok(removed)
+}
+
+/// Producers the broker saw writing since `since_ms`, per partition; `None` when the broker
+/// cannot tell (no DescribeProducers).
+pub async fn recent_producers(
+    client: &KafkaClient,
+    tps: &[TopicPartition],
+    since_ms: i64,
+) -> Option<BTreeMap<TopicPartition, Vec<i64>>> {
+    let parts: Vec<(String, i32)> = tps
+        .iter()
+        .map(|tp| (tp.topic.clone(), tp.partition))
+        .collect();
+    let mut out = BTreeMap::new();
+    for ((t, p), r) in client.describe_producers(&parts).await {
+        match r {
+            Ok(producers) => {
+                let ids: Vec<i64> = producers
+                    .iter()
+                    .filter(|a| a.last_timestamp >= since_ms || a.current_txn_start_offset >= 0)
+                    .map(|a| a.producer_id)
+                    .collect();
+                out.insert(TopicPartition::new(&t, p), ids);
+            }
+            Err(Error::UnsupportedApi { .. }) => return None,
+            Err(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Compares the last batch strait mirrored of `tp` on both clusters: `Ok(detail)` when equal
+/// (or nothing to compare), `Err(detail)` when they differ.
+pub async fn compare_tail(
+    source: &KafkaClient,
+    target: &KafkaClient,
+    store: &StateStore,
+    tp: &TopicPartition,
+) -> Result<String, String> {
+    let Some((_, map)) = store.load_partition(tp).map_err(|e| e.to_string())? else {
+        return Err(format!("{tp}: no offset map"));
+    };
+    let Some(last) = map.last_entry() else {
+        return Ok(format!("{tp}: nothing mirrored"));
+    };
+    // The source batch holding the entry's last offset (Kafka returns a batch from inside).
+    let src = fetch_first(source, tp, last.source_last.0).await?;
+    let Some(src) = src
+        .into_iter()
+        .rfind(|b| b.header().base_offset <= last.source_last.0)
+    else {
+        return Ok(format!(
+            "{tp}: source batch at {} no longer readable (retention)",
+            last.source_last
+        ));
+    };
+    let h = *src.header();
+    let target_base = match &last.layout {
+        Layout::Shifted => last.target_first.0 + (h.base_offset - last.source_first.0),
+        Layout::Dense { .. } => last.target_first.0,
+    };
+    // A batch boundary on the target, so targets that cannot fetch from inside a batch work.
+    let tgt = fetch_first(target, tp, target_base).await?;
+    let Some(tgt) = tgt.into_iter().next() else {
+        return Err(format!("{tp}: no batch at target offset {target_base}"));
+    };
+    let t = tgt.header();
+    let same = src.records_section() == tgt.records_section()
+        && h.record_count == t.record_count
+        && h.max_timestamp == t.max_timestamp;
+    let dense_ok = matches!(last.layout, Layout::Dense { .. });
+    if same || dense_ok && h.record_count == t.record_count {
+        Ok(format!(
+            "{tp}: source batch {}..={} equals target batch at {target_base}",
+            h.base_offset,
+            h.last_offset()
+        ))
+    } else {
+        Err(format!(
+            "{tp}: source batch {}..={} differs from target batch at {target_base}",
+            h.base_offset,
+            h.last_offset()
+        ))
+    }
+}
+
+async fn fetch_first(
+    client: &KafkaClient,
+    tp: &TopicPartition,
+    offset: i64,
+) -> Result<Vec<batch::RawBatch>, String> {
+    let pos = FetchPosition {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        offset,
+        max_bytes: 1,
+    };
+    let opts = FetchOptions {
+        max_wait: Duration::ZERO,
+        isolation: Isolation::ReadUncommitted,
+        ..FetchOptions::default()
+    };
+    let f = client
+        .fetch(&[pos], opts)
+        .await
+        .pop()
+        .ok_or_else(|| format!("{tp}: empty fetch response"))?;
+    if let Some(e) = f.error {
+        return Err(format!("{tp}: fetch at {offset}: {e}"));
+    }
+    batch::split(f.records)
+        .map(|s| s.batches)
+        .map_err(|e| format!("{tp}: {e}"))
+}
