@@ -16,6 +16,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// 404: no such cutover, rehearsal or route.
     NotFound,
+    /// 405: the route exists but not with this method; `details.allow` lists the methods.
+    MethodNotAllowed,
     /// 409: the transition is not allowed now; `details.blockers` says why.
     IllegalTransition,
     /// 409: the request conflicts with another cutover (a topic in two waves, ...).
@@ -35,6 +37,7 @@ impl ErrorCode {
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::IllegalTransition | Self::Conflict => StatusCode::CONFLICT,
             Self::StaleVersion => StatusCode::PRECONDITION_FAILED,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -6,7 +6,15 @@
 //!                                   └► status / metrics from the mirror and group handles
 //! ```
 
+pub mod apidoc;
+pub mod auth;
 pub mod cutover;
 pub mod error;
+pub mod http;
+pub mod metrics;
+pub mod openapi;
+pub mod routes;
+pub mod status;
 
 pub use error::{ApiError, ErrorCode};
+pub use http::{ApiServer, ServeError};
