@@ -23,7 +23,7 @@ use super::cluster;
 use super::machine::{self, now_ms};
 use super::model::{Check, Cutover, FenceMode, Operation, PartitionPoint, Stage, Straggler};
 use super::rollback;
-use super::service::{Inner, is_advance};
+use super::service::{Inner, is_advance, same_op};
 use crate::error::ApiError;
 
 /// How often waiting steps poll the clusters.
@@ -110,7 +110,7 @@ fn reach(
     extra: impl Fn(&mut Cutover),
 ) -> Result<StepEnd, ApiError> {
     let (_, done) = inner.update(&c.id, |c| {
-        if c.operation.as_ref() != Some(op) {
+        if !same_op(c.operation.as_ref(), op) {
             return Ok(false);
         }
         extra(c);
@@ -537,7 +537,7 @@ async fn undo(
         return Ok(());
     }
     inner.update(&c.id, |c| {
-        if c.operation.as_ref() != Some(op) {
+        if !same_op(c.operation.as_ref(), op) {
             return Ok(());
         }
         c.operation = None;

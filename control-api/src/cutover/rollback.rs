@@ -24,7 +24,7 @@ use super::cluster;
 use super::driver::{POLL_MS, event, key, wait_quiet};
 use super::machine::{self, now_ms};
 use super::model::{Cutover, FailbackState, FenceMode, Operation, Stage};
-use super::service::Inner;
+use super::service::{Inner, same_op};
 use crate::error::ApiError;
 
 /// Lifts the source fence and releases the mirror and groups (an advance that did not
@@ -73,7 +73,7 @@ pub(super) async fn run(inner: &Inner, c: &Cutover, op: &Operation) -> Result<()
 
 fn finish(inner: &Inner, c: &Cutover, op: &Operation, message: &str) -> Result<(), ApiError> {
     inner.update(&c.id, |c| {
-        if c.operation.as_ref() != Some(op) {
+        if !same_op(c.operation.as_ref(), op) {
             return Ok(());
         }
         c.operation = None;
@@ -134,7 +134,7 @@ async fn failback(inner: &Inner, c: &Cutover, op: &Operation) -> Result<(), ApiE
                     let _ = cluster::lift_fence(&ctx.target, &target_acls).await;
                 }
                 inner.update(&c.id, |c| {
-                    if c.operation.as_ref() == Some(op) {
+                    if same_op(c.operation.as_ref(), op) {
                         c.operation = None;
                         machine::push_event(
                             c,

@@ -171,7 +171,10 @@ impl CutoverService {
         let mut c = machine::new_cutover(id.clone(), req, actor, now_ms());
         c.checks = checks;
         match self.inner.cutovers.cas(&id, None, Some(&c))? {
-            Ok(()) => Ok(Outcome::Accepted(c)),
+            Ok(()) => {
+                self.inner.ctx.store.flush()?;
+                Ok(Outcome::Accepted(c))
+            }
             Err(_) => Err(ApiError::internal("cutover id collision; retry")),
         }
     }
@@ -263,7 +266,7 @@ impl CutoverService {
         c.version += 1;
         c.updated_ms = now_ms();
         match self.inner.cutovers.cas(&c.id, Some(seen), Some(&c))? {
-            Ok(()) => {}
+            Ok(()) => self.inner.ctx.store.flush()?,
             // Changed since we looked (the driver moved on): the caller retries with the
             // version it now sees.
             Err(current) => {
@@ -309,6 +312,9 @@ impl Inner {
             next.version = current.version + 1;
             next.updated_ms = now_ms();
             if self.cutovers.cas(id, Some(&current), Some(&next))?.is_ok() {
+                // A cutover changes rarely and each change must survive a crash (a fence
+                // recorded as lifted must have been lifted): make it durable now.
+                self.ctx.store.flush()?;
                 return Ok((next, out));
             }
         }
@@ -358,6 +364,14 @@ impl Inner {
             _ = tokio::time::sleep(std::time::Duration::from_millis(ms)) => {}
         }
     }
+}
+
+/// True when `current` is the same step of the same operation as `op` (its progress note
+/// may have changed).
+pub(super) fn same_op(current: Option<&Operation>, op: &Operation) -> bool {
+    current.is_some_and(|o| {
+        o.kind == op.kind && o.working_on == op.working_on && o.started_ms == op.started_ms
+    })
 }
 
 /// True for an advance operation.

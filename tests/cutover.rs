@@ -1,0 +1,525 @@
+//! Staged cutovers on real brokers, driven through the cutover service with rdkafka producers
+//! and consumers running: a full cutover and failback with strait restarted between stages,
+//! rollback from every stage before promotion, a fence deadline that expires, and the `acl`
+//! fence on a SASL Kafka with the StandardAuthorizer.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdkafka::Offset;
+use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::FutureRecord;
+use strait_control_api::cutover::{
+    AdvanceRequest, CreateCutover, Cutover, CutoverContext, CutoverService, Deadlines, FenceMode,
+    FenceSpec, Outcome, RollbackRequest, Stage,
+};
+use strait_linker::client::KafkaClient;
+use strait_linker::mirror::{Mirror, MirrorHandle, MirrorSettings, PartitionState};
+use strait_linker::offset::TopicPartition;
+use strait_linker::state::StateStore;
+use strait_offset_sync::GroupSync;
+use strait_testkit::{Broker, kafka_source, kafka_target, unique};
+use support::*;
+use tokio_util::sync::CancellationToken;
+
+/// strait in-process: mirror, group sync and the cutover service over one state directory.
+struct Strait {
+    svc: CutoverService,
+    mirror: MirrorHandle,
+    cancel: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Strait {
+    async fn start(
+        sc: &KafkaClient,
+        tc: &KafkaClient,
+        dir: &std::path::Path,
+        topic: &str,
+        group: &str,
+    ) -> Self {
+        let store = Arc::new(StateStore::open(dir).unwrap());
+        let t = topic.to_string();
+        let mut settings = MirrorSettings::new(Arc::new(move |n: &str| n == t));
+        settings.topic_refresh = Duration::from_secs(1);
+        let mirror = Mirror::new(sc.clone(), tc.clone(), Arc::clone(&store), settings);
+        let handle = mirror.handle();
+        let g = group.to_string();
+        let groups = GroupSync::new(
+            sc.clone(),
+            tc.clone(),
+            handle.clone(),
+            &store,
+            Arc::new(move |n: &str| n == g),
+            Duration::from_millis(300),
+        )
+        .unwrap();
+        let cancel = CancellationToken::new();
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn({
+            let c = cancel.clone();
+            async move { mirror.run(c).await.unwrap() }
+        }));
+        tasks.push(tokio::spawn({
+            let (c, g) = (cancel.clone(), groups.clone());
+            async move { g.run(c).await }
+        }));
+        let ctx = CutoverContext {
+            source: sc.clone(),
+            target: tc.clone(),
+            mirror: handle.clone(),
+            groups,
+            store,
+        };
+        let svc = CutoverService::start(ctx, cancel.clone()).unwrap();
+        Self {
+            svc,
+            mirror: handle,
+            cancel,
+            tasks,
+        }
+    }
+
+    /// Stops everything and waits (the state directory is released).
+    async fn stop(self) {
+        self.cancel.cancel();
+        for t in self.tasks {
+            t.await.unwrap();
+        }
+        drop(self.svc);
+        // Driver tasks hold the store until they notice the cancellation.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+}
+
+fn spec(mode: FenceMode) -> FenceSpec {
+    FenceSpec {
+        mode,
+        failback_mode: Some(FenceMode::Manual),
+        principals: vec!["User:*".into()],
+        quiet_period_ms: 1_000,
+    }
+}
+
+fn create_req(topic: &str, group: &str, fence: FenceSpec) -> CreateCutover {
+    CreateCutover {
+        name: unique("wave"),
+        topics: vec![topic.to_string()],
+        groups: vec![group.to_string()],
+        fence,
+        deadlines: Deadlines::default(),
+        max_lag_records: 1_000_000,
+        dry_run: false,
+    }
+}
+
+async fn create(s: &Strait, req: CreateCutover) -> Cutover {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match s.svc.create(req.clone(), "test").await {
+            Ok(Outcome::Accepted(c)) => return c,
+            Err(e) if Instant::now() < deadline => {
+                // The mirror may not have discovered the topic yet.
+                eprintln!("create: {e:?}");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            other => panic!("create: {other:?}"),
+        }
+    }
+}
+
+async fn advance(s: &Strait, id: &str, to: Stage) {
+    let req = AdvanceRequest {
+        to,
+        dry_run: false,
+        version: None,
+    };
+    match s.svc.advance(id, req, None, "test").await {
+        Ok(Outcome::Accepted(_) | Outcome::Unchanged(_)) => {}
+        other => panic!("advance to {to}: {other:?}"),
+    }
+}
+
+async fn rollback(s: &Strait, id: &str) {
+    match s
+        .svc
+        .rollback(id, RollbackRequest::default(), None, "test")
+        .await
+    {
+        Ok(Outcome::Accepted(_) | Outcome::Unchanged(_)) => {}
+        other => panic!("rollback: {other:?}"),
+    }
+}
+
+/// Waits until no operation is in progress and returns the cutover; panics with the
+/// timeline if it does not end at `stage`.
+async fn settle(s: &Strait, id: &str, stage: Stage, secs: u64) -> Cutover {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let c = s.svc.get(id).await.unwrap();
+        if c.operation.is_none() {
+            assert_eq!(c.stage, stage, "timeline: {:#?}", c.events);
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still {:?} after {secs}s; timeline: {:#?}",
+            c.operation,
+            c.events
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn wait_caught_up(m: &MirrorHandle, topic: &str, partitions: i32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = m.status().snapshot();
+        let done = (0..partitions).all(|p| {
+            s.partitions
+                .get(&TopicPartition::new(topic, p))
+                .is_some_and(|v| v.state == PartitionState::CaughtUp && v.lag_records == 0)
+        });
+        if done {
+            return;
+        }
+        assert!(Instant::now() < deadline, "mirror not caught up: {s:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Produces uniquely numbered records (`v-N`, partition N % 2) until stopped; remembers what
+/// was acknowledged.
+struct Load {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(
+        broker: &Broker,
+        topic: &str,
+        next: Arc<AtomicU64>,
+        acked: Arc<Mutex<Vec<String>>>,
+    ) -> Self {
+        let p = producer(broker, &[("linger.ms", "0")]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (topic, s) = (topic.to_string(), Arc::clone(&stop));
+        let task = tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let value = format!("v-{n}");
+                let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
+                    .partition((n % 2) as i32)
+                    .payload(value.as_bytes());
+                match p.send(rec, Duration::from_secs(10)).await {
+                    Ok(_) => acked.lock().unwrap().push(value),
+                    Err((e, _)) => panic!("produce v-{n}: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Self { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap();
+    }
+}
+
+/// A consumer in `group` reading both partitions from the group's committed offsets,
+/// committing after every record, until stopped.
+struct Reader {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Reader {
+    fn start(broker: &Broker, topic: &str, group: &str, seen: Arc<Mutex<Vec<String>>>) -> Self {
+        let mut cfg = rdkafka::ClientConfig::new();
+        for (k, v) in broker.client_config(None) {
+            cfg.set(k, v);
+        }
+        cfg.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("fetch.wait.max.ms", "10");
+        let consumer: BaseConsumer = cfg.create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..2 {
+            tpl.add_partition_offset(topic, p, Offset::Stored).unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let Some(m) = consumer.poll(Duration::from_millis(50)) else {
+                    continue;
+                };
+                // librdkafka reports transient conditions (a just-created topic's leader not
+                // known yet, ...) through poll; they are not records.
+                let m = match m {
+                    Ok(m) => m,
+                    Err(e) => {
+                        eprintln!("consumer: {e}");
+                        continue;
+                    }
+                };
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+                consumer.commit_message(&m, CommitMode::Sync).unwrap();
+            }
+        });
+        Self { stop, thread }
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
+}
+
+/// Waits until `seen` holds at least everything in `acked`.
+async fn read_all(seen: &Mutex<Vec<String>>, acked: &Mutex<Vec<String>>, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (s, a) = (seen.lock().unwrap().len(), acked.lock().unwrap().len());
+        if s >= a {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: consumed {s} of {a}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every acknowledged record consumed exactly once.
+fn assert_exactly_once(seen: &[String], acked: &[String]) {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in seen {
+        *counts.entry(v).or_default() += 1;
+    }
+    let dups: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dups.is_empty(), "duplicates: {dups:?}");
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|v| !counts.contains_key(v.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "lost {} records, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert_eq!(
+        seen.len(),
+        acked.len(),
+        "consumed records that were never acknowledged"
+    );
+}
+
+/// The whole move and back: producers and a consumer group run on the source, the wave is
+/// fenced (manual), drained and promoted with strait restarted after every stage; producers
+/// and the consumer move to the target and run there; then a failback returns everything to
+/// the source, where the consumer resumes. Every record is consumed exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn cutover_and_failback_move_consumers_exactly_across_restarts() {
+    let (source, target) = (kafka_source(), kafka_target());
+    let (sc, tc) = (client(source).await, client(target).await);
+    let topic = unique("cut");
+    let group = unique("cut-group");
+    create_topic(&sc, &topic, 2, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let next = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+
+    // Phase 1: everything on the source.
+    let load = Load::start(source, &topic, Arc::clone(&next), Arc::clone(&acked));
+    let reader = Reader::start(source, &topic, &group, Arc::clone(&seen));
+    let mut s = Strait::start(&sc, &tc, dir.path(), &topic, &group).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let c = create(&s, create_req(&topic, &group, spec(FenceMode::Manual))).await;
+    // A dry run changes nothing.
+    let dry = s
+        .svc
+        .advance(
+            &c.id,
+            AdvanceRequest {
+                to: Stage::Promoted,
+                dry_run: true,
+                version: None,
+            },
+            None,
+            "test",
+        )
+        .await
+        .unwrap();
+    let Outcome::DryRun(d) = dry else {
+        panic!("{dry:?}")
+    };
+    assert!(d.actions.len() >= 5 && d.blockers.is_empty(), "{d:#?}");
+    assert_eq!(s.svc.get(&c.id).await.unwrap(), c);
+
+    // The operator stops the producers; strait verifies quiescence.
+    load.stop().await;
+    advance(&s, &c.id, Stage::Fenced).await;
+    settle(&s, &c.id, Stage::Fenced, 30).await;
+    read_all(&seen, &acked, "source consumer").await;
+    reader.stop();
+    s.stop().await;
+    s = Strait::start(&sc, &tc, dir.path(), &topic, &group).await;
+
+    advance(&s, &c.id, Stage::Drained).await;
+    let drained = settle(&s, &c.id, Stage::Drained, 60).await;
+    assert!(drained.checks.iter().all(|k| k.ok), "{:#?}", drained.checks);
+    s.stop().await;
+    s = Strait::start(&sc, &tc, dir.path(), &topic, &group).await;
+
+    advance(&s, &c.id, Stage::Promoted).await;
+    let promoted = settle(&s, &c.id, Stage::Promoted, 60).await;
+    assert_eq!(promoted.cutover_point.len(), 2);
+    for p in &promoted.cutover_point {
+        assert_eq!(
+            p.source_end, p.target_end,
+            "Kafka target keeps offsets: {p:?}"
+        );
+    }
+    assert!(promoted.promoted_ms.unwrap() >= promoted.fenced_ms.unwrap());
+    s.stop().await;
+    s = Strait::start(&sc, &tc, dir.path(), &topic, &group).await;
+
+    // Phase 2: producers and the consumer on the target. The consumer stops before the
+    // producer, leaving records it has not read.
+    let load = Load::start(target, &topic, Arc::clone(&next), Arc::clone(&acked));
+    let reader = Reader::start(target, &topic, &group, Arc::clone(&seen));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    reader.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    load.stop().await;
+    let unread = acked.lock().unwrap().len() - seen.lock().unwrap().len();
+    assert!(
+        unread > 0,
+        "the consumer must stop with records left to read"
+    );
+
+    // Failback, with a restart in the middle of it.
+    rollback(&s, &c.id).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.stop().await;
+    s = Strait::start(&sc, &tc, dir.path(), &topic, &group).await;
+    let back = settle(&s, &c.id, Stage::RolledBack, 90).await;
+    let fb = back.failback.clone().unwrap();
+    assert!(
+        fb.records_copied > 0 || back.events.iter().any(|e| e.kind == "failback_copied"),
+        "{back:#?}"
+    );
+    assert!(fb.group_offsets.contains_key(&group), "{fb:?}");
+
+    // Phase 3: back on the source; the consumer resumes exactly, new writes flow again and
+    // are mirrored to the target once more.
+    let load = Load::start(source, &topic, Arc::clone(&next), Arc::clone(&acked));
+    let reader = Reader::start(source, &topic, &group, Arc::clone(&seen));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.stop().await;
+    read_all(&seen, &acked, "source consumer after failback").await;
+    reader.stop();
+    assert_exactly_once(&seen.lock().unwrap(), &acked.lock().unwrap());
+    wait_caught_up(&s.mirror, &topic, 2).await;
+    s.stop().await;
+}
+
+/// Rollback from `mirroring`, `fenced` and `drained`: the cutover ends rolled back, nothing is
+/// held, and mirroring continues.
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_before_promotion_from_each_stage() {
+    let (source, target) = (kafka_source(), kafka_target());
+    let (sc, tc) = (client(source).await, client(target).await);
+    let topic = unique("rb");
+    let group = unique("rb-group");
+    create_topic(&sc, &topic, 2, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strait::start(&sc, &tc, dir.path(), &topic, &group).await;
+    let p = producer(source, &[]);
+    for stage in [Stage::Mirroring, Stage::Fenced, Stage::Drained] {
+        for part in 0..2 {
+            send_all(&p, &topic, part, &sample_records(5, "rb")).await;
+        }
+        wait_caught_up(&s.mirror, &topic, 2).await;
+        let c = create(&s, create_req(&topic, &group, spec(FenceMode::Manual))).await;
+        if stage != Stage::Mirroring {
+            advance(&s, &c.id, stage).await;
+            settle(&s, &c.id, stage, 60).await;
+        }
+        rollback(&s, &c.id).await;
+        let done = settle(&s, &c.id, Stage::RolledBack, 30).await;
+        assert!(
+            done.events.iter().any(|e| e.kind == "rolled_back"),
+            "{:#?}",
+            done.events
+        );
+        // Repeating the rollback changes nothing.
+        let again = s
+            .svc
+            .rollback(&c.id, RollbackRequest::default(), None, "test")
+            .await
+            .unwrap();
+        assert!(
+            matches!(again, Outcome::Unchanged(ref x) if x.version == done.version),
+            "{again:?}"
+        );
+        // Mirroring continues.
+        for part in 0..2 {
+            send_all(&p, &topic, part, &sample_records(3, "after")).await;
+        }
+        wait_caught_up(&s.mirror, &topic, 2).await;
+    }
+    s.stop().await;
+}
+
+/// A manual fence whose producers never stop expires: the wave is back in `mirroring`, with a
+/// `deadline_expired` event naming the partitions still written.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_fence_deadline_rolls_back_to_mirroring() {
+    let (source, target) = (kafka_source(), kafka_target());
+    let (sc, tc) = (client(source).await, client(target).await);
+    let topic = unique("dl");
+    let group = unique("dl-group");
+    create_topic(&sc, &topic, 2, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strait::start(&sc, &tc, dir.path(), &topic, &group).await;
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let load = Load::start(
+        source,
+        &topic,
+        Arc::new(AtomicU64::new(0)),
+        Arc::clone(&acked),
+    );
+    let mut req = create_req(&topic, &group, spec(FenceMode::Manual));
+    req.deadlines.fence_ms = 4_000;
+    let c = create(&s, req).await;
+    advance(&s, &c.id, Stage::Promoted).await;
+    let back = settle(&s, &c.id, Stage::Mirroring, 30).await;
+    let expired = back
+        .events
+        .iter()
+        .find(|e| e.kind == "deadline_expired")
+        .unwrap_or_else(|| panic!("{:#?}", back.events));
+    assert!(expired.message.contains("did not go quiet"), "{expired:?}");
+    load.stop().await;
+    // The wave can be advanced again once the producers are stopped.
+    advance(&s, &c.id, Stage::Fenced).await;
+    settle(&s, &c.id, Stage::Fenced, 30).await;
+    rollback(&s, &c.id).await;
+    settle(&s, &c.id, Stage::RolledBack, 30).await;
+    s.stop().await;
+}
