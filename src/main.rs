@@ -5,11 +5,14 @@
 //! `cutover` and `scenario` arrive with the offset-sync and control-API work; they are not
 //! listed until they exist.
 
+mod cutover_cmd;
+
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use strait_control_api::cutover::{CutoverContext, CutoverService};
 use strait_linker::client::{
     ClientConfig, KafkaClient, SaslConfig, SaslMechanism, Secret, TlsConfig,
 };
@@ -39,6 +42,9 @@ enum Command {
     Verify(VerifyArgs),
     /// Connects to a cluster and prints its brokers, topics and the API versions strait will use.
     Describe(DescribeArgs),
+    /// Drives staged cutovers through the control API of a running `strait run`
+    /// (create, advance, rollback, status, report).
+    Cutover(cutover_cmd::CutoverArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,7 +109,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Describe(_) => None,
+        Command::Describe(_) | Command::Cutover(_) => None,
     };
     init_logging(config.as_ref().map(|c| &c.log));
     let runtime = match tokio::runtime::Runtime::new() {
@@ -118,6 +124,7 @@ fn main() -> ExitCode {
             (Command::Run(_), Some(cfg)) => run(cfg).await,
             (Command::Verify(args), Some(cfg)) => verify(cfg, args).await,
             (Command::Describe(args), _) => describe(args).await,
+            (Command::Cutover(args), _) => cutover_cmd::run(args).await,
             _ => unreachable!("config loaded for every command that needs one"),
         }
     });
@@ -220,6 +227,9 @@ async fn connect_both(cfg: &StraitConfig) -> anyhow::Result<(KafkaClient, KafkaC
 }
 
 async fn run(cfg: StraitConfig) -> anyhow::Result<()> {
+    // Tokens and the API port are checked before anything else, so a bad token file or a
+    // busy port stops strait at once.
+    let api = strait_control_api::ApiServer::bind(&cfg.api).await?;
     let store = Arc::new(StateStore::open(&cfg.state.dir).context("opening the state directory")?);
     let (source, target) = connect_both(&cfg).await?;
     let mirror = Mirror::new(
@@ -230,8 +240,8 @@ async fn run(cfg: StraitConfig) -> anyhow::Result<()> {
     );
     let selector = cfg.groups.selector();
     let groups = GroupSync::new(
-        source,
-        target,
+        source.clone(),
+        target.clone(),
         mirror.handle(),
         &store,
         Arc::new(move |g: &str| selector.matches(g)),
@@ -249,10 +259,28 @@ async fn run(cfg: StraitConfig) -> anyhow::Result<()> {
         let (groups, cancel) = (groups.clone(), cancel.clone());
         tokio::spawn(async move { groups.run(cancel).await })
     };
+    let api_task = match api {
+        Some(api) => {
+            let ctx = CutoverContext {
+                source,
+                target,
+                mirror: mirror.handle(),
+                groups: groups.clone(),
+                store: Arc::clone(&store),
+            };
+            let service = CutoverService::start(ctx, cancel.clone())?;
+            let serve = api.serve(service, mirror.handle(), groups.status(), cancel.clone());
+            Some(tokio::spawn(serve))
+        }
+        None => None,
+    };
     let result = mirror.run(cancel.clone()).await;
     // The mirror stopping (for any reason) stops the group sync too.
     cancel.cancel();
     let _ = group_task.await;
+    if let Some(task) = api_task {
+        let _ = task.await;
+    }
     result?;
     Ok(())
 }
