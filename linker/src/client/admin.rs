@@ -16,14 +16,15 @@ use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{
     CreateAclsRequest, CreatePartitionsRequest, CreateTopicsRequest, DeleteAclsRequest,
-    DeleteRecordsRequest, DescribeAclsRequest, DescribeConfigsRequest, DescribeProducersRequest,
-    IncrementalAlterConfigsRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeAclsRequest, DescribeConfigsRequest,
+    DescribeLogDirsRequest, DescribeProducersRequest, IncrementalAlterConfigsRequest,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -33,6 +34,8 @@ use super::{KafkaClient, topic_name};
 
 /// Config resource type code for topics.
 const RESOURCE_TOPIC: i8 = 2;
+/// Config resource type code for brokers.
+const RESOURCE_BROKER: i8 = 4;
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -611,6 +614,136 @@ impl KafkaClient {
                     ))
                 };
                 out.insert((topic.clone(), p.partition_index), r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes topics by name. Returns per topic `Ok(())` or its error
+    /// (UNKNOWN_TOPIC_OR_PARTITION included).
+    pub async fn delete_topics(
+        &self,
+        topics: &[String],
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, Result<()>>> {
+        let conn = self.any_connection().await?;
+        let version = conn.version_for::<DeleteTopicsRequest>()?;
+        // v6 names topics in `topics` (name or id); older versions in `topic_names`.
+        let req = DeleteTopicsRequest::default()
+            .with_timeout_ms(timeout.as_millis().try_into().unwrap_or(i32::MAX));
+        let req = if version >= 6 {
+            req.with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        kafka_protocol::messages::delete_topics_request::DeleteTopicState::default()
+                            .with_name(Some(topic_name(t)))
+                    })
+                    .collect(),
+            )
+        } else {
+            req.with_topic_names(topics.iter().map(|t| topic_name(t)).collect())
+        };
+        let resp = conn
+            .send_version(&req, version, self.config().request_timeout + timeout)
+            .await?;
+        let mut out = BTreeMap::new();
+        for r in resp.responses {
+            let Some(name) = r.name.map(|n| n.0.to_string()) else {
+                continue;
+            };
+            let v = if r.error_code == 0 {
+                Ok(())
+            } else {
+                Err(Error::broker(
+                    "DeleteTopics",
+                    r.error_code,
+                    Context::topic(&name),
+                    r.error_message.map(|m| m.to_string()),
+                ))
+            };
+            out.insert(name, v);
+        }
+        for t in topics {
+            self.invalidate_topic(t);
+        }
+        Ok(out)
+    }
+
+    /// Describes one broker's configs (all keys the broker lists, defaults included).
+    pub async fn describe_broker_configs(&self, node: i32) -> Result<Vec<ConfigEntry>> {
+        let conn = self.broker_connection(node).await?;
+        let req = DescribeConfigsRequest::default().with_resources(vec![
+            DescribeConfigsResource::default()
+                .with_resource_type(RESOURCE_BROKER)
+                .with_resource_name(StrBytes::from_string(node.to_string()))
+                .with_configuration_keys(None),
+        ]);
+        let resp = conn.send(&req).await?;
+        let mut out = Vec::new();
+        for r in resp.results {
+            if r.error_code != 0 {
+                return Err(Error::broker(
+                    "DescribeConfigs",
+                    r.error_code,
+                    Context::default(),
+                    r.error_message.map(|m| m.to_string()),
+                ));
+            }
+            out.extend(r.configs.into_iter().map(|c| ConfigEntry {
+                name: c.name.to_string(),
+                value: c.value.map(|v| v.to_string()),
+                source: c.config_source,
+                read_only: c.read_only,
+                sensitive: c.is_sensitive,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// On-disk size in bytes of each of `partitions` that broker `node` hosts
+    /// (DescribeLogDirs). Replicas being moved between log dirs (future replicas) are left
+    /// out. Brokers without the API yield [`Error::UnsupportedApi`].
+    pub async fn describe_log_dirs(
+        &self,
+        node: i32,
+        partitions: &[(String, i32)],
+    ) -> Result<BTreeMap<(String, i32), u64>> {
+        let conn = self.broker_connection(node).await?;
+        let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in partitions {
+            topics.entry(t).or_default().push(*p);
+        }
+        let req = DescribeLogDirsRequest::default().with_topics(Some(
+            topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    DescribableLogDirTopic::default()
+                        .with_topic(topic_name(t))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        ));
+        let resp = conn.send(&req).await?;
+        if resp.error_code != 0 {
+            return Err(Error::broker(
+                "DescribeLogDirs",
+                resp.error_code,
+                Context::default(),
+                None::<String>,
+            ));
+        }
+        let mut out = BTreeMap::new();
+        for dir in resp.results {
+            if dir.error_code != 0 {
+                continue; // an offline log dir: its replicas are reported by no one
+            }
+            for t in dir.topics {
+                let topic = t.name.0.to_string();
+                for p in t.partitions.into_iter().filter(|p| !p.is_future_key) {
+                    let size = u64::try_from(p.partition_size).unwrap_or(0);
+                    *out.entry((topic.clone(), p.partition_index)).or_insert(0) += size;
+                }
             }
         }
         Ok(out)
