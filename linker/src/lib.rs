@@ -18,11 +18,13 @@
 //!   generated reference in `docs/configuration.md`.
 //! - [`state`]: persisted state over sled: per-partition offset maps and checkpoints, and
 //!   typed key-value namespaces for other components.
+//! - [`plan`]: `strait plan`, the read-only dry run, and its `--probe` of the target.
 
 pub mod batch;
 pub mod client;
 pub mod config;
 pub mod mirror;
 pub mod offset;
+pub mod plan;
 pub mod records;
 pub mod state;

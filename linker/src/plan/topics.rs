@@ -1,0 +1,690 @@
+//! The read-only checks of `strait plan`: APIs each side offers, the selected topics and what
+//! the target holds for them, message size limits, the initial copy and the groups.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use kafka_protocol::messages::ApiKey;
+
+use super::state::StateView;
+use super::{Check, Figures, GroupPlan, TopicPlan};
+use crate::client::data::{FetchOptions, FetchPosition, Isolation, OffsetSpec};
+use crate::client::{Error, KafkaClient, TopicMetadata};
+use crate::config::{StartPosition, StraitConfig};
+use crate::offset::TopicPartition;
+use crate::state::{PartitionCheckpoint, PartitionStatus};
+
+/// An API one side should offer: key, name, whether its absence blocks, and what needs it.
+type ApiNeed = (i16, &'static str, bool, &'static str);
+
+/// What strait needs from the source.
+pub(super) const SOURCE_APIS: &[ApiNeed] = &[
+    (3, "Metadata", true, "topic discovery"),
+    (2, "ListOffsets", true, "start positions"),
+    (1, "Fetch", true, "reading records"),
+    (32, "DescribeConfigs", false, "copying topic configs"),
+    (16, "ListGroups", false, "group offset sync"),
+    (10, "FindCoordinator", false, "group offset sync"),
+    (9, "OffsetFetch", false, "group offset sync"),
+    (15, "DescribeGroups", false, "group offset sync"),
+];
+
+/// What strait needs from the target.
+pub(super) const TARGET_APIS: &[ApiNeed] = &[
+    (3, "Metadata", true, "topic discovery"),
+    (0, "Produce", true, "writing records"),
+    (
+        1,
+        "Fetch",
+        true,
+        "reading the target's tail after a restart",
+    ),
+    (2, "ListOffsets", true, "end offsets"),
+    (19, "CreateTopics", false, "creating target topics"),
+    (32, "DescribeConfigs", false, "config sync"),
+    (44, "IncrementalAlterConfigs", false, "config sync"),
+    (
+        37,
+        "CreatePartitions",
+        false,
+        "following source partition growth",
+    ),
+    (10, "FindCoordinator", false, "group offset sync"),
+    (9, "OffsetFetch", false, "group offset sync"),
+    (8, "OffsetCommit", false, "group offset sync"),
+    (15, "DescribeGroups", false, "group offset sync"),
+];
+
+/// Whether the broker we are connected to offers `key` in a version strait speaks.
+fn offers(client_versions: &crate::client::connection::ApiVersions, key: i16) -> bool {
+    let Some((lo, hi)) = client_versions.range(key) else {
+        return false;
+    };
+    ApiKey::try_from(key).is_ok_and(|k| {
+        let ours = k.valid_versions();
+        lo.max(ours.min) <= hi.min(ours.max)
+    })
+}
+
+async fn versions(c: &KafkaClient) -> Option<crate::client::connection::ApiVersions> {
+    c.any_connection()
+        .await
+        .ok()
+        .map(|conn| conn.api_versions().clone())
+}
+
+/// One check per side: a missing required API is a blocker, a missing optional one a
+/// warning naming what will not work.
+pub(super) async fn api_check(side: &str, c: &KafkaClient, needs: &[ApiNeed]) -> Check {
+    let name = format!("{side} APIs");
+    let Some(v) = versions(c).await else {
+        return Check::blocker(name, format!("lost the connection to the {side} cluster"));
+    };
+    let missing: Vec<&ApiNeed> = needs.iter().filter(|n| !offers(&v, n.0)).collect();
+    let list = |required: bool| {
+        missing
+            .iter()
+            .filter(|n| n.2 == required)
+            .map(|n| format!("{} ({}, needed for {})", n.1, n.0, n.3))
+            .collect::<Vec<_>>()
+    };
+    let (hard, soft) = (list(true), list(false));
+    if !hard.is_empty() {
+        Check::blocker(
+            name,
+            format!("the {side} does not offer {}", hard.join(", ")),
+        )
+    } else if !soft.is_empty() {
+        Check::warning(
+            name,
+            format!("the {side} does not offer {}", soft.join(", ")),
+        )
+    } else {
+        Check::pass(
+            name,
+            format!("every API strait uses on the {side} is offered"),
+        )
+    }
+}
+
+/// Names, shortened to the first `n`.
+fn listing<T: AsRef<str>>(items: &[T], n: usize) -> String {
+    let mut s = items
+        .iter()
+        .take(n)
+        .map(AsRef::as_ref)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > n {
+        s.push_str(&format!(" and {} more", items.len() - n));
+    }
+    s
+}
+
+/// Selected topics, the target's topics, limits and the initial copy.
+pub(super) async fn check_topics(
+    cfg: &StraitConfig,
+    source: &KafkaClient,
+    target: Option<&KafkaClient>,
+    state: &StateView,
+    checks: &mut Vec<Check>,
+    figures: &mut Figures,
+) {
+    let selector = cfg.mirror.selector();
+    let selected: Vec<TopicMetadata> = match source.list_topics().await {
+        Ok(all) => all
+            .into_iter()
+            .filter(|t| !t.internal && selector.matches(&t.name))
+            .collect(),
+        Err(e) => {
+            checks.push(Check::blocker(
+                "selected topics",
+                format!("cannot list the source's topics: {e}"),
+            ));
+            return;
+        }
+    };
+    figures.topic_count = selected.len();
+    figures.partition_count = selected.iter().map(|t| t.partitions.len()).sum();
+    if selected.is_empty() {
+        checks.push(Check::warning(
+            "selected topics",
+            "no source topic matches mirror.topics; strait run would wait for one to appear",
+        ));
+    } else {
+        let named: Vec<String> = selected
+            .iter()
+            .map(|t| format!("{} ({})", t.name, t.partitions.len()))
+            .collect();
+        checks.push(Check::pass(
+            "selected topics",
+            format!(
+                "{} topic(s), {} partition(s): {}",
+                figures.topic_count,
+                figures.partition_count,
+                listing(&named, 20)
+            ),
+        ));
+    }
+    let empty = BTreeMap::new();
+    let (checkpoints, state_known) = match state {
+        StateView::Absent => (&empty, true),
+        StateView::Read { checkpoints, .. } => (checkpoints, true),
+        StateView::Unreadable { .. } => (&empty, false),
+    };
+    let copy = initial_copy(cfg, source, &selected, checkpoints).await;
+    figures.initial_copy_records = copy.total;
+    figures.initial_copy_bytes = copy.bytes;
+    checks.push(copy.check(figures.partition_count));
+
+    let mut plans: Vec<TopicPlan> = selected
+        .iter()
+        .map(|t| TopicPlan {
+            name: t.name.clone(),
+            partitions: t.partitions.len(),
+            target: "unknown".to_owned(),
+            initial_copy_records: copy.per_topic.get(&t.name).copied().flatten(),
+        })
+        .collect();
+    for (tp, cp) in checkpoints {
+        if !selected.iter().any(|t| t.name == tp.topic) {
+            continue;
+        }
+        match &cp.status {
+            PartitionStatus::Active => {}
+            PartitionStatus::Stopped { reason } => checks.push(Check::warning(
+                format!("partition {tp}"),
+                format!("stopped ({reason}); strait run does not resume it"),
+            )),
+            PartitionStatus::Error { message } => checks.push(Check::warning(
+                format!("partition {tp}"),
+                format!("stopped by an error ({message}); strait run does not resume it"),
+            )),
+        }
+    }
+    if let Some(target) = target {
+        check_targets(
+            source,
+            target,
+            &selected,
+            checkpoints,
+            state_known,
+            checks,
+            &mut plans,
+        )
+        .await;
+    }
+    figures.topics = plans;
+}
+
+/// What the target holds for each selected topic, and the message size limits.
+async fn check_targets(
+    source: &KafkaClient,
+    target: &KafkaClient,
+    selected: &[TopicMetadata],
+    checkpoints: &BTreeMap<TopicPartition, PartitionCheckpoint>,
+    state_known: bool,
+    checks: &mut Vec<Check>,
+    plans: &mut [TopicPlan],
+) {
+    let existing: BTreeMap<String, TopicMetadata> = match target.list_topics().await {
+        Ok(ts) => ts.into_iter().map(|t| (t.name.clone(), t)).collect(),
+        Err(e) => {
+            checks.push(Check::blocker(
+                "target topics",
+                format!("cannot list the target's topics: {e}"),
+            ));
+            return;
+        }
+    };
+    let v = versions(target).await.unwrap_or_default();
+    let (can_create, can_grow) = (offers(&v, 19), offers(&v, 37));
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for (src, plan) in selected.iter().zip(plans.iter_mut()) {
+        let name = format!("target topic {}", src.name);
+        let ours: Vec<&PartitionCheckpoint> = checkpoints
+            .iter()
+            .filter(|(tp, _)| tp.topic == src.name)
+            .map(|(_, cp)| cp)
+            .collect();
+        if let Some(id) = ours.iter().find_map(|cp| cp.topic_id.as_ref())
+            && *id != src.id.to_string()
+        {
+            checks.push(Check::blocker(
+                name.clone(),
+                format!(
+                    "source topic {} was deleted and re-created since strait mirrored it (new \
+                     topic id); strait run stops its mirror",
+                    src.name
+                ),
+            ));
+        }
+        let Some(t) = existing.get(&src.name) else {
+            plan.target = "absent".to_owned();
+            if !ours.is_empty() {
+                checks.push(Check::warning(
+                    name,
+                    "strait mirrored this topic before, but the target topic is gone; strait \
+                     run re-creates it and finds the target behind its saved progress",
+                ));
+            } else if !can_create {
+                checks.push(Check::blocker(
+                    name,
+                    "does not exist, and the target does not offer CreateTopics: create it by hand",
+                ));
+            }
+            *counts
+                .entry("absent (strait run creates them)")
+                .or_default() += 1;
+            continue;
+        };
+        if ours.is_empty() {
+            match held_records(target, t).await {
+                Ok(0) => plan.target = "empty".to_owned(),
+                Ok(n) if state_known => {
+                    plan.target = "occupied".to_owned();
+                    checks.push(Check::blocker(
+                        name.clone(),
+                        format!("already holds {n} records strait did not write"),
+                    ));
+                }
+                Ok(n) => checks.push(Check::warning(
+                    name.clone(),
+                    format!(
+                        "holds {n} records; the state directory could not be read, so plan \
+                         cannot tell whether strait wrote them"
+                    ),
+                )),
+                Err(e) => checks.push(Check::warning(
+                    name.clone(),
+                    format!("cannot read its offsets: {e}"),
+                )),
+            }
+        } else {
+            plan.target = "mirrored".to_owned();
+        }
+        let (have, want) = (t.partitions.len(), src.partitions.len());
+        if have < want {
+            if can_grow {
+                checks.push(Check::pass(
+                    name,
+                    format!(
+                        "has {have} partition(s); strait run adds {} to match the source's {want}",
+                        want - have
+                    ),
+                ));
+            } else {
+                checks.push(Check::blocker(
+                    name,
+                    format!(
+                        "has {have} partition(s), the source {want}, and the target cannot add \
+                         partitions (no CreatePartitions)"
+                    ),
+                ));
+            }
+        }
+        *counts
+            .entry(match plan.target.as_str() {
+                "empty" => "empty",
+                "mirrored" => "mirrored by strait",
+                "occupied" => "occupied",
+                _ => "not attributable",
+            })
+            .or_default() += 1;
+    }
+    if !selected.is_empty() {
+        let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+        checks.push(Check::pass("target topics", summary.join(", ")));
+    }
+    checks.extend(size_limits(source, target, selected, &existing).await);
+}
+
+/// Offsets held by a target topic (end minus log start, over all partitions), read with
+/// Fetch because some brokers answer ListOffsets latest wrongly.
+async fn held_records(target: &KafkaClient, topic: &TopicMetadata) -> Result<u64, Error> {
+    let positions: Vec<FetchPosition> = topic
+        .partitions
+        .iter()
+        .map(|p| FetchPosition {
+            topic: topic.name.clone(),
+            partition: p.index,
+            offset: 0,
+            max_bytes: 1,
+        })
+        .collect();
+    let opts = FetchOptions {
+        max_wait: Duration::ZERO,
+        isolation: Isolation::ReadUncommitted,
+        ..FetchOptions::default()
+    };
+    let mut total = 0u64;
+    for f in target.fetch(&positions, opts).await {
+        let (start, end) = match &f.error {
+            None => (f.log_start_offset.max(0), f.high_watermark),
+            // Offset 0 is below the log start: ask for both ends.
+            Some(e) if e.code() == Some(1) => {
+                let key = (f.topic.clone(), f.partition);
+                let one = std::slice::from_ref(&key);
+                let mut ends = [0i64; 2];
+                for (slot, spec) in ends
+                    .iter_mut()
+                    .zip([OffsetSpec::Earliest, OffsetSpec::Latest])
+                {
+                    let r = target
+                        .list_offsets(one, spec, Isolation::ReadUncommitted)
+                        .await;
+                    *slot = r
+                        .get(&key)
+                        .cloned()
+                        .unwrap_or_else(|| Err(e.clone()))?
+                        .offset;
+                }
+                (ends[0], ends[1])
+            }
+            Some(e) => return Err(e.clone()),
+        };
+        total += u64::try_from(end - start).unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// `max.message.bytes` of a topic from DescribeConfigs entries, and whether it is a topic
+/// override (which strait copies to the target).
+fn limit(entries: &[crate::client::admin::ConfigEntry], key: &str) -> Option<(u64, bool)> {
+    entries
+        .iter()
+        .find(|e| e.name == key)
+        .and_then(|e| Some((e.value.as_deref()?.parse().ok()?, e.is_topic_override())))
+}
+
+/// A target whose limit is below the source's refuses the largest source batches.
+async fn size_limits(
+    source: &KafkaClient,
+    target: &KafkaClient,
+    selected: &[TopicMetadata],
+    existing: &BTreeMap<String, TopicMetadata>,
+) -> Vec<Check> {
+    let names: Vec<String> = selected.iter().map(|t| t.name.clone()).collect();
+    if names.is_empty() {
+        return Vec::new();
+    }
+    let Ok(src) = source.describe_topic_configs(&names).await else {
+        return vec![Check::warning(
+            "message size limits",
+            "cannot read the source's topic configs (DescribeConfigs)",
+        )];
+    };
+    let on_target: Vec<String> = names
+        .iter()
+        .filter(|n| existing.contains_key(*n))
+        .cloned()
+        .collect();
+    let tgt = if on_target.is_empty() {
+        BTreeMap::new()
+    } else {
+        target
+            .describe_topic_configs(&on_target)
+            .await
+            .unwrap_or_default()
+    };
+    let mut broker_default: Option<Option<u64>> = None;
+    let (mut checks, mut compared, mut unknown) = (Vec::new(), 0, 0);
+    for name in &names {
+        let Some((src_limit, copied)) = src
+            .get(name)
+            .and_then(|r| r.as_ref().ok())
+            .and_then(|e| limit(e, "max.message.bytes"))
+        else {
+            unknown += 1;
+            continue;
+        };
+        if copied {
+            compared += 1; // strait sets the same value on the target
+            continue;
+        }
+        let tgt_limit = if existing.contains_key(name) {
+            tgt.get(name)
+                .and_then(|r| r.as_ref().ok())
+                .and_then(|e| limit(e, "max.message.bytes"))
+                .map(|(v, _)| v)
+        } else {
+            if broker_default.is_none() {
+                broker_default = Some(target_broker_limit(target).await);
+            }
+            broker_default.flatten()
+        };
+        match tgt_limit {
+            None => unknown += 1,
+            Some(t) if t < src_limit => checks.push(Check::blocker(
+                format!("message size {name}"),
+                format!(
+                    "the target's max.message.bytes for {name} is {t}, smaller than the \
+                     source's {src_limit}: a batch between the two sizes would be refused"
+                ),
+            )),
+            Some(_) => compared += 1,
+        }
+    }
+    checks.push(Check::pass(
+        "message size limits",
+        format!(
+            "the target accepts the source's largest batches for {compared} topic(s){}",
+            if unknown > 0 {
+                format!("; {unknown} not compared (a side does not report max.message.bytes)")
+            } else {
+                String::new()
+            }
+        ),
+    ));
+    checks
+}
+
+/// `message.max.bytes` of some target broker (the default for new topics).
+async fn target_broker_limit(target: &KafkaClient) -> Option<u64> {
+    let node = *target.brokers().keys().min()?;
+    let entries = target.describe_broker_configs(node).await.ok()?;
+    limit(&entries, "message.max.bytes").map(|(v, _)| v)
+}
+
+/// The initial copy's size.
+struct CopyEstimate {
+    per_topic: BTreeMap<String, Option<u64>>,
+    total: u64,
+    bytes: Option<u64>,
+    problems: Vec<String>,
+}
+
+impl CopyEstimate {
+    fn check(&self, partitions: usize) -> Check {
+        let bytes = self
+            .bytes
+            .map(|b| {
+                format!(
+                    ", {:.1} MiB on the source's disk",
+                    b as f64 / (1u64 << 20) as f64
+                )
+            })
+            .unwrap_or_default();
+        let detail = format!(
+            "{} records (offsets) to copy from {partitions} partition(s){bytes}",
+            self.total
+        );
+        if self.problems.is_empty() {
+            Check::pass("initial copy", detail)
+        } else {
+            Check::warning(
+                "initial copy",
+                format!(
+                    "{detail}; offsets unreadable for {}",
+                    listing(&self.problems, 5)
+                ),
+            )
+        }
+    }
+}
+
+async fn initial_copy(
+    cfg: &StraitConfig,
+    source: &KafkaClient,
+    selected: &[TopicMetadata],
+    checkpoints: &BTreeMap<TopicPartition, PartitionCheckpoint>,
+) -> CopyEstimate {
+    let parts: Vec<(String, i32)> = selected
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.index)))
+        .collect();
+    let ends = source
+        .list_offsets(&parts, OffsetSpec::Latest, Isolation::ReadCommitted)
+        .await;
+    let spec = match cfg.mirror.start {
+        StartPosition::Earliest => Some(OffsetSpec::Earliest),
+        StartPosition::Latest => None,
+        StartPosition::Timestamp(t) => Some(OffsetSpec::Timestamp(t)),
+    };
+    let starts = match spec {
+        Some(spec) => {
+            source
+                .list_offsets(&parts, spec, Isolation::ReadCommitted)
+                .await
+        }
+        None => BTreeMap::new(),
+    };
+    let mut est = CopyEstimate {
+        per_topic: BTreeMap::new(),
+        total: 0,
+        bytes: None,
+        problems: Vec::new(),
+    };
+    let mut whole_logs = cfg.mirror.start == StartPosition::Earliest;
+    for key in &parts {
+        let tp = TopicPartition::new(&key.0, key.1);
+        let end = match ends.get(key) {
+            Some(Ok(o)) => Some(o.offset),
+            _ => None,
+        };
+        let start = match (checkpoints.get(&tp), spec) {
+            (Some(cp), _) => {
+                whole_logs = false;
+                Some(cp.next_source.0)
+            }
+            (None, None) => end,
+            (None, Some(_)) => match starts.get(key) {
+                Some(Ok(o)) if o.offset >= 0 => Some(o.offset),
+                Some(Ok(_)) => end, // no record at or after the timestamp
+                _ => None,
+            },
+        };
+        let records = match (start, end) {
+            (Some(s), Some(e)) => Some(u64::try_from(e - s).unwrap_or(0)),
+            _ => {
+                est.problems.push(tp.to_string());
+                None
+            }
+        };
+        let slot = est.per_topic.entry(key.0.clone()).or_insert(Some(0));
+        *slot = slot.zip(records).map(|(a, b)| a + b);
+        est.total += records.unwrap_or(0);
+    }
+    if whole_logs && est.problems.is_empty() && !parts.is_empty() {
+        est.bytes = log_bytes(source, selected).await;
+    }
+    est
+}
+
+/// Bytes of the selected partitions on their leaders' disks (DescribeLogDirs).
+async fn log_bytes(source: &KafkaClient, selected: &[TopicMetadata]) -> Option<u64> {
+    let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+    for t in selected {
+        for p in &t.partitions {
+            by_leader
+                .entry(p.leader)
+                .or_default()
+                .push((t.name.clone(), p.index));
+        }
+    }
+    let mut total = 0;
+    for (node, parts) in by_leader {
+        if node < 0 {
+            return None;
+        }
+        let sizes = source.describe_log_dirs(node, &parts).await.ok()?;
+        for key in &parts {
+            total += sizes.get(key)?;
+        }
+    }
+    Some(total)
+}
+
+/// Groups selected on the source, and offsets that strait will not sync.
+pub(super) async fn check_groups(
+    cfg: &StraitConfig,
+    source: &KafkaClient,
+    checks: &mut Vec<Check>,
+    figures: &mut Figures,
+) {
+    let selector = cfg.groups.selector();
+    let listed = match source.list_groups().await {
+        Ok(g) => g,
+        Err(e) => {
+            checks.push(Check::warning(
+                "groups",
+                format!("cannot list the source's consumer groups: {e}"),
+            ));
+            return;
+        }
+    };
+    let mirrored: BTreeSet<&str> = figures.topics.iter().map(|t| t.name.as_str()).collect();
+    let mut problems = Vec::new();
+    for g in listed.into_iter().filter(|g| selector.matches(&g.group_id)) {
+        let mut plan = GroupPlan {
+            group_id: g.group_id.clone(),
+            state: g.state.clone(),
+            mirrored_topics: Vec::new(),
+            other_topics: Vec::new(),
+        };
+        match source.offset_fetch(&g.group_id, None).await {
+            Ok(offsets) => {
+                let topics: BTreeSet<String> = offsets.into_keys().map(|(t, _)| t).collect();
+                for t in topics {
+                    if mirrored.contains(t.as_str()) {
+                        plan.mirrored_topics.push(t);
+                    } else {
+                        plan.other_topics.push(t);
+                    }
+                }
+            }
+            Err(e) => problems.push(format!("{}: {e}", g.group_id)),
+        }
+        figures.groups.push(plan);
+    }
+    let names: Vec<&str> = figures.groups.iter().map(|g| g.group_id.as_str()).collect();
+    checks.push(Check::pass(
+        "groups",
+        if names.is_empty() {
+            "no source group matches [groups]".to_owned()
+        } else {
+            format!("{} group(s) selected: {}", names.len(), listing(&names, 20))
+        },
+    ));
+    let unsynced: Vec<String> = figures
+        .groups
+        .iter()
+        .filter(|g| !g.other_topics.is_empty())
+        .map(|g| format!("{} ({})", g.group_id, listing(&g.other_topics, 5)))
+        .collect();
+    if !unsynced.is_empty() {
+        checks.push(Check::warning(
+            "group offsets not synced",
+            format!(
+                "committed offsets on topics strait does not mirror are not synced: {}",
+                listing(&unsynced, 10)
+            ),
+        ));
+    }
+    if !problems.is_empty() {
+        checks.push(Check::warning(
+            "group offsets",
+            format!("cannot read committed offsets of {}", listing(&problems, 5)),
+        ));
+    }
+}
