@@ -523,3 +523,120 @@ async fn an_expired_fence_deadline_rolls_back_to_mirroring() {
     settle(&s, &c.id, Stage::RolledBack, 30).await;
     s.stop().await;
 }
+
+/// The `acl` fence on a SASL Kafka with the StandardAuthorizer: a producer that did not stop
+/// gets an authorization error once the wave is fenced, and none after the rollback.
+#[tokio::test(flavor = "multi_thread")]
+async fn acl_fence_stops_a_running_producer_and_rollback_lifts_it() {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+    use rdkafka::producer::FutureProducer;
+    use strait_linker::client::admin::{Acl, AclOperation, AclPattern, AclPermission, AclResource};
+    use strait_linker::client::{ClientConfig, SaslConfig, SaslMechanism, Secret};
+    use strait_testkit::{KafkaOptions, start_kafka};
+    const ADMIN_PW: &str = "admin-pw-fence-1";
+    const APP_PW: &str = "app-pw-fence-2";
+    let broker = start_kafka(
+        KafkaOptions::new()
+            .user("admin", ADMIN_PW)
+            .user("app", APP_PW)
+            .authorizer("admin"),
+    );
+    let mut cfg = ClientConfig::new(&broker.bootstrap());
+    cfg.security.sasl = Some(SaslConfig {
+        mechanism: SaslMechanism::ScramSha512,
+        username: "admin".into(),
+        password: Secret::new(ADMIN_PW),
+    });
+    let sc = KafkaClient::connect(cfg).await.unwrap();
+    let tc = client(kafka_target()).await;
+    let topic = unique("acl-fence");
+    let group = unique("acl-group");
+    create_topic(&sc, &topic, 2, &[]).await;
+    sc.create_acls(&[Acl {
+        resource: AclResource::Topic,
+        name: topic.clone(),
+        pattern: AclPattern::Literal,
+        principal: "User:app".into(),
+        host: "*".into(),
+        operation: AclOperation::All,
+        permission: AclPermission::Allow,
+    }])
+    .await
+    .unwrap();
+    let mut pc = rdkafka::ClientConfig::new();
+    for (k, v) in broker.client_config(Some((
+        strait_testkit::SaslMechanism::Plain,
+        "app",
+        APP_PW,
+    ))) {
+        pc.set(k, v);
+    }
+    pc.set("message.timeout.ms", "5000").set("linger.ms", "0");
+    let app: FutureProducer = pc.create().unwrap();
+    let send = |n: usize| {
+        let (app, topic) = (app.clone(), topic.clone());
+        async move {
+            let value = format!("r-{n}");
+            let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
+                .partition(0)
+                .payload(value.as_bytes());
+            app.send(rec, Duration::from_secs(10))
+                .await
+                .map(|_| ())
+                .map_err(|(e, _)| e)
+        }
+    };
+    // Writes succeed until strait fences (ACL propagation may take a moment).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = send(0).await {
+        assert!(
+            Instant::now() < deadline,
+            "the app cannot write before the fence: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let s = Strait::start(&sc, &tc, dir.path(), &topic, &group).await;
+    wait_caught_up(&s.mirror, &topic, 2).await;
+    let c = create(&s, create_req(&topic, &group, spec(FenceMode::Acl))).await;
+    advance(&s, &c.id, Stage::Fenced).await;
+    let fenced = settle(&s, &c.id, Stage::Fenced, 30).await;
+    assert!(
+        fenced.events.iter().any(|e| e.kind == "fence_applied"),
+        "{:#?}",
+        fenced.events
+    );
+    let denied = send(1).await.unwrap_err();
+    assert!(
+        matches!(
+            denied,
+            KafkaError::MessageProduction(RDKafkaErrorCode::TopicAuthorizationFailed)
+        ),
+        "expected TOPIC_AUTHORIZATION_FAILED after the fence, got {denied:?}"
+    );
+    rollback(&s, &c.id).await;
+    settle(&s, &c.id, Stage::RolledBack, 30).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = send(2).await {
+        assert!(
+            Instant::now() < deadline,
+            "the app still cannot write after the rollback: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Only strait's ACLs were removed: the app's ALLOW is still there.
+    let left = sc
+        .describe_acls(&Acl {
+            resource: AclResource::Topic,
+            name: topic.clone(),
+            pattern: AclPattern::Any,
+            principal: String::new(),
+            host: String::new(),
+            operation: AclOperation::Any,
+            permission: AclPermission::Any,
+        })
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    s.stop().await;
+}
