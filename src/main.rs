@@ -6,6 +6,7 @@
 //! listed until they exist.
 
 mod cutover_cmd;
+mod plan_cmd;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -45,6 +46,10 @@ enum Command {
     /// Drives staged cutovers through the control API of a running `strait run`
     /// (create, advance, rollback, status, report).
     Cutover(cutover_cmd::CutoverArgs),
+    /// Dry run: checks the config, both clusters, the selected topics and groups and the
+    /// initial copy without writing to either cluster; exit 0 when ready, 1 with blockers.
+    /// `--probe` also tests the target's Kafka guarantees on a scratch topic.
+    Plan(plan_cmd::PlanArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -100,7 +105,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The config (if any) chooses the log format and level; RUST_LOG overrides the level.
     let config = match &cli.command {
-        Command::Run(a) | Command::Verify(VerifyArgs { config: a, .. }) => {
+        Command::Run(a)
+        | Command::Verify(VerifyArgs { config: a, .. })
+        | Command::Plan(plan_cmd::PlanArgs { config: a, .. }) => {
             match StraitConfig::load(&a.config) {
                 Ok(c) => Some(c),
                 Err(e) => {
@@ -125,6 +132,7 @@ fn main() -> ExitCode {
             (Command::Verify(args), Some(cfg)) => verify(cfg, args).await,
             (Command::Describe(args), _) => describe(args).await,
             (Command::Cutover(args), _) => cutover_cmd::run(args).await,
+            (Command::Plan(args), Some(cfg)) => plan_cmd::run(cfg, args).await,
             _ => unreachable!("config loaded for every command that needs one"),
         }
     });
