@@ -651,3 +651,69 @@ fn no_listen_means_no_api_and_no_token_needed() {
     assert!(err.contains("cannot reach the source cluster"), "{err}");
     assert!(!err.contains("STRAIT_API_TOKEN"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_drives_a_cutover_and_waits() {
+    let strait = start().await;
+    strait.wait_caught_up().await;
+    let topic = strait.topic.clone();
+    let create = [
+        "create",
+        "--name",
+        "cli-wave",
+        "--topics",
+        &topic,
+        "--fence",
+        "manual",
+        "--quiet-period",
+        "1s",
+    ];
+    let dry = strait.cli(TOKEN, &[&create[..], &["--dry-run"]].concat());
+    assert!(dry.status.success(), "{}{}", stdout(&dry), stderr(&dry));
+    assert!(
+        stdout(&dry).starts_with("dry run: - -> mirroring"),
+        "{}",
+        stdout(&dry)
+    );
+    assert_eq!(strait.cutovers().await["cutovers"], json!([]));
+
+    let created = strait.cli(TOKEN, &create);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let id = stdout(&created).trim().to_owned();
+    let c = strait.get(&format!("/v1/cutovers/{id}")).await.json();
+    assert_eq!(c["fence"]["quiet_period_ms"], 1000);
+    assert_eq!(c["topics"], json!([topic]));
+
+    let fenced = strait.cli(
+        TOKEN,
+        &[
+            "advance",
+            &id,
+            "--to",
+            "fenced",
+            "--wait",
+            "--timeout",
+            "90s",
+        ],
+    );
+    let out = stdout(&fenced);
+    assert!(fenced.status.success(), "{out}{}", stderr(&fenced));
+    assert_eq!(out.lines().last(), Some("fenced"), "{out}");
+    let shown = strait.cli(TOKEN, &["status", &id]);
+    assert!(
+        stdout(&shown).contains("stage    fenced"),
+        "{}",
+        stdout(&shown)
+    );
+
+    let back = strait.cli(TOKEN, &["rollback", &id, "--wait", "--timeout", "90s"]);
+    assert!(back.status.success(), "{}", stderr(&back));
+    assert_eq!(stdout(&back).lines().last(), Some("rolled_back"));
+    let report = strait.cli(TOKEN, &["report", &id]);
+    let text = stdout(&report);
+    assert!(
+        text.contains("Write pause (promoted - fenced)  not promoted"),
+        "{text}"
+    );
+    assert!(text.contains("TIMELINE"), "{text}");
+}
