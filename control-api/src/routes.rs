@@ -10,7 +10,10 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
 use crate::auth::Actor;
-use crate::cutover::{AdvanceRequest, CreateCutover, Cutover, DryRun, Outcome, RollbackRequest};
+use crate::cutover::{
+    AdvanceRequest, CreateCutover, Cutover, DryRun, Outcome, RehearsalRequest, Report,
+    RollbackRequest,
+};
 use crate::error::{ApiError, ErrorCode};
 use crate::http::{ApiJson, ApiPath, AppState, if_match};
 use crate::status::{self, StatusReport};
@@ -299,6 +302,65 @@ pub static ROUTES: &[Route] = &[
         ],
         handler: || post(rollback_cutover),
     },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/cutovers/{id}/report",
+        operation_id: "cutoverReport",
+        summary: "The report of a cutover or rehearsal.",
+        description: "Result, stages reached with the wave's lag and checks, write pause \
+                      (source fenced to target primary), cutover point, failback outcome, \
+                      straggler writes, failed checks and the timeline.",
+        auth: true,
+        if_match: false,
+        request: None,
+        replies: &[Reply {
+            status: 200,
+            description: "The report.",
+            body: Body::Json(schema::<Report>),
+        }],
+        errors: &[ErrorCode::BadRequest, ErrorCode::NotFound],
+        handler: || get(cutover_report),
+    },
+    Route {
+        verb: Verb::Get,
+        path: "/v1/cutovers/{id}/report.md",
+        operation_id: "cutoverReportMarkdown",
+        summary: "The report of a cutover or rehearsal, as Markdown.",
+        description: "The same content as `GET /v1/cutovers/{id}/report`, for a change \
+                      ticket.",
+        auth: true,
+        if_match: false,
+        request: None,
+        replies: &[Reply {
+            status: 200,
+            description: "The report.",
+            body: Body::Text("text/markdown; charset=utf-8"),
+        }],
+        errors: &[ErrorCode::BadRequest, ErrorCode::NotFound],
+        handler: || get(cutover_report_markdown),
+    },
+    Route {
+        verb: Verb::Post,
+        path: "/v1/rehearsals",
+        operation_id: "startRehearsal",
+        summary: "Rehearse a whole cutover and its rollback on the configured clusters.",
+        description: "Creates a cutover marked `rehearsal`, advances it to `promoted` and \
+                      then rolls it back (a failback), back to back, with the usual \
+                      checks and deadlines. It really fences the wave: run it against \
+                      staging. Follow it with `GET /v1/cutovers/{id}` and read the result \
+                      from `GET /v1/cutovers/{id}/report` (or `report.md`). Mode `shadow` \
+                      is refused (400) until it exists.",
+        auth: true,
+        if_match: false,
+        request: Some(schema::<RehearsalRequest>),
+        replies: &[Reply {
+            status: 202,
+            description: "Accepted: the rehearsal runs in the background.",
+            body: Body::Json(schema::<Cutover>),
+        }],
+        errors: &[ErrorCode::BadRequest, ErrorCode::Conflict],
+        handler: || post(start_rehearsal),
+    },
 ];
 
 /// `/healthz` and `/readyz`.
@@ -424,6 +486,37 @@ async fn rollback_cutover(
 ) -> Result<Response, ApiError> {
     let expected = expected_version(&headers, req.version)?;
     let outcome = state.service.rollback(&id, req, expected, &actor.0).await?;
+    Ok(outcome_response(outcome, StatusCode::ACCEPTED))
+}
+
+async fn cutover_report(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::Json<Report>, ApiError> {
+    Ok(axum::Json(state.service.report(&id).await?))
+}
+
+async fn cutover_report_markdown(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let report = state.service.report(&id).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/markdown; charset=utf-8"),
+        )],
+        crate::cutover::report::markdown(&report),
+    )
+        .into_response())
+}
+
+async fn start_rehearsal(
+    State(state): State<AppState>,
+    actor: Actor,
+    ApiJson(req): ApiJson<RehearsalRequest>,
+) -> Result<Response, ApiError> {
+    let outcome = state.service.rehearse(req, &actor.0).await?;
     Ok(outcome_response(outcome, StatusCode::ACCEPTED))
 }
 

@@ -64,6 +64,23 @@ pub(super) async fn run(inner: Arc<Inner>, id: String) {
         let result = match c.operation.clone() {
             Some(op) if is_advance(&op) => advance_step(&inner, &c, &op).await,
             Some(op) => rollback::run(&inner, &c, &op).await,
+            // A rehearsal goes straight from promotion into its failback.
+            None if c.rehearsal && c.stage == Stage::Promoted => {
+                if let Ok(machine::Decision::Start(op)) =
+                    machine::decide_rollback(&c, "strait", now_ms())
+                {
+                    inner
+                        .update(&id, |c| {
+                            if c.operation.is_none() && c.stage == Stage::Promoted {
+                                machine::start(c, op.clone(), now_ms());
+                            }
+                            Ok(())
+                        })
+                        .map(|_| ())
+                } else {
+                    Ok(())
+                }
+            }
             None if watched(c.stage) => {
                 if let Err(e) = watch_stragglers(&inner, &c).await {
                     tracing::debug!(cutover = %id, error = %e, "straggler watch failed");
@@ -109,12 +126,14 @@ fn reach(
     checks: Vec<Check>,
     extra: impl Fn(&mut Cutover),
 ) -> Result<StepEnd, ApiError> {
+    let lag = wave_lag(inner, &c.topics);
     let (_, done) = inner.update(&c.id, |c| {
         if !same_op(c.operation.as_ref(), op) {
             return Ok(false);
         }
         extra(c);
         c.checks = checks.clone();
+        log_stage(c, stage, lag);
         machine::reached(c, stage, now_ms());
         Ok(true)
     })?;
@@ -124,6 +143,30 @@ fn reach(
     } else {
         StepEnd::Superseded
     })
+}
+
+/// The wave's mirror lag (records, summed over its partitions) as the mirror reports it.
+pub(super) fn wave_lag(inner: &Inner, topics: &[String]) -> i64 {
+    inner
+        .ctx
+        .mirror
+        .status()
+        .snapshot()
+        .partitions
+        .iter()
+        .filter(|(tp, _)| topics.contains(&tp.topic))
+        .map(|(_, v)| v.lag_records.max(0))
+        .sum()
+}
+
+/// Appends the stage to the cutover's stage log.
+pub(super) fn log_stage(c: &mut Cutover, stage: Stage, lag_records: i64) {
+    c.stage_log.push(super::model::StageRecord {
+        stage,
+        at_ms: now_ms(),
+        lag_records,
+        checks: c.checks.clone(),
+    });
 }
 
 /// Adds an event (if `op` is still the operation).

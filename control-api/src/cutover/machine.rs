@@ -108,6 +108,8 @@ pub fn new_cutover(id: String, req: CreateCutover, actor: &str, now: u64) -> Cut
         promoted_ms: None,
         rolled_back_ms: None,
         failback: None,
+        rehearsal: false,
+        stage_log: Vec::new(),
         created_ms: now,
         updated_ms: now,
     }

@@ -15,6 +15,7 @@ mod cluster;
 mod driver;
 mod machine;
 pub mod model;
+pub mod report;
 mod rollback;
 mod service;
 

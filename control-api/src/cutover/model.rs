@@ -301,12 +301,100 @@ pub struct Cutover {
     pub rolled_back_ms: Option<u64>,
     /// Progress of a failback (rollback after promotion), once one started.
     pub failback: Option<FailbackState>,
+    /// A rehearsal: advanced to `promoted` and rolled back (failback) automatically.
+    #[serde(default)]
+    pub rehearsal: bool,
+    /// Every stage reached, with the wave's lag and the checks that passed then.
+    #[serde(default)]
+    pub stage_log: Vec<StageRecord>,
     /// Timeline.
     pub events: Vec<Event>,
     /// Created (ms since the epoch).
     pub created_ms: u64,
     /// Last changed (ms since the epoch).
     pub updated_ms: u64,
+}
+
+/// A stage as it was reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StageRecord {
+    /// The stage.
+    pub stage: Stage,
+    /// When (ms since the epoch).
+    pub at_ms: u64,
+    /// The wave's mirror lag then (records, summed over its partitions).
+    pub lag_records: i64,
+    /// The checks that were run to reach it.
+    pub checks: Vec<Check>,
+}
+
+/// `POST /v1/rehearsals`: a full cutover of a wave and its rollback, run back to back against
+/// the configured (staging) clusters, with a report.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RehearsalRequest {
+    /// A name (default: `rehearsal-<time>`).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// The wave's topics.
+    pub topics: Vec<String>,
+    /// The wave's consumer groups.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// How writes are fenced (the rehearsal really fences: run it against staging).
+    pub fence: FenceSpec,
+    /// Stage deadlines.
+    #[serde(default)]
+    pub deadlines: Deadlines,
+    /// Largest lag (records) at which fencing may start.
+    #[serde(default = "default_max_lag")]
+    pub max_lag_records: i64,
+    /// `live` (the configured clusters) is the only mode so far; `shadow` (prefixed copies,
+    /// producers never fenced) is refused with 400 until it exists.
+    #[serde(default)]
+    pub mode: RehearsalMode,
+}
+
+/// Where a rehearsal runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RehearsalMode {
+    /// On the configured clusters, fencing the real topics.
+    #[default]
+    Live,
+    /// On prefixed copies (not available yet).
+    Shadow,
+}
+
+/// The report of a cutover or rehearsal: `GET /v1/cutovers/{id}/report` (JSON) and
+/// `.../report.md` (Markdown).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Report {
+    /// Cutover id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Whether it was a rehearsal.
+    pub rehearsal: bool,
+    /// `running`, `promoted`, `rolled_back`, `failed` (rolled back by a deadline or a failed
+    /// check) or `mirroring`.
+    pub result: String,
+    /// Current stage.
+    pub stage: Stage,
+    /// Stages reached, with lag and checks.
+    pub stages: Vec<StageRecord>,
+    /// Write pause: from the source fence to promotion (ms), once promoted.
+    pub write_pause_ms: Option<u64>,
+    /// Failback progress and outcome.
+    pub failback: Option<FailbackState>,
+    /// Cutover point.
+    pub cutover_point: Vec<PartitionPoint>,
+    /// Straggler writes seen.
+    pub stragglers: Vec<Straggler>,
+    /// Every check that failed along the way (empty when all held).
+    pub failed_checks: Vec<Check>,
+    /// The timeline.
+    pub events: Vec<Event>,
 }
 
 /// Where a failback stands (persisted, so a restart resumes it).

@@ -72,6 +72,7 @@ pub(super) async fn run(inner: &Inner, c: &Cutover, op: &Operation) -> Result<()
 }
 
 fn finish(inner: &Inner, c: &Cutover, op: &Operation, message: &str) -> Result<(), ApiError> {
+    let lag = super::driver::wave_lag(inner, &c.topics);
     inner.update(&c.id, |c| {
         if !same_op(c.operation.as_ref(), op) {
             return Ok(());
@@ -79,6 +80,7 @@ fn finish(inner: &Inner, c: &Cutover, op: &Operation, message: &str) -> Result<(
         c.operation = None;
         c.stage = Stage::RolledBack;
         c.rolled_back_ms = Some(now_ms());
+        super::driver::log_stage(c, Stage::RolledBack, lag);
         machine::push_event(c, now_ms(), "rolled_back", message.to_string(), "strait");
         Ok(())
     })?;

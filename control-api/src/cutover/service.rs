@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::machine::{self, Decision, now_ms};
 use super::model::{
-    AdvanceRequest, CreateCutover, Cutover, DryRun, Operation, OperationKind, RollbackRequest,
-    Stage,
+    AdvanceRequest, CreateCutover, Cutover, DryRun, Operation, OperationKind, RehearsalMode,
+    RehearsalRequest, Report, RollbackRequest, Stage,
 };
 use super::{checks, driver};
 use crate::error::ApiError;
@@ -125,6 +125,58 @@ impl CutoverService {
     /// Creates a cutover in stage `mirroring` (or reports what creating it would check).
     /// `actor` is the authenticated token's name.
     pub async fn create(&self, req: CreateCutover, actor: &str) -> Result<Outcome, ApiError> {
+        self.create_inner(req, actor, None).await
+    }
+
+    /// Starts a rehearsal: a cutover of the wave advanced to `promoted` and then rolled back
+    /// (a failback), back to back, on the configured clusters. Follow it with
+    /// [`CutoverService::report`].
+    pub async fn rehearse(&self, req: RehearsalRequest, actor: &str) -> Result<Outcome, ApiError> {
+        if req.mode == RehearsalMode::Shadow {
+            return Err(ApiError::bad_request(
+                "mode: shadow rehearsals (on prefixed copies) are not available yet; use live \
+                 against staging clusters",
+            )
+            .with_details(serde_json::json!({ "field": "mode" })));
+        }
+        let create = CreateCutover {
+            name: req
+                .name
+                .unwrap_or_else(|| format!("rehearsal-{}", now_ms())),
+            topics: req.topics,
+            groups: req.groups,
+            fence: req.fence,
+            deadlines: req.deadlines,
+            max_lag_records: req.max_lag_records,
+            dry_run: false,
+        };
+        let start = |c: &Cutover| Operation {
+            kind: OperationKind::Advance,
+            to: Stage::Promoted,
+            working_on: Stage::Fenced,
+            started_ms: now_ms(),
+            deadline_ms: machine::deadline_for(c, Stage::Fenced, OperationKind::Advance, now_ms()),
+            requested_by: actor.to_string(),
+            progress: "rehearsal: starting fenced".into(),
+        };
+        let out = self.create_inner(create, actor, Some(&start)).await?;
+        if let Outcome::Accepted(c) = &out {
+            Inner::ensure_driver(&self.inner, &c.id);
+        }
+        Ok(out)
+    }
+
+    /// The report of a cutover or rehearsal.
+    pub async fn report(&self, id: &str) -> Result<Report, ApiError> {
+        Ok(super::report::build(&self.inner.load(id)?))
+    }
+
+    async fn create_inner(
+        &self,
+        req: CreateCutover,
+        actor: &str,
+        rehearsal: Option<&(dyn Fn(&Cutover) -> Operation + Sync)>,
+    ) -> Result<Outcome, ApiError> {
         machine::validate_create(&req)?;
         let _one_at_a_time = self.inner.creating.lock().await;
         let mut blockers = Vec::new();
@@ -170,6 +222,13 @@ impl CutoverService {
         let id = format!("co-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let mut c = machine::new_cutover(id.clone(), req, actor, now_ms());
         c.checks = checks;
+        let lag = driver::wave_lag(&self.inner, &c.topics);
+        driver::log_stage(&mut c, Stage::Mirroring, lag);
+        if let Some(op) = rehearsal {
+            c.rehearsal = true;
+            let op = op(&c);
+            machine::start(&mut c, op, now_ms());
+        }
         match self.inner.cutovers.cas(&id, None, Some(&c))? {
             Ok(()) => {
                 self.inner.ctx.store.flush()?;
