@@ -636,3 +636,67 @@ async fn a_state_directory_in_use_is_read_without_being_touched() {
     assert_eq!(files(&tmp.path().join("state")), before);
     drop(store);
 }
+
+/// A target topic with a smaller `max.message.bytes` than the source's, and one with fewer
+/// partitions on a target that cannot add partitions (tansu), are blockers.
+#[tokio::test(flavor = "multi_thread")]
+async fn target_topics_that_cannot_take_the_source_data_block() {
+    let source = kafka_source();
+    let sc = client(source).await;
+    let tmp = tempfile::tempdir().unwrap();
+
+    let prefix = unique("plan-size");
+    let topic = format!("{prefix}.big");
+    create_topic(&sc, &topic, 1, &[]).await;
+    let kafka = kafka_target();
+    create_topic(
+        &client(kafka).await,
+        &topic,
+        1,
+        &[("max.message.bytes", "1000")],
+    )
+    .await;
+    let config = write_config(
+        tmp.path(),
+        &source.bootstrap(),
+        &kafka.bootstrap(),
+        "",
+        &prefix,
+    );
+    let out = strait_plan(&config, &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = json(&out);
+    let c = check(&report, &format!("message size {topic}"));
+    assert_eq!(c["severity"], "blocker");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("is 1000, smaller than the source's"),
+        "{c:#}"
+    );
+    assert_eq!(report["figures"]["topics"][0]["target"], "empty");
+
+    let prefix = unique("plan-parts");
+    let topic = format!("{prefix}.wide");
+    create_topic(&sc, &topic, 2, &[]).await;
+    let tansu = tansu_target();
+    create_topic(&client(tansu).await, &topic, 1, &[]).await;
+    let config = write_config(
+        tmp.path(),
+        &source.bootstrap(),
+        &tansu.bootstrap(),
+        "",
+        &prefix,
+    );
+    let out = strait_plan(&config, &["--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = json(&out);
+    let c = check(&report, &format!("target topic {topic}"));
+    assert_eq!(c["severity"], "blocker");
+    assert_eq!(
+        c["detail"],
+        "has 1 partition(s), the source 2, and the target cannot add partitions (no \
+         CreatePartitions)"
+    );
+}

@@ -14,7 +14,16 @@
 //! DescribeLogDirs, ListGroups, FindCoordinator for groups that exist, OffsetFetch); every
 //! finding becomes a [`Check`]. With `--probe`, [`probe`] additionally exercises the target
 //! on one scratch topic that it deletes again.
+//!
+//! Files: `topics` (APIs, selected topics, target conflicts, size limits), `copy` (initial
+//! copy), `groups`, `state` (the state directory, read from a copy); the probe in `probe`
+//! (report, scratch topic) with its checks in `log`, `idempotent`, `txn` and `acl`.
 
+mod acl;
+mod copy;
+mod groups;
+mod idempotent;
+mod log;
 pub mod probe;
 mod state;
 mod topics;
@@ -184,7 +193,7 @@ pub async fn plan(cfg: &StraitConfig, opts: PlanOptions) -> PlanReport {
     let mut figures = Figures::default();
     if let Some(s) = &source {
         topics::check_topics(cfg, s, target.as_ref(), &state, &mut checks, &mut figures).await;
-        topics::check_groups(cfg, s, &mut checks, &mut figures).await;
+        groups::check_groups(cfg, s, &mut checks, &mut figures).await;
     }
     let probe = match (opts.probe, &target) {
         (false, _) => None,

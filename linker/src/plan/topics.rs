@@ -1,16 +1,16 @@
 //! The read-only checks of `strait plan`: APIs each side offers, the selected topics and what
-//! the target holds for them, message size limits, the initial copy and the groups.
+//! the target holds for them (foreign data, too few partitions, smaller message size limits).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
 
 use super::state::StateView;
-use super::{Check, Figures, GroupPlan, TopicPlan};
+use super::{Check, Figures, TopicPlan};
 use crate::client::data::{FetchOptions, FetchPosition, Isolation, OffsetSpec};
 use crate::client::{Error, KafkaClient, TopicMetadata};
-use crate::config::{StartPosition, StraitConfig};
+use crate::config::StraitConfig;
 use crate::offset::TopicPartition;
 use crate::state::{PartitionCheckpoint, PartitionStatus};
 
@@ -108,7 +108,7 @@ pub(super) async fn api_check(side: &str, c: &KafkaClient, needs: &[ApiNeed]) ->
 }
 
 /// Names, shortened to the first `n`.
-fn listing<T: AsRef<str>>(items: &[T], n: usize) -> String {
+pub(super) fn listing<T: AsRef<str>>(items: &[T], n: usize) -> String {
     let mut s = items
         .iter()
         .take(n)
@@ -172,7 +172,7 @@ pub(super) async fn check_topics(
         StateView::Read { checkpoints, .. } => (checkpoints, true),
         StateView::Unreadable { .. } => (&empty, false),
     };
-    let copy = initial_copy(cfg, source, &selected, checkpoints).await;
+    let copy = super::copy::initial_copy(cfg, source, &selected, checkpoints).await;
     figures.initial_copy_records = copy.total;
     figures.initial_copy_bytes = copy.bytes;
     checks.push(copy.check(figures.partition_count));
@@ -484,207 +484,4 @@ async fn target_broker_limit(target: &KafkaClient) -> Option<u64> {
     let node = *target.brokers().keys().min()?;
     let entries = target.describe_broker_configs(node).await.ok()?;
     limit(&entries, "message.max.bytes").map(|(v, _)| v)
-}
-
-/// The initial copy's size.
-struct CopyEstimate {
-    per_topic: BTreeMap<String, Option<u64>>,
-    total: u64,
-    bytes: Option<u64>,
-    problems: Vec<String>,
-}
-
-impl CopyEstimate {
-    fn check(&self, partitions: usize) -> Check {
-        let bytes = self
-            .bytes
-            .map(|b| {
-                format!(
-                    ", {:.1} MiB on the source's disk",
-                    b as f64 / (1u64 << 20) as f64
-                )
-            })
-            .unwrap_or_default();
-        let detail = format!(
-            "{} records (offsets) to copy from {partitions} partition(s){bytes}",
-            self.total
-        );
-        if self.problems.is_empty() {
-            Check::pass("initial copy", detail)
-        } else {
-            Check::warning(
-                "initial copy",
-                format!(
-                    "{detail}; offsets unreadable for {}",
-                    listing(&self.problems, 5)
-                ),
-            )
-        }
-    }
-}
-
-async fn initial_copy(
-    cfg: &StraitConfig,
-    source: &KafkaClient,
-    selected: &[TopicMetadata],
-    checkpoints: &BTreeMap<TopicPartition, PartitionCheckpoint>,
-) -> CopyEstimate {
-    let parts: Vec<(String, i32)> = selected
-        .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.index)))
-        .collect();
-    let ends = source
-        .list_offsets(&parts, OffsetSpec::Latest, Isolation::ReadCommitted)
-        .await;
-    let spec = match cfg.mirror.start {
-        StartPosition::Earliest => Some(OffsetSpec::Earliest),
-        StartPosition::Latest => None,
-        StartPosition::Timestamp(t) => Some(OffsetSpec::Timestamp(t)),
-    };
-    let starts = match spec {
-        Some(spec) => {
-            source
-                .list_offsets(&parts, spec, Isolation::ReadCommitted)
-                .await
-        }
-        None => BTreeMap::new(),
-    };
-    let mut est = CopyEstimate {
-        per_topic: BTreeMap::new(),
-        total: 0,
-        bytes: None,
-        problems: Vec::new(),
-    };
-    let mut whole_logs = cfg.mirror.start == StartPosition::Earliest;
-    for key in &parts {
-        let tp = TopicPartition::new(&key.0, key.1);
-        let end = match ends.get(key) {
-            Some(Ok(o)) => Some(o.offset),
-            _ => None,
-        };
-        let start = match (checkpoints.get(&tp), spec) {
-            (Some(cp), _) => {
-                whole_logs = false;
-                Some(cp.next_source.0)
-            }
-            (None, None) => end,
-            (None, Some(_)) => match starts.get(key) {
-                Some(Ok(o)) if o.offset >= 0 => Some(o.offset),
-                Some(Ok(_)) => end, // no record at or after the timestamp
-                _ => None,
-            },
-        };
-        let records = match (start, end) {
-            (Some(s), Some(e)) => Some(u64::try_from(e - s).unwrap_or(0)),
-            _ => {
-                est.problems.push(tp.to_string());
-                None
-            }
-        };
-        let slot = est.per_topic.entry(key.0.clone()).or_insert(Some(0));
-        *slot = slot.zip(records).map(|(a, b)| a + b);
-        est.total += records.unwrap_or(0);
-    }
-    if whole_logs && est.problems.is_empty() && !parts.is_empty() {
-        est.bytes = log_bytes(source, selected).await;
-    }
-    est
-}
-
-/// Bytes of the selected partitions on their leaders' disks (DescribeLogDirs).
-async fn log_bytes(source: &KafkaClient, selected: &[TopicMetadata]) -> Option<u64> {
-    let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
-    for t in selected {
-        for p in &t.partitions {
-            by_leader
-                .entry(p.leader)
-                .or_default()
-                .push((t.name.clone(), p.index));
-        }
-    }
-    let mut total = 0;
-    for (node, parts) in by_leader {
-        if node < 0 {
-            return None;
-        }
-        let sizes = source.describe_log_dirs(node, &parts).await.ok()?;
-        for key in &parts {
-            total += sizes.get(key)?;
-        }
-    }
-    Some(total)
-}
-
-/// Groups selected on the source, and offsets that strait will not sync.
-pub(super) async fn check_groups(
-    cfg: &StraitConfig,
-    source: &KafkaClient,
-    checks: &mut Vec<Check>,
-    figures: &mut Figures,
-) {
-    let selector = cfg.groups.selector();
-    let listed = match source.list_groups().await {
-        Ok(g) => g,
-        Err(e) => {
-            checks.push(Check::warning(
-                "groups",
-                format!("cannot list the source's consumer groups: {e}"),
-            ));
-            return;
-        }
-    };
-    let mirrored: BTreeSet<&str> = figures.topics.iter().map(|t| t.name.as_str()).collect();
-    let mut problems = Vec::new();
-    for g in listed.into_iter().filter(|g| selector.matches(&g.group_id)) {
-        let mut plan = GroupPlan {
-            group_id: g.group_id.clone(),
-            state: g.state.clone(),
-            mirrored_topics: Vec::new(),
-            other_topics: Vec::new(),
-        };
-        match source.offset_fetch(&g.group_id, None).await {
-            Ok(offsets) => {
-                let topics: BTreeSet<String> = offsets.into_keys().map(|(t, _)| t).collect();
-                for t in topics {
-                    if mirrored.contains(t.as_str()) {
-                        plan.mirrored_topics.push(t);
-                    } else {
-                        plan.other_topics.push(t);
-                    }
-                }
-            }
-            Err(e) => problems.push(format!("{}: {e}", g.group_id)),
-        }
-        figures.groups.push(plan);
-    }
-    let names: Vec<&str> = figures.groups.iter().map(|g| g.group_id.as_str()).collect();
-    checks.push(Check::pass(
-        "groups",
-        if names.is_empty() {
-            "no source group matches [groups]".to_owned()
-        } else {
-            format!("{} group(s) selected: {}", names.len(), listing(&names, 20))
-        },
-    ));
-    let unsynced: Vec<String> = figures
-        .groups
-        .iter()
-        .filter(|g| !g.other_topics.is_empty())
-        .map(|g| format!("{} ({})", g.group_id, listing(&g.other_topics, 5)))
-        .collect();
-    if !unsynced.is_empty() {
-        checks.push(Check::warning(
-            "group offsets not synced",
-            format!(
-                "committed offsets on topics strait does not mirror are not synced: {}",
-                listing(&unsynced, 10)
-            ),
-        ));
-    }
-    if !problems.is_empty() {
-        checks.push(Check::warning(
-            "group offsets",
-            format!("cannot read committed offsets of {}", listing(&problems, 5)),
-        ));
-    }
 }
