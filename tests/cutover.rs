@@ -332,8 +332,19 @@ fn assert_exactly_once(seen: &[String], acked: &[String]) {
 /// and the consumer move to the target and run there; then a failback returns everything to
 /// the source, where the consumer resumes. Every record is consumed exactly once.
 #[tokio::test(flavor = "multi_thread")]
-async fn cutover_and_failback_move_consumers_exactly_across_restarts() {
-    let (source, target) = (kafka_source(), kafka_target());
+async fn cutover_and_failback_move_consumers_exactly_across_restarts_kafka() {
+    cutover_and_failback(kafka_target()).await;
+}
+
+/// The same on tansu, the shared-storage target (every record is its own batch here: tansu
+/// cannot fetch from inside a batch, see tansu-eval.md).
+#[tokio::test(flavor = "multi_thread")]
+async fn cutover_and_failback_move_consumers_exactly_across_restarts_tansu() {
+    cutover_and_failback(strait_testkit::tansu_target()).await;
+}
+
+async fn cutover_and_failback(target: &Broker) {
+    let source = kafka_source();
     let (sc, tc) = (client(source).await, client(target).await);
     let topic = unique("cut");
     let group = unique("cut-group");
@@ -564,11 +575,8 @@ async fn acl_fence_stops_a_running_producer_and_rollback_lifts_it() {
     .await
     .unwrap();
     let mut pc = rdkafka::ClientConfig::new();
-    for (k, v) in broker.client_config(Some((
-        strait_testkit::SaslMechanism::Plain,
-        "app",
-        APP_PW,
-    ))) {
+    for (k, v) in broker.client_config(Some((strait_testkit::SaslMechanism::Plain, "app", APP_PW)))
+    {
         pc.set(k, v);
     }
     pc.set("message.timeout.ms", "5000").set("linger.ms", "0");
@@ -614,6 +622,37 @@ async fn acl_fence_stops_a_running_producer_and_rollback_lifts_it() {
         ),
         "expected TOPIC_AUTHORIZATION_FAILED after the fence, got {denied:?}"
     );
+    // A super user is not stopped by DENY ACLs: its write is a straggler, and reported.
+    let mut ac = rdkafka::ClientConfig::new();
+    for (k, v) in broker.client_config(Some((
+        strait_testkit::SaslMechanism::Plain,
+        "admin",
+        ADMIN_PW,
+    ))) {
+        ac.set(k, v);
+    }
+    let admin: FutureProducer = ac.create().unwrap();
+    let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic).partition(1).payload(b"late");
+    admin
+        .send(rec, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let late = loop {
+        let c = s.svc.get(&c.id).await.unwrap();
+        if let Some(st) = c.stragglers.first() {
+            break st.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no straggler reported: {:#?}",
+            c.events
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!((late.topic.as_str(), late.partition), (topic.as_str(), 1));
+    assert_eq!(late.seen_end, late.fenced_end + 1, "{late:?}");
     rollback(&s, &c.id).await;
     settle(&s, &c.id, Stage::RolledBack, 30).await;
     let deadline = Instant::now() + Duration::from_secs(30);
