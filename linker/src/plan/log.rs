@@ -194,7 +194,10 @@ impl Probe<'_> {
                              earliest = 1; a fetch at 0 answers {})",
                             below.map_or_else(
                                 || "without error".to_owned(),
-                                |c| format!("error {c}")
+                                |c| match kafka_protocol::ResponseError::try_from_code(c) {
+                                    Some(e) => format!("{e} ({c})"),
+                                    None => format!("error {c}"),
+                                }
                             )
                         ),
                     ),

@@ -428,14 +428,14 @@ async fn size_limits(
             .unwrap_or_default()
     };
     let mut broker_default: Option<Option<u64>> = None;
-    let (mut checks, mut compared, mut unknown) = (Vec::new(), 0, 0);
+    let (mut checks, mut compared, mut unknown, mut unknown_src) = (Vec::new(), 0, 0, 0);
     for name in &names {
         let Some((src_limit, copied)) = src
             .get(name)
             .and_then(|r| r.as_ref().ok())
             .and_then(|e| limit(e, "max.message.bytes"))
         else {
-            unknown += 1;
+            unknown_src += 1;
             continue;
         };
         if copied {
@@ -465,17 +465,22 @@ async fn size_limits(
             Some(_) => compared += 1,
         }
     }
-    checks.push(Check::pass(
-        "message size limits",
-        format!(
-            "the target accepts the source's largest batches for {compared} topic(s){}",
-            if unknown > 0 {
-                format!("; {unknown} not compared (a side does not report max.message.bytes)")
-            } else {
-                String::new()
-            }
-        ),
-    ));
+    let mut parts = Vec::new();
+    if compared > 0 {
+        parts.push(format!(
+            "the target accepts the source's largest batches for {compared} topic(s)"
+        ));
+    }
+    for (n, side) in [(unknown_src, "source"), (unknown, "target")] {
+        if n > 0 {
+            parts.push(format!(
+                "{n} topic(s) not compared: the {side} does not report their max.message.bytes"
+            ));
+        }
+    }
+    if !parts.is_empty() {
+        checks.push(Check::pass("message size limits", parts.join("; ")));
+    }
     checks
 }
 
