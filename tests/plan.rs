@@ -700,3 +700,45 @@ async fn target_topics_that_cannot_take_the_source_data_block() {
          CreatePartitions)"
     );
 }
+
+/// Without an authorizer Kafka refuses CreateAcls with SECURITY_DISABLED: ACL enforcement is
+/// not held, explained, and everything else holds.
+#[tokio::test(flavor = "multi_thread")]
+async fn probe_on_kafka_without_an_authorizer_reports_acls_not_enforced() {
+    let (source, target) = (kafka_source(), kafka_target());
+    let prefix = unique("plan-noauth");
+    create_topic(&client(source).await, &format!("{prefix}.orders"), 1, &[]).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(
+        tmp.path(),
+        &source.bootstrap(),
+        &target.bootstrap(),
+        "",
+        &prefix,
+    );
+    let out = strait_plan(&config, &["--probe", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let report = json(&out);
+    for (id, outcome) in outcomes(&report) {
+        let want = if id == "acl_enforcement" {
+            "not_held"
+        } else {
+            "held"
+        };
+        assert_eq!(outcome, want, "{id}: {:#}", report["probe"]);
+    }
+    let acl = report["probe"]["guarantees"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == "acl_enforcement")
+        .unwrap();
+    assert!(
+        acl["detail"]
+            .as_str()
+            .unwrap()
+            .contains("SECURITY_DISABLED (54)"),
+        "{acl:#}"
+    );
+    assert_probe_topic_gone(&client(target).await, &report).await;
+}
