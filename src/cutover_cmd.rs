@@ -1,16 +1,22 @@
 //! `strait cutover ...`: a command-line client of the control API of a running `strait run`,
 //! for playbooks. Every command exits 0 on success and 1 on an API error (printed as
 //! `error: <code>: <message>` plus its blockers), on a dry run with blockers, or when a
-//! waited-for transition did not end where it was asked to.
+//! waited-for transition (or rehearsal) did not end where it was asked to.
+//!
+//! The HTTP client lives in [`client`], what is printed for people in [`render`].
+
+mod client;
+mod render;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
-use serde::de::DeserializeOwned;
+use anyhow::bail;
 use serde_json::{Value, json};
-use strait_control_api::cutover::{Cutover, DryRun, FenceMode, Stage};
+use strait_control_api::cutover::{Cutover, DryRun, FenceMode, Report, Stage};
 use strait_control_api::routes::CutoverList;
+
+use client::{Answer, Client, path_segment};
 
 #[derive(Debug, clap::Args)]
 pub struct CutoverArgs {
@@ -40,8 +46,12 @@ enum CutoverCommand {
     Rollback(RollbackArgs),
     /// Lists the cutovers as a table, or shows one.
     Status(StatusArgs),
-    /// Prints a cutover's report: timeline, checks, cutover point, stragglers, write pause.
+    /// Prints a cutover's report: result, stages with lag and checks, write pause, cutover
+    /// point, failback, stragglers and timeline.
     Report(ReportArgs),
+    /// Rehearses a cutover and its failback back to back on the configured (staging)
+    /// clusters; prints the rehearsal's id, or with --wait its Markdown report.
+    Rehearse(RehearseArgs),
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -61,11 +71,9 @@ impl From<Fence> for FenceMode {
     }
 }
 
+/// The wave and its fence, as `create` and `rehearse` take them.
 #[derive(Debug, clap::Args)]
-struct CreateArgs {
-    /// A name for people.
-    #[arg(long)]
-    name: String,
+struct WaveArgs {
     /// The wave's topics, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     topics: Vec<String>,
@@ -78,9 +86,32 @@ struct CreateArgs {
     /// How the target is fenced during a failback (default: as --fence).
     #[arg(long, value_enum)]
     failback_fence: Option<Fence>,
-    /// How long a manual fence must see no writes, e.g. `5s`.
+    /// How long a manual fence must see no writes, e.g. `5s` (default 5s).
     #[arg(long, value_parser = humantime::parse_duration)]
     quiet_period: Option<Duration>,
+}
+
+impl WaveArgs {
+    /// The request's `fence` object.
+    fn fence(&self) -> Value {
+        let mut fence = json!({ "mode": FenceMode::from(self.fence) });
+        if let Some(f) = self.failback_fence {
+            fence["failback_mode"] = json!(FenceMode::from(f));
+        }
+        if let Some(q) = self.quiet_period {
+            fence["quiet_period_ms"] = json!(u64::try_from(q.as_millis()).unwrap_or(u64::MAX));
+        }
+        fence
+    }
+}
+
+#[derive(Debug, clap::Args)]
+struct CreateArgs {
+    /// A name for people.
+    #[arg(long)]
+    name: String,
+    #[command(flatten)]
+    wave: WaveArgs,
     /// Only check; create nothing. Exits 1 when something would block it.
     #[arg(long)]
     dry_run: bool,
@@ -144,9 +175,28 @@ struct StatusArgs {
 struct ReportArgs {
     /// The cutover's id.
     id: String,
-    /// Markdown instead of plain text.
-    #[arg(long)]
+    /// Markdown (the API's `report.md`) instead of plain text.
+    #[arg(long, conflicts_with = "json")]
     markdown: bool,
+    /// JSON as returned by the API.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct RehearseArgs {
+    /// A name for people (default: `rehearsal-<time>`).
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    wave: WaveArgs,
+    /// Wait until the rehearsal finished and print its Markdown report; exit 1 unless it
+    /// ended rolled back (a failed check or an expired deadline on the way).
+    #[arg(long)]
+    wait: bool,
+    /// Longest wait with --wait.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20m")]
+    timeout: Duration,
 }
 
 fn parse_stage(s: &str) -> Result<Stage, String> {
@@ -164,135 +214,14 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<()> {
         CutoverCommand::Rollback(a) => rollback(&client, a).await,
         CutoverCommand::Status(a) => status(&client, a).await,
         CutoverCommand::Report(a) => report(&client, a).await,
+        CutoverCommand::Rehearse(a) => rehearse(&client, a).await,
     }
-}
-
-/// The API's answer: status and JSON body.
-struct Answer {
-    status: u16,
-    body: Value,
-}
-
-impl Answer {
-    fn parse<T: DeserializeOwned>(self) -> anyhow::Result<T> {
-        serde_json::from_value(self.body).context("unexpected answer from the control API")
-    }
-}
-
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
-}
-
-impl Client {
-    fn new(base: &str, token_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        let token = match token_file {
-            Some(path) => std::fs::read_to_string(path)
-                .with_context(|| format!("--token-file: cannot read {}", path.display()))?
-                .trim()
-                .to_owned(),
-            None => std::env::var("STRAIT_API_TOKEN").unwrap_or_default(),
-        };
-        if token.is_empty() {
-            bail!("no API token: set STRAIT_API_TOKEN or pass --token-file");
-        }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .context("building the HTTP client")?;
-        Ok(Self {
-            http,
-            base: base.trim_end_matches('/').to_owned(),
-            token,
-        })
-    }
-
-    /// Sends a request; API errors (4xx, 5xx) become `code: message` errors with blockers.
-    async fn call(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-        if_match: Option<u64>,
-    ) -> anyhow::Result<Answer> {
-        let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
-        if let Some(v) = if_match {
-            request = request.header(reqwest::header::IF_MATCH, format!("\"{v}\""));
-        }
-        if let Some(b) = body {
-            request = request.json(&b);
-        }
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the control API at {}", self.base))?;
-        let status = response.status().as_u16();
-        let text = response.text().await.context("reading the API's answer")?;
-        let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        if status >= 400 {
-            bail!("{}", api_error(status, &body));
-        }
-        Ok(Answer { status, body })
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Answer> {
-        self.call(reqwest::Method::GET, path, None, None).await
-    }
-
-    async fn cutover(&self, id: &str) -> anyhow::Result<Cutover> {
-        self.get(&format!("/v1/cutovers/{}", path_segment(id)))
-            .await?
-            .parse()
-    }
-}
-
-/// `code: message`, then one line per blocker (and the current version of a stale request).
-fn api_error(status: u16, body: &Value) -> String {
-    let (Some(code), Some(message)) = (body["code"].as_str(), body["message"].as_str()) else {
-        return format!("HTTP {status}: {}", one_line(&body.to_string()));
-    };
-    let mut out = format!("{code}: {message}");
-    if let Some(blockers) = body["details"]["blockers"].as_array() {
-        for b in blockers {
-            out.push_str(&format!("\n  blocker: {}", b.as_str().unwrap_or_default()));
-        }
-    }
-    if let Some(v) = body["details"]["current_version"].as_u64() {
-        out.push_str(&format!("\n  current version: {v}"));
-    }
-    out
-}
-
-fn one_line(s: &str) -> String {
-    s.chars().take(300).filter(|c| *c != '\n').collect()
-}
-
-/// Percent-encodes everything but unreserved characters, so an id is one path segment.
-fn path_segment(id: &str) -> String {
-    id.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<()> {
-    let mut fence = json!({ "mode": FenceMode::from(a.fence) });
-    if let Some(f) = a.failback_fence {
-        fence["failback_mode"] = json!(FenceMode::from(f));
-    }
-    if let Some(q) = a.quiet_period {
-        fence["quiet_period_ms"] = json!(u64::try_from(q.as_millis()).unwrap_or(u64::MAX));
-    }
     let body = json!({
-        "name": a.name, "topics": a.topics, "groups": a.groups, "fence": fence,
-        "dry_run": a.dry_run,
+        "name": a.name, "topics": a.wave.topics, "groups": a.wave.groups,
+        "fence": a.wave.fence(), "dry_run": a.dry_run,
     });
     let answer = client
         .call(reqwest::Method::POST, "/v1/cutovers", Some(body), None)
@@ -303,7 +232,7 @@ async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<()> {
     if a.dry_run {
         let report: DryRun = answer.parse()?;
         if !a.json {
-            print_dry_run(&report);
+            print!("{}", render::dry_run(&report));
         }
         return dry_run_result(&report);
     }
@@ -317,25 +246,6 @@ async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn print_dry_run(report: &DryRun) {
-    let from = report.stage.map_or("-".to_owned(), |s| s.to_string());
-    println!("dry run: {from} -> {}", report.to);
-    for c in &report.checks {
-        println!(
-            "  check {} {}: {}",
-            if c.ok { "ok  " } else { "FAIL" },
-            c.name,
-            c.detail
-        );
-    }
-    for a in &report.actions {
-        println!("  action: {a}");
-    }
-    for b in &report.blockers {
-        println!("  blocker: {b}");
-    }
 }
 
 fn dry_run_result(report: &DryRun) -> anyhow::Result<()> {
@@ -374,7 +284,7 @@ async fn transition(
 ) -> anyhow::Result<()> {
     if dry_run {
         let report: DryRun = answer.parse()?;
-        print_dry_run(&report);
+        print!("{}", render::dry_run(&report));
         return dry_run_result(&report);
     }
     let accepted = answer.status == 202;
@@ -382,7 +292,7 @@ async fn transition(
     match (&cutover.operation, accepted) {
         (Some(op), _) => println!(
             "cutover {id}: {} to {} started (stage {}, version {})",
-            op.kind_name(),
+            render::kind_name(op),
             op.to,
             cutover.stage,
             cutover.version
@@ -399,25 +309,7 @@ async fn transition(
     if !wait.wait {
         return Ok(());
     }
-    let deadline = Instant::now() + wait.timeout;
-    let mut last_progress = String::new();
-    let mut current = cutover;
-    while let Some(op) = &current.operation {
-        if op.progress != last_progress {
-            eprintln!("  {} ({}): {}", op.working_on, op.kind_name(), op.progress);
-            last_progress.clone_from(&op.progress);
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "timed out after {}: cutover {id} is still at stage {} working on {}",
-                humantime::format_duration(wait.timeout),
-                current.stage,
-                op.working_on
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        current = client.cutover(id).await?;
-    }
+    let current = follow(client, cutover, wait.timeout).await?;
     println!("{}", current.stage);
     if current.stage != want {
         let why = current
@@ -433,289 +325,120 @@ async fn transition(
     Ok(())
 }
 
-trait KindName {
-    fn kind_name(&self) -> &'static str;
+/// True once nothing more will happen to `c` by itself: no operation runs, and it is not a
+/// rehearsal that has just been promoted (its failback starts next).
+fn settled(c: &Cutover) -> bool {
+    c.operation.is_none() && !(c.rehearsal && c.stage == Stage::Promoted)
 }
 
-impl KindName for strait_control_api::cutover::Operation {
-    fn kind_name(&self) -> &'static str {
-        match self.kind {
-            strait_control_api::cutover::OperationKind::Advance => "advance",
-            strait_control_api::cutover::OperationKind::Rollback => "rollback",
+/// Polls the cutover until it is [`settled`], printing each new progress note on stderr.
+async fn follow(
+    client: &Client,
+    mut current: Cutover,
+    timeout: Duration,
+) -> anyhow::Result<Cutover> {
+    let deadline = Instant::now() + timeout;
+    let mut last_progress = String::new();
+    while !settled(&current) {
+        if let Some(op) = &current.operation
+            && op.progress != last_progress
+        {
+            eprintln!(
+                "  {} ({}): {}",
+                op.working_on,
+                render::kind_name(op),
+                op.progress
+            );
+            last_progress.clone_from(&op.progress);
         }
+        if Instant::now() >= deadline {
+            let doing = current
+                .operation
+                .as_ref()
+                .map_or(String::new(), |op| format!(" working on {}", op.working_on));
+            bail!(
+                "timed out after {}: cutover {} is still at stage {}{doing}",
+                humantime::format_duration(timeout),
+                current.id,
+                current.stage,
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        current = client.cutover(&current.id).await?;
     }
+    Ok(current)
 }
 
 async fn status(client: &Client, a: StatusArgs) -> anyhow::Result<()> {
-    let Some(id) = a.id else {
-        let answer = client.get("/v1/cutovers").await?;
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&answer.body)?);
-            return Ok(());
-        }
-        let list: CutoverList = answer.parse()?;
-        print_table(&list.cutovers);
-        return Ok(());
+    let path = match &a.id {
+        Some(id) => format!("/v1/cutovers/{}", path_segment(id)),
+        None => "/v1/cutovers".to_owned(),
     };
-    let answer = client
-        .get(&format!("/v1/cutovers/{}", path_segment(&id)))
-        .await?;
+    let answer = client.get(&path).await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&answer.body)?);
-        return Ok(());
-    }
-    let c: Cutover = answer.parse()?;
-    println!("cutover  {} ({:?})", c.id, c.name);
-    println!("stage    {} (version {})", c.stage, c.version);
-    println!("topics   {}", c.topics.join(", "));
-    println!("groups   {}", c.groups.join(", "));
-    match &c.operation {
-        Some(op) => println!(
-            "running  {} to {}: {} (by {}, deadline {})",
-            op.kind_name(),
-            op.to,
-            op.progress,
-            op.requested_by,
-            time(op.deadline_ms)
-        ),
-        None => println!("running  -"),
-    }
-    for check in &c.checks {
-        println!(
-            "check    {} {}: {}",
-            if check.ok { "ok  " } else { "FAIL" },
-            check.name,
-            check.detail
-        );
-    }
-    if !c.stragglers.is_empty() {
-        println!("stragglers {}", c.stragglers.len());
+    } else if a.id.is_some() {
+        print!("{}", render::cutover(&answer.parse()?));
+    } else {
+        let list: CutoverList = answer.parse()?;
+        print!("{}", render::table(&list.cutovers));
     }
     Ok(())
-}
-
-fn print_table(cutovers: &[Cutover]) {
-    let rows: Vec<[String; 6]> = cutovers
-        .iter()
-        .map(|c| {
-            [
-                c.id.clone(),
-                c.name.clone(),
-                c.stage.to_string(),
-                c.version.to_string(),
-                c.operation.as_ref().map_or("-".to_owned(), |op| {
-                    format!("{} to {}: {}", op.kind_name(), op.to, op.progress)
-                }),
-                c.topics.join(","),
-            ]
-        })
-        .collect();
-    let header = ["ID", "NAME", "STAGE", "VERSION", "OPERATION", "TOPICS"];
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: &[String]| {
-        let padded: Vec<String> = cells
-            .iter()
-            .zip(widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        println!("{}", padded.join("  ").trim_end());
-    };
-    line(&header.map(str::to_owned));
-    for row in &rows {
-        line(row);
-    }
-    if rows.is_empty() {
-        println!("(no cutovers)");
-    }
-}
-
-/// RFC 3339 with milliseconds, UTC.
-fn time(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }
 
 async fn report(client: &Client, a: ReportArgs) -> anyhow::Result<()> {
-    let c = client.cutover(&a.id).await?;
-    print!("{}", render_report(&c, a.markdown));
+    let path = format!("/v1/cutovers/{}/report", path_segment(&a.id));
+    if a.markdown {
+        print!("{}", client.get_text(&format!("{path}.md")).await?);
+        return Ok(());
+    }
+    let answer = client.get(&path).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&answer.body)?);
+    } else {
+        print!("{}", render::report_text(&answer.parse()?));
+    }
     Ok(())
 }
 
-/// The report of one cutover as plain text or Markdown.
-fn render_report(c: &Cutover, markdown: bool) -> String {
-    let mut out = String::new();
-    let section = |out: &mut String, title: &str| {
-        if markdown {
-            out.push_str(&format!("\n## {title}\n\n"));
-        } else {
-            out.push_str(&format!(
-                "\n{}\n{}\n",
-                title.to_uppercase(),
-                "-".repeat(title.len())
-            ));
-        }
-    };
-    let row = |out: &mut String, cells: &[String]| {
-        if markdown {
-            let escaped: Vec<String> = cells.iter().map(|c| c.replace('|', "\\|")).collect();
-            out.push_str(&format!("| {} |\n", escaped.join(" | ")));
-        } else {
-            out.push_str(&format!("  {}\n", cells.join("  ")));
-        }
-    };
-    let table_head = |out: &mut String, cells: &[&str]| {
-        if markdown {
-            out.push_str(&format!("| {} |\n", cells.join(" | ")));
-            out.push_str(&format!("|{}\n", "---|".repeat(cells.len())));
-        }
-    };
-    if markdown {
-        out.push_str(&format!("# Cutover report: {} (`{}`)\n\n", c.name, c.id));
-    } else {
-        out.push_str(&format!("Cutover report: {} ({})\n", c.name, c.id));
+async fn rehearse(client: &Client, a: RehearseArgs) -> anyhow::Result<()> {
+    let mut body = json!({
+        "topics": a.wave.topics, "groups": a.wave.groups, "fence": a.wave.fence(),
+    });
+    if let Some(name) = &a.name {
+        body["name"] = json!(name);
     }
-    let write_pause = match (c.fenced_ms, c.promoted_ms) {
-        (Some(f), Some(p)) => {
-            humantime::format_duration(Duration::from_millis(p.saturating_sub(f))).to_string()
-        }
-        (Some(_), None) => "not promoted".to_owned(),
-        _ => "not fenced".to_owned(),
-    };
-    let summary = [
-        ("Stage", format!("{} (version {})", c.stage, c.version)),
-        ("Topics", c.topics.join(", ")),
-        ("Groups", c.groups.join(", ")),
-        ("Created", time(c.created_ms)),
-        ("Fenced", c.fenced_ms.map_or("-".into(), time)),
-        ("Promoted", c.promoted_ms.map_or("-".into(), time)),
-        ("Rolled back", c.rolled_back_ms.map_or("-".into(), time)),
-        ("Write pause (promoted - fenced)", write_pause),
-        ("Stragglers", c.stragglers.len().to_string()),
-    ];
-    for (k, v) in summary {
-        if markdown {
-            out.push_str(&format!("- **{k}:** {v}\n"));
-        } else {
-            out.push_str(&format!("{k:<32} {v}\n"));
-        }
-    }
-
-    section(&mut out, "Timeline");
-    table_head(&mut out, &["Time", "Event", "Actor", "Message"]);
-    for e in &c.events {
-        row(
-            &mut out,
-            &[
-                time(e.at_ms),
-                e.kind.clone(),
-                e.actor.clone(),
-                e.message.clone(),
-            ],
-        );
-    }
-    section(&mut out, "Checks");
-    table_head(&mut out, &["Check", "Result", "Detail"]);
-    for ch in &c.checks {
-        row(
-            &mut out,
-            &[
-                ch.name.clone(),
-                if ch.ok { "ok" } else { "FAILED" }.to_owned(),
-                ch.detail.clone(),
-            ],
-        );
-    }
-    section(&mut out, "Cutover point");
-    table_head(
-        &mut out,
-        &["Topic", "Partition", "Source end", "Target end"],
+    let started: Cutover = client
+        .call(reqwest::Method::POST, "/v1/rehearsals", Some(body), None)
+        .await?
+        .parse()?;
+    let id = started.id.clone();
+    eprintln!(
+        "rehearsal {id} ({:?}) started: fenced, drained, promoted, then failback",
+        started.name
     );
-    for p in &c.cutover_point {
-        row(
-            &mut out,
-            &[
-                p.topic.clone(),
-                p.partition.to_string(),
-                p.source_end.to_string(),
-                p.target_end.to_string(),
-            ],
+    if !a.wait {
+        // The id alone on stdout, for `ID=$(strait cutover rehearse ...)`.
+        println!("{id}");
+        return Ok(());
+    }
+    let done = follow(client, started, a.timeout).await?;
+    let path = format!("/v1/cutovers/{}/report", path_segment(&id));
+    let report: Report = client.get(&path).await?.parse()?;
+    print!("{}", client.get_text(&format!("{path}.md")).await?);
+    if report.result != "rolled_back" {
+        bail!(
+            "rehearsal {id} ended with result {} at stage {}, not rolled_back",
+            report.result,
+            done.stage
         );
     }
-    if c.cutover_point.is_empty() {
-        out.push_str(if markdown {
-            "None recorded (not promoted).\n"
-        } else {
-            "  none (not promoted)\n"
-        });
-    }
-    section(&mut out, "Stragglers");
-    table_head(
-        &mut out,
-        &[
-            "Time",
-            "Cluster",
-            "Topic",
-            "Partition",
-            "Fenced end",
-            "Seen end",
-            "Producers",
-        ],
-    );
-    for s in &c.stragglers {
-        let producers: Vec<String> = s.producer_ids.iter().map(i64::to_string).collect();
-        row(
-            &mut out,
-            &[
-                time(s.at_ms),
-                s.cluster.clone(),
-                s.topic.clone(),
-                s.partition.to_string(),
-                s.fenced_end.to_string(),
-                s.seen_end.to_string(),
-                producers.join(","),
-            ],
-        );
-    }
-    if c.stragglers.is_empty() {
-        out.push_str(if markdown { "None.\n" } else { "  none\n" });
-    }
-    out
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn api_errors_print_code_message_and_blockers() {
-        let body = json!({
-            "code": "illegal_transition", "message": "cannot fence yet",
-            "details": { "blockers": ["lag 12000 > 10000", "group billing split"] }
-        });
-        assert_eq!(
-            api_error(409, &body),
-            "illegal_transition: cannot fence yet\n  blocker: lag 12000 > 10000\n  blocker: \
-             group billing split"
-        );
-        let stale =
-            json!({ "code": "stale_version", "message": "m", "details": { "current_version": 7 } });
-        assert!(api_error(412, &stale).ends_with("current version: 7"));
-        assert_eq!(
-            api_error(502, &json!("bad gateway")),
-            "HTTP 502: \"bad gateway\""
-        );
-    }
-
-    #[test]
-    fn ids_are_one_path_segment() {
-        assert_eq!(path_segment("c-1_a.b~"), "c-1_a.b~");
-        assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
-        assert_eq!(path_segment("../x"), "..%2Fx");
-    }
 
     #[test]
     fn stages_parse_by_api_name() {
@@ -725,36 +448,62 @@ mod tests {
     }
 
     #[test]
-    fn report_shows_write_pause_and_sections() {
-        let c: Cutover = serde_json::from_value(json!({
-            "id": "c1", "name": "wave 1", "version": 9, "stage": "promoted",
-            "topics": ["orders"], "groups": ["billing"], "fence": { "mode": "acl" },
-            "deadlines": {}, "max_lag_records": 10, "operation": null,
-            "checks": [{ "name": "lag_under_threshold", "ok": true, "detail": "lag 0" }],
-            "cutover_point": [{ "topic": "orders", "partition": 0, "source_end": 42, "target_end": 42 }],
-            "fenced_ends": {}, "stragglers": [], "fenced_ms": 1_000, "promoted_ms": 3_500,
-            "rolled_back_ms": null,
-            "events": [{ "at_ms": 1_000, "kind": "stage_reached", "message": "fenced | acl", "actor": "alice" }],
-            "created_ms": 0, "updated_ms": 3_500
+    fn fence_options_become_the_fence_object() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            command: CutoverCommand,
+        }
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(CutoverCommand::Rehearse(a)) => a,
+            other => panic!("{other:?}"),
+        };
+        let a = parse(&[
+            "x",
+            "rehearse",
+            "--topics",
+            "a,b",
+            "--groups",
+            "g",
+            "--fence",
+            "manual",
+            "--failback-fence",
+            "manual",
+            "--quiet-period",
+            "1s 500ms",
+            "--wait",
+        ]);
+        assert_eq!(a.wave.topics, ["a", "b"]);
+        assert_eq!(a.wave.groups, ["g"]);
+        assert_eq!(
+            a.wave.fence(),
+            json!({ "mode": "manual", "failback_mode": "manual", "quiet_period_ms": 1500 })
+        );
+        assert!(a.wait && a.name.is_none());
+        assert_eq!(a.timeout, Duration::from_secs(20 * 60));
+        let b = parse(&["x", "rehearse", "--topics", "a", "--fence", "acl"]);
+        assert_eq!(b.wave.fence(), json!({ "mode": "acl" }));
+        assert!(b.wave.groups.is_empty() && !b.wait);
+        assert!(Cli::try_parse_from(["x", "rehearse", "--fence", "acl"]).is_err());
+    }
+
+    #[test]
+    fn a_rehearsal_is_settled_only_after_its_failback() {
+        let mut c: Cutover = serde_json::from_value(json!({
+            "id": "c1", "name": "r", "version": 9, "stage": "promoted", "rehearsal": true,
+            "topics": ["orders"], "groups": [], "fence": { "mode": "manual" },
+            "deadlines": {}, "max_lag_records": 10, "operation": null, "checks": [],
+            "cutover_point": [], "fenced_ends": {}, "stragglers": [], "fenced_ms": null,
+            "promoted_ms": null, "rolled_back_ms": null, "failback": null, "events": [],
+            "created_ms": 0, "updated_ms": 0
         }))
         .unwrap();
-        let text = render_report(&c, false);
-        assert!(
-            text.contains("Write pause (promoted - fenced)  2s 500ms"),
-            "{text}"
-        );
-        assert!(text.contains("orders  0  42  42"), "{text}");
-        let md = render_report(&c, true);
-        assert!(md.starts_with("# Cutover report: wave 1 (`c1`)"), "{md}");
-        assert!(
-            md.contains("- **Write pause (promoted - fenced):** 2s 500ms"),
-            "{md}"
-        );
-        assert!(
-            md.contains("| stage_reached | alice | fenced \\| acl |"),
-            "{md}"
-        );
-        assert!(md.contains("## Stragglers\n\n| Time |"), "{md}");
-        assert!(md.contains("None.\n"), "{md}");
+        assert!(!settled(&c), "promoted rehearsal: its failback comes next");
+        c.stage = Stage::RolledBack;
+        assert!(settled(&c));
+        c.stage = Stage::Promoted;
+        c.rehearsal = false;
+        assert!(settled(&c), "a promoted cutover stays promoted");
     }
 }

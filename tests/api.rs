@@ -1,6 +1,6 @@
 //! The control API of a real `strait run` process on real Kafka brokers: authentication, bad
 //! input, 404/409/412, the status and metrics endpoints, the `strait cutover` client, token
-//! configuration errors, and a clean stop on SIGTERM. After every refused request the list
+//! configuration errors, a rehearsal and its report, and a clean stop on SIGTERM. After every refused request the list
 //! of cutovers must be unchanged.
 
 mod support;
@@ -58,14 +58,6 @@ level = "info"
     path
 }
 
-fn strait_cmd() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strait"));
-    cmd.env_remove("STRAIT_API_TOKEN")
-        .env_remove("STRAIT_API_URL")
-        .env_remove("RUST_LOG");
-    cmd
-}
-
 /// Starts strait mirroring a new one-partition topic with 20 records, and waits for the API.
 async fn start() -> Strait {
     let topic = unique("api");
@@ -104,45 +96,6 @@ async fn start() -> Strait {
     }
 }
 
-/// The address from the "control API listening" log event (JSON logs).
-async fn wait_for_listen(log: &Path) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        for line in text.lines() {
-            if let Ok(v) = serde_json::from_str::<Value>(line)
-                && v["fields"]["message"] == "control API listening"
-            {
-                return v["fields"]["addr"].as_str().unwrap().to_owned();
-            }
-        }
-        assert!(Instant::now() < deadline, "the API did not start:\n{text}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-struct Reply {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    text: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {:?}", self.text))
-    }
-
-    #[track_caller]
-    fn error(&self, status: u16, code: &str) -> Value {
-        assert_eq!(self.status, status, "{}", self.text);
-        let v = self.json();
-        assert_eq!(v["code"], code, "{v}");
-        assert!(v["message"].is_string() && v["details"].is_object(), "{v}");
-        assert!(!self.text.contains(TOKEN) && !self.text.contains(OPS_TOKEN));
-        v
-    }
-}
-
 impl Strait {
     async fn request(
         &self,
@@ -151,33 +104,15 @@ impl Strait {
         token: Option<&str>,
         headers: &[(&str, &str)],
         body: Option<&str>,
-    ) -> Reply {
-        let client = reqwest::Client::new();
-        let mut req = client.request(method.parse().unwrap(), format!("{}{path}", self.base));
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        if let Some(b) = body {
-            req = req
-                .header("content-type", "application/json")
-                .body(b.to_owned());
-        }
-        let resp = req.send().await.expect("the API answers");
-        Reply {
-            status: resp.status().as_u16(),
-            headers: resp.headers().clone(),
-            text: resp.text().await.unwrap(),
-        }
+    ) -> ApiReply {
+        api_request(&self.base, method, path, token, headers, body).await
     }
 
-    async fn get(&self, path: &str) -> Reply {
+    async fn get(&self, path: &str) -> ApiReply {
         self.request("GET", path, Some(TOKEN), &[], None).await
     }
 
-    async fn post(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Reply {
+    async fn post(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> ApiReply {
         self.request("POST", path, Some(TOKEN), headers, Some(&body.to_string()))
             .await
     }
@@ -285,7 +220,7 @@ async fn bad_requests_are_refused_and_change_nothing() {
     let valid = json!({ "name": "wave", "topics": [strait.topic], "fence": { "mode": "manual" } });
     let mut unknown = valid.clone();
     unknown["surprise"] = json!(true);
-    let cases: Vec<(&str, Reply, u16, &str)> = vec![
+    let cases: Vec<(&str, ApiReply, u16, &str)> = vec![
         (
             "no token",
             strait
@@ -564,7 +499,7 @@ async fn versions_and_transitions_are_checked() {
     let md = stdout(&report);
     assert!(md.starts_with("# Cutover report: wave-1"), "{md}");
     assert!(
-        md.contains("## Timeline") && md.contains("| alice |"),
+        md.contains("## Timeline") && md.contains(" (alice) "),
         "{md}"
     );
     let table = strait.cli(TOKEN, &["status"]);
@@ -716,4 +651,129 @@ async fn the_client_drives_a_cutover_and_waits() {
         "{text}"
     );
     assert!(text.contains("TIMELINE"), "{text}");
+}
+
+/// `POST /v1/rehearsals` on a topic with data and a group with committed offsets, no
+/// producers: the rehearsal fences, drains, promotes and fails back by itself, and its report
+/// (JSON and Markdown) says so. A `shadow` rehearsal is refused and creates nothing; the
+/// client's `rehearse --wait` runs a second one and prints its Markdown report.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rehearsal_fails_back_by_itself_and_reports() {
+    use strait_linker::client::groups::CommittedOffset;
+    let strait = start().await;
+    strait.wait_caught_up().await;
+    let group = unique("rehearsal-group");
+    let committed = [(
+        (strait.topic.clone(), 0),
+        CommittedOffset {
+            offset: 12,
+            leader_epoch: -1,
+            metadata: None,
+        },
+    )];
+    let source = client(kafka_source()).await;
+    let committed = committed.into_iter().collect();
+    // The first group of a fresh broker waits for its offsets topic: retry.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while let Err(e) = source.offset_commit(&group, &committed).await {
+        assert!(Instant::now() < deadline, "commit: {e}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let body = json!({
+        "topics": [strait.topic], "groups": [group],
+        "fence": { "mode": "manual", "failback_mode": "manual", "quiet_period_ms": 1000 },
+    });
+    let mut shadow = body.clone();
+    shadow["mode"] = json!("shadow");
+    let e = strait
+        .post("/v1/rehearsals", &shadow, &[])
+        .await
+        .error(400, "bad_request");
+    assert_eq!(e["details"]["field"], "mode", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("mode"), "{e}");
+    assert_eq!(strait.cutovers().await["cutovers"], json!([]));
+
+    let started = strait.post("/v1/rehearsals", &body, &[]).await;
+    assert_eq!(started.status, 202, "{}", started.text);
+    let c = started.json();
+    assert_eq!(c["rehearsal"], true, "{c}");
+    let id = c["id"].as_str().unwrap().to_owned();
+    // Settled: no operation, and not the moment between promotion and its failback.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let c = loop {
+        let c = strait.get(&format!("/v1/cutovers/{id}")).await.json();
+        if c["operation"].is_null() && c["stage"] != "promoted" {
+            break c;
+        }
+        assert!(Instant::now() < deadline, "rehearsal still running: {c}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(c["stage"], "rolled_back", "{c}");
+
+    let r = strait.get(&format!("/v1/cutovers/{id}/report")).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let report = r.json();
+    assert_eq!(report["result"], "rolled_back", "{report}");
+    assert_eq!(report["rehearsal"], true);
+    let stages: Vec<&str> = report["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert!(s["lag_records"].is_i64(), "{s}");
+            s["stage"].as_str().unwrap()
+        })
+        .collect();
+    for want in ["fenced", "drained", "promoted", "rolled_back"] {
+        assert!(stages.contains(&want), "{want} missing from {stages:?}");
+    }
+    assert!(report["write_pause_ms"].is_u64(), "{report}");
+    let key = format!("{}-0", strait.topic);
+    assert_eq!(
+        report["failback"]["group_offsets"][&group][&key], 12,
+        "the group's offset translated back: {report}"
+    );
+    assert_eq!(report["failed_checks"], json!([]), "{report}");
+
+    let md = strait.get(&format!("/v1/cutovers/{id}/report.md")).await;
+    assert_eq!(md.status, 200);
+    let content_type = md.headers["content-type"].to_str().unwrap();
+    assert!(content_type.starts_with("text/markdown"), "{content_type}");
+    assert!(md.text.starts_with("# Rehearsal report"), "{}", md.text);
+    // The client prints the API's Markdown as is.
+    let printed = strait.cli(TOKEN, &["report", &id, "--markdown"]);
+    assert!(printed.status.success(), "{}", stderr(&printed));
+    assert_eq!(stdout(&printed), md.text);
+
+    // The client runs a second rehearsal of the same wave and waits for its report.
+    let run = strait.cli(
+        TOKEN,
+        &[
+            "rehearse",
+            "--topics",
+            &strait.topic,
+            "--groups",
+            &group,
+            "--fence",
+            "manual",
+            "--failback-fence",
+            "manual",
+            "--quiet-period",
+            "1s",
+            "--wait",
+            "--timeout",
+            "2m",
+        ],
+    );
+    let out = stdout(&run);
+    assert!(run.status.success(), "{out}{}", stderr(&run));
+    assert!(out.starts_with("# Rehearsal report"), "{out}");
+    assert!(out.contains("- **Result:** rolled_back\n"), "{out}");
+    assert_eq!(
+        strait.cutovers().await["cutovers"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }

@@ -367,3 +367,239 @@ pub fn assert_same(what: &str, got: &[Rec], want: &[Rec]) {
 pub fn recs(v: &[(i64, Rec)]) -> Vec<Rec> {
     v.iter().map(|(_, r)| r.clone()).collect()
 }
+
+// ---------------------------------------------------------------------------------------------
+// `strait` as a process, and its control API.
+
+/// Test tokens contain this, so a test can check that no answer or log repeats a token.
+pub const TOKEN_MARK: &str = "t0ken-DO-NOT-LEAK";
+
+/// A `strait` command with the API's environment variables and RUST_LOG cleared.
+pub fn strait_cmd() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strait"));
+    cmd.env_remove("STRAIT_API_TOKEN")
+        .env_remove("STRAIT_API_URL")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// The address from the "control API listening" event of a JSON log (waits up to 60 s).
+pub async fn wait_for_listen(log: &std::path::Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        for line in text.lines() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && v["fields"]["message"] == "control API listening"
+            {
+                return v["fields"]["addr"].as_str().unwrap().to_owned();
+            }
+        }
+        assert!(Instant::now() < deadline, "the API did not start:\n{text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An answer of the control API.
+#[derive(Debug)]
+pub struct ApiReply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl ApiReply {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("{e}: {:?}", self.text))
+    }
+
+    /// Asserts an `ApiError` body with this status and code (and no token in it).
+    #[track_caller]
+    pub fn error(&self, status: u16, code: &str) -> serde_json::Value {
+        assert_eq!(self.status, status, "{}", self.text);
+        let v = self.json();
+        assert_eq!(v["code"], code, "{v}");
+        assert!(v["message"].is_string() && v["details"].is_object(), "{v}");
+        assert!(!self.text.contains(TOKEN_MARK), "a token in an answer");
+        v
+    }
+}
+
+/// One request to the control API at `base` (`http://IP:PORT`).
+pub async fn api_request(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> ApiReply {
+    let client = reqwest::Client::new();
+    let mut req = client.request(method.parse().unwrap(), format!("{base}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_owned());
+    }
+    let resp = req.send().await.expect("the API answers");
+    ApiReply {
+        status: resp.status().as_u16(),
+        headers: resp.headers().clone(),
+        text: resp.text().await.unwrap(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Producers and consumers that count every record, for exactly-once checks across cutovers.
+
+/// Produces uniquely numbered records (`v-N`, partition N % 2) until stopped; remembers what
+/// was acknowledged.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Load {
+    pub fn start(
+        broker: &Broker,
+        topic: &str,
+        next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+        acked: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> Self {
+        use std::sync::atomic::Ordering;
+        let p = producer(broker, &[("linger.ms", "0")]);
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (topic, s) = (topic.to_string(), std::sync::Arc::clone(&stop));
+        let task = tokio::spawn(async move {
+            while !s.load(Ordering::Relaxed) {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                let value = format!("v-{n}");
+                let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
+                    .partition((n % 2) as i32)
+                    .payload(value.as_bytes());
+                match p.send(rec, Duration::from_secs(10)).await {
+                    Ok(_) => acked.lock().unwrap().push(value),
+                    Err((e, _)) => panic!("produce v-{n}: {e}"),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        Self { stop, task }
+    }
+
+    pub async fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap();
+    }
+}
+
+/// A consumer in `group` reading partitions 0 and 1 from the group's committed offsets
+/// (assigned, not subscribed: the group has no live members), committing after every
+/// record, until stopped.
+pub struct Reader {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Reader {
+    pub fn start(
+        broker: &Broker,
+        topic: &str,
+        group: &str,
+        seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> Self {
+        use rdkafka::consumer::CommitMode;
+        let mut cfg = RdConfig::new();
+        for (k, v) in broker.client_config(None) {
+            cfg.set(k, v);
+        }
+        cfg.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("fetch.wait.max.ms", "10");
+        let consumer: BaseConsumer = cfg.create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..2 {
+            tpl.add_partition_offset(topic, p, Offset::Stored).unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let Some(m) = consumer.poll(Duration::from_millis(50)) else {
+                    continue;
+                };
+                // librdkafka reports transient conditions (a just-created topic's leader not
+                // known yet, ...) through poll; they are not records.
+                let m = match m {
+                    Ok(m) => m,
+                    Err(e) => {
+                        eprintln!("consumer: {e}");
+                        continue;
+                    }
+                };
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+                consumer.commit_message(&m, CommitMode::Sync).unwrap();
+            }
+        });
+        Self { stop, thread }
+    }
+
+    pub fn stop(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap();
+    }
+}
+
+/// Waits (up to 60 s) until `seen` holds at least as many records as `acked`.
+pub async fn read_all(
+    seen: &std::sync::Mutex<Vec<String>>,
+    acked: &std::sync::Mutex<Vec<String>>,
+    what: &str,
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (s, a) = (seen.lock().unwrap().len(), acked.lock().unwrap().len());
+        if s >= a {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: consumed {s} of {a}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every acknowledged record consumed exactly once, and nothing else consumed.
+pub fn assert_exactly_once(seen: &[String], acked: &[String]) {
+    let mut counts: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for v in seen {
+        *counts.entry(v).or_default() += 1;
+    }
+    let dups: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dups.is_empty(), "duplicates: {dups:?}");
+    let lost: Vec<_> = acked
+        .iter()
+        .filter(|v| !counts.contains_key(v.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "lost {} records, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    assert_eq!(
+        seen.len(),
+        acked.len(),
+        "consumed records that were never acknowledged"
+    );
+}
