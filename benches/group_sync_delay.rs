@@ -129,33 +129,55 @@ async fn main() {
     let mut delays = Vec::with_capacity(GROUPS * ROUNDS);
     for round in 0..ROUNDS {
         let offset = 10 + (round as i64) * 37;
-        let mut committed_at = BTreeMap::new();
-        for g in &groups {
-            let mut o = BTreeMap::new();
-            o.insert(
-                (topic.clone(), 0),
-                CommittedOffset {
-                    offset,
-                    leader_epoch: -1,
-                    metadata: None,
-                },
+        // Commits run in their own task while this loop measures, so a group committed
+        // early in the round is timed from its own commit (not from the round's last one).
+        let committed_at: Arc<std::sync::Mutex<BTreeMap<String, Instant>>> = Arc::default();
+        let committer = tokio::spawn({
+            let (sc, groups, topic, committed_at) = (
+                sc.clone(),
+                groups.clone(),
+                topic.clone(),
+                Arc::clone(&committed_at),
             );
-            sc.retrying("commit", || sc.offset_commit(g, &o))
-                .await
-                .unwrap();
-            committed_at.insert(g.clone(), Instant::now());
-        }
+            async move {
+                for g in &groups {
+                    let mut o = BTreeMap::new();
+                    o.insert(
+                        (topic.clone(), 0),
+                        CommittedOffset {
+                            offset,
+                            leader_epoch: -1,
+                            metadata: None,
+                        },
+                    );
+                    sc.retrying("commit", || sc.offset_commit(g, &o))
+                        .await
+                        .unwrap();
+                    committed_at
+                        .lock()
+                        .unwrap()
+                        .insert(g.clone(), Instant::now());
+                }
+            }
+        });
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !committed_at.is_empty() {
+        let mut measured = 0;
+        while measured < groups.len() {
             assert!(
                 Instant::now() < deadline,
                 "round {round}: {} groups never synced",
-                committed_at.len()
+                groups.len() - measured
             );
             // Check every waiting group at once, so measuring adds little to the delay.
+            let waiting: Vec<(String, Instant)> = committed_at
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(g, at)| (g.clone(), *at))
+                .collect();
             let mut checks = tokio::task::JoinSet::new();
-            for (g, at) in &committed_at {
-                let (tc, g, at, topic) = (tc.clone(), g.clone(), *at, topic.clone());
+            for (g, at) in waiting {
+                let (tc, topic) = (tc.clone(), topic.clone());
                 checks.spawn(async move {
                     let synced = tc
                         .offset_fetch(&g, None)
@@ -169,11 +191,15 @@ async fn main() {
             while let Some(Ok((g, delay))) = checks.join_next().await {
                 if let Some(d) = delay {
                     delays.push(d);
-                    committed_at.remove(&g);
+                    committed_at.lock().unwrap().remove(&g);
+                    measured += 1;
                 }
             }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            // Polling faster loads the brokers that strait itself is timed against (two
+            // cores for both brokers, strait and this loop): 20 ms adds at most 20 ms.
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        committer.await.unwrap();
     }
     cancel.cancel();
     let _ = (m.await, s.await);

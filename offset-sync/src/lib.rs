@@ -29,7 +29,7 @@ use strait_linker::state::{Namespace, StateError, StateStore};
 use tokio_util::sync::CancellationToken;
 
 /// Groups synced at the same time within one pass.
-const MAX_CONCURRENT_GROUPS: usize = 16;
+const MAX_CONCURRENT_GROUPS: usize = 64;
 
 /// Selects the groups to sync.
 pub type GroupFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -139,6 +139,9 @@ pub struct GroupSync {
     seen: Arc<RwLock<SeenCommits>>,
 }
 
+/// A group's committed source offsets, per (topic, partition).
+type Offsets = BTreeMap<(String, i32), i64>;
+
 /// (group, partition) → (source offset, when it was first seen).
 type SeenCommits = BTreeMap<(String, TopicPartition), (i64, Instant)>;
 
@@ -187,38 +190,84 @@ impl GroupSync {
         self.status.clone()
     }
 
-    /// Syncs every selected source group each interval until `cancel` fires. Passes start at
-    /// a fixed rate (a slow pass delays the next, never doubles up), and groups are synced
-    /// concurrently, so the delay from a source commit to its translation stays near one
-    /// interval however many groups there are.
+    /// Syncs every selected source group until `cancel` fires, so that a new source commit
+    /// is translated within one `interval`.
+    ///
+    /// Each interval is a full pass that syncs every selected group. Between full passes, a
+    /// cheap check runs four times per interval: ListGroups, then one OffsetFetch per group on
+    /// the source, and a group that is new or whose committed offsets changed is synced at
+    /// once. A commit therefore
+    /// waits about a quarter interval for its translation, not a whole one, while the costly
+    /// part (describing the group on both clusters, reading and writing the target) runs only
+    /// for groups that moved. Passes start at a fixed rate (a slow one delays the next, never
+    /// doubles up) and groups are synced concurrently.
     pub async fn run(&self, cancel: CancellationToken) {
-        let mut ticks = tokio::time::interval(self.interval);
+        let detect = (self.interval / 4).max(Duration::from_millis(50));
+        let mut ticks = tokio::time::interval(detect);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_GROUPS));
+        let mut groups: Vec<String>;
+        let mut last_full: Option<Instant> = None;
+        let last_seen: Arc<tokio::sync::Mutex<BTreeMap<String, Offsets>>> = Arc::default();
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 _ = ticks.tick() => {}
             }
-            let groups = match self.source.list_groups().await {
-                Ok(groups) => groups,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot list source groups");
-                    continue;
+            let full = last_full.is_none_or(|t| t.elapsed() >= self.interval);
+            if full {
+                last_full = Some(Instant::now());
+            }
+            // Listing is one request per broker: done every check, so a new group's first
+            // commit is found as fast as a known group's next one.
+            {
+                match self.source.list_groups().await {
+                    Ok(listed) => {
+                        groups = listed
+                            .into_iter()
+                            .filter(|g| {
+                                (self.filter)(&g.group_id)
+                                    && (g.protocol_type.is_empty() || g.protocol_type == "consumer")
+                            })
+                            .map(|g| g.group_id)
+                            .collect();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot list source groups");
+                        continue;
+                    }
                 }
-            };
+            }
             let mut pass = tokio::task::JoinSet::new();
-            for g in groups {
-                let selected = (self.filter)(&g.group_id)
-                    && (g.protocol_type.is_empty() || g.protocol_type == "consumer");
-                if !selected {
-                    continue;
-                }
-                let (this, limit) = (self.clone(), Arc::clone(&limit));
+            for g in groups.iter().cloned() {
+                let (this, limit, seen) =
+                    (self.clone(), Arc::clone(&limit), Arc::clone(&last_seen));
                 pass.spawn(async move {
                     let _permit = limit.acquire_owned().await;
-                    if let Err(e) = this.sync_group(&g.group_id, false).await {
-                        tracing::warn!(group = %g.group_id, error = %e, "group sync failed");
+                    // The cheap check: did the group's source offsets move?
+                    let now = this.source.offset_fetch(&g, None).await.ok().map(|o| {
+                        o.into_iter()
+                            .map(|(k, c)| (k, c.offset))
+                            .collect::<Offsets>()
+                    });
+                    let changed = match &now {
+                        Some(o) => seen.lock().await.get(&g) != Some(o),
+                        None => true,
+                    };
+                    if !(full || changed) {
+                        return;
+                    }
+                    match this.sync_group(&g, false).await {
+                        Ok(outcome) if outcome.waiting.is_empty() => {
+                            if let Some(o) = now {
+                                seen.lock().await.insert(g, o);
+                            }
+                        }
+                        // Waiting for the mirror: keep checking at the fast rate.
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(group = %g, error = %e, "group sync failed");
+                        }
                     }
                 });
             }
@@ -273,16 +322,15 @@ impl GroupSync {
             error,
         };
         let stopped = self.records.get(group)?.map(|r| r.state);
-        let s_desc = self
-            .source
-            .retrying("describe group", || self.source.describe_group(group))
-            .await
-            .map_err(src)?;
-        let t_desc = self
-            .target
-            .retrying("describe group", || self.target.describe_group(group))
-            .await
-            .map_err(tgt)?;
+        // Both clusters are asked at once: the delay of a sync is one round trip per step,
+        // not two.
+        let (s_desc, t_desc) = tokio::join!(
+            self.source
+                .retrying("describe group", || self.source.describe_group(group)),
+            self.target
+                .retrying("describe group", || self.target.describe_group(group)),
+        );
+        let (s_desc, t_desc) = (s_desc.map_err(src)?, t_desc.map_err(tgt)?);
         let mut status = GroupStatus {
             state: SyncState::Syncing,
             source_state: s_desc.state.clone(),
@@ -334,21 +382,18 @@ impl GroupSync {
             return Ok(outcome(state));
         }
 
-        let committed = self
-            .source
-            .retrying("offset fetch", || self.source.offset_fetch(group, None))
-            .await
-            .map_err(src)?;
+        let (committed, current) = tokio::join!(
+            self.source
+                .retrying("offset fetch", || self.source.offset_fetch(group, None)),
+            self.target
+                .retrying("offset fetch", || self.target.offset_fetch(group, None)),
+        );
+        let (committed, current) = (committed.map_err(src)?, current.map_err(tgt)?);
         let items: Vec<(TopicPartition, SourceOffset)> = committed
             .iter()
             .map(|((t, p), c)| (TopicPartition::new(t, *p), SourceOffset(c.offset)))
             .collect();
         let translated = self.mirror.to_target(items.clone()).await?;
-        let current = self
-            .target
-            .retrying("offset fetch", || self.target.offset_fetch(group, None))
-            .await
-            .map_err(tgt)?;
 
         let mut to_commit = BTreeMap::new();
         let mut result = outcome(SyncState::Syncing);
