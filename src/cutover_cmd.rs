@@ -291,9 +291,14 @@ async fn transition(
     let cutover: Cutover = answer.parse()?;
     match (&cutover.operation, accepted) {
         (Some(op), _) => println!(
-            "cutover {id}: {} to {} started (stage {}, version {})",
+            "cutover {id}: {} to {} {} (stage {}, version {})",
             render::kind_name(op),
             op.to,
+            if accepted {
+                "started"
+            } else {
+                "already in progress"
+            },
             cutover.stage,
             cutover.version
         ),

@@ -1,9 +1,11 @@
 //! The `strait` command line: wiring only. Every behaviour lives in the library crates.
 //!
-//! Built so far: `run` (mirror), `verify` (compare both clusters through the offset map) and
-//! `describe` (connect to a cluster, list brokers, topics and API versions). `plan`,
-//! `cutover` and `scenario` arrive with the offset-sync and control-API work; they are not
-//! listed until they exist.
+//! Commands: `run` (the mirror, consumer-group offset sync and, with `[api] listen`, the
+//! control API), `verify` (compare both clusters through the offset map), `describe` (connect
+//! to a cluster, list brokers, topics and API versions), `plan` (read-only readiness checks,
+//! `--probe` of the target's guarantees) and `cutover` (a client of the control API: create,
+//! advance, rollback, status, report, rehearse; see docs/cutover-runbook.md). `scenario` is
+//! not listed until it exists.
 
 mod cutover_cmd;
 mod plan_cmd;
@@ -44,7 +46,7 @@ enum Command {
     /// Connects to a cluster and prints its brokers, topics and the API versions strait will use.
     Describe(DescribeArgs),
     /// Drives staged cutovers through the control API of a running `strait run`
-    /// (create, advance, rollback, status, report).
+    /// (create, advance, rollback, status, report, rehearse).
     Cutover(cutover_cmd::CutoverArgs),
     /// Dry run: checks the config, both clusters, the selected topics and groups and the
     /// initial copy without writing to either cluster; exit 0 when ready, 1 with blockers.

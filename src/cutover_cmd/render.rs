@@ -170,15 +170,27 @@ pub(super) fn report_text(r: &Report) -> String {
         );
     }
     section(&mut out, "Cutover point");
-    for p in &r.cutover_point {
-        let _ = writeln!(
-            out,
-            "  {}  {}  {}  {}",
-            p.topic, p.partition, p.source_end, p.target_end
-        );
-    }
     if r.cutover_point.is_empty() {
         out.push_str("  none (not promoted)\n");
+    } else {
+        let names: Vec<String> = r
+            .cutover_point
+            .iter()
+            .map(|p| format!("{}-{}", p.topic, p.partition))
+            .collect();
+        let w = names.iter().map(String::len).max().unwrap_or(0).max(9);
+        let _ = writeln!(
+            out,
+            "  {:<w$}  {:>12}  {:>12}",
+            "partition", "source end", "target end"
+        );
+        for (name, p) in names.iter().zip(&r.cutover_point) {
+            let _ = writeln!(
+                out,
+                "  {name:<w$}  {:>12}  {:>12}",
+                p.source_end, p.target_end
+            );
+        }
     }
     section(&mut out, "Stragglers");
     for s in &r.stragglers {
@@ -204,10 +216,12 @@ pub(super) fn report_text(r: &Report) -> String {
         }
     }
     section(&mut out, "Timeline");
+    let kind_w = r.events.iter().map(|e| e.kind.len()).max().unwrap_or(0);
+    let actor_w = r.events.iter().map(|e| e.actor.len()).max().unwrap_or(0);
     for e in &r.events {
         let _ = writeln!(
             out,
-            "  {}  {}  {}  {}",
+            "  {}  {:<kind_w$}  {:<actor_w$}  {}",
             time(e.at_ms),
             e.kind,
             e.actor,
@@ -249,11 +263,18 @@ mod tests {
             text.contains("1970-01-01T00:00:01.000Z  fenced       lag 3       ok source_quiet"),
             "{text}"
         );
-        assert!(text.contains("  orders  0  42  42\n"), "{text}");
+        assert!(
+            text.contains(
+                "  partition    source end    target end\n  orders-0             42            42\n"
+            ),
+            "{text}"
+        );
         assert!(text.contains("STRAGGLERS\n----------\n  none\n"), "{text}");
         assert!(!text.contains("FAILED CHECKS"), "{text}");
         assert!(
-            text.contains("TIMELINE\n--------\n  1970-01-01T00:00:01.000Z  stage_reached  strait"),
+            text.contains(
+                "TIMELINE\n--------\n  1970-01-01T00:00:01.000Z  stage_reached  strait  stage fenced"
+            ),
             "{text}"
         );
     }
