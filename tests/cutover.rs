@@ -5,15 +5,10 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::Offset;
-use rdkafka::TopicPartitionList;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::FutureRecord;
 use strait_control_api::cutover::{
     AdvanceRequest, CreateCutover, Cutover, CutoverContext, CutoverService, Deadlines, FenceMode,
@@ -194,139 +189,6 @@ async fn wait_caught_up(m: &MirrorHandle, topic: &str, partitions: i32) {
     }
 }
 
-/// Produces uniquely numbered records (`v-N`, partition N % 2) until stopped; remembers what
-/// was acknowledged.
-struct Load {
-    stop: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Load {
-    fn start(
-        broker: &Broker,
-        topic: &str,
-        next: Arc<AtomicU64>,
-        acked: Arc<Mutex<Vec<String>>>,
-    ) -> Self {
-        let p = producer(broker, &[("linger.ms", "0")]);
-        let stop = Arc::new(AtomicBool::new(false));
-        let (topic, s) = (topic.to_string(), Arc::clone(&stop));
-        let task = tokio::spawn(async move {
-            while !s.load(Ordering::Relaxed) {
-                let n = next.fetch_add(1, Ordering::Relaxed);
-                let value = format!("v-{n}");
-                let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(&topic)
-                    .partition((n % 2) as i32)
-                    .payload(value.as_bytes());
-                match p.send(rec, Duration::from_secs(10)).await {
-                    Ok(_) => acked.lock().unwrap().push(value),
-                    Err((e, _)) => panic!("produce v-{n}: {e}"),
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
-        Self { stop, task }
-    }
-
-    async fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.task.await.unwrap();
-    }
-}
-
-/// A consumer in `group` reading both partitions from the group's committed offsets,
-/// committing after every record, until stopped.
-struct Reader {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Reader {
-    fn start(broker: &Broker, topic: &str, group: &str, seen: Arc<Mutex<Vec<String>>>) -> Self {
-        let mut cfg = rdkafka::ClientConfig::new();
-        for (k, v) in broker.client_config(None) {
-            cfg.set(k, v);
-        }
-        cfg.set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .set("fetch.wait.max.ms", "10");
-        let consumer: BaseConsumer = cfg.create().unwrap();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..2 {
-            tpl.add_partition_offset(topic, p, Offset::Stored).unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let s = Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            while !s.load(Ordering::Relaxed) {
-                let Some(m) = consumer.poll(Duration::from_millis(50)) else {
-                    continue;
-                };
-                // librdkafka reports transient conditions (a just-created topic's leader not
-                // known yet, ...) through poll; they are not records.
-                let m = match m {
-                    Ok(m) => m,
-                    Err(e) => {
-                        eprintln!("consumer: {e}");
-                        continue;
-                    }
-                };
-                seen.lock()
-                    .unwrap()
-                    .push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
-                consumer.commit_message(&m, CommitMode::Sync).unwrap();
-            }
-        });
-        Self { stop, thread }
-    }
-
-    fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().unwrap();
-    }
-}
-
-/// Waits until `seen` holds at least everything in `acked`.
-async fn read_all(seen: &Mutex<Vec<String>>, acked: &Mutex<Vec<String>>, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (s, a) = (seen.lock().unwrap().len(), acked.lock().unwrap().len());
-        if s >= a {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what}: consumed {s} of {a}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Every acknowledged record consumed exactly once.
-fn assert_exactly_once(seen: &[String], acked: &[String]) {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for v in seen {
-        *counts.entry(v).or_default() += 1;
-    }
-    let dups: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(dups.is_empty(), "duplicates: {dups:?}");
-    let lost: Vec<_> = acked
-        .iter()
-        .filter(|v| !counts.contains_key(v.as_str()))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "lost {} records, e.g. {:?}",
-        lost.len(),
-        &lost[..lost.len().min(5)]
-    );
-    assert_eq!(
-        seen.len(),
-        acked.len(),
-        "consumed records that were never acknowledged"
-    );
-}
-
 /// The whole move and back: producers and a consumer group run on the source, the wave is
 /// fenced (manual), drained and promoted with strait restarted after every stage; producers
 /// and the consumer move to the target and run there; then a failback returns everything to
@@ -449,8 +311,9 @@ async fn cutover_and_failback(target: &Broker) {
     s.stop().await;
 }
 
-/// Rollback from `mirroring`, `fenced` and `drained`: the cutover ends rolled back, nothing is
-/// held, and mirroring continues.
+/// Rollback from `mirroring`, `fenced` and `drained` while a producer and a consumer group
+/// work on the source: the cutover ends rolled back, mirroring continues, and the consumer
+/// reads every record exactly once.
 #[tokio::test(flavor = "multi_thread")]
 async fn rollback_before_promotion_from_each_stage() {
     let (source, target) = (kafka_source(), kafka_target());
@@ -460,13 +323,17 @@ async fn rollback_before_promotion_from_each_stage() {
     create_topic(&sc, &topic, 2, &[]).await;
     let dir = tempfile::tempdir().unwrap();
     let s = Strait::start(&sc, &tc, dir.path(), &topic, &group).await;
-    let p = producer(source, &[]);
+    // A producer and a consumer group keep working on the source throughout.
+    let next = Arc::new(AtomicU64::new(0));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let reader = Reader::start(source, &topic, &group, Arc::clone(&seen));
     for stage in [Stage::Mirroring, Stage::Fenced, Stage::Drained] {
-        for part in 0..2 {
-            send_all(&p, &topic, part, &sample_records(5, "rb")).await;
-        }
-        wait_caught_up(&s.mirror, &topic, 2).await;
+        let load = Load::start(source, &topic, Arc::clone(&next), Arc::clone(&acked));
+        tokio::time::sleep(Duration::from_secs(1)).await;
         let c = create(&s, create_req(&topic, &group, spec(FenceMode::Manual))).await;
+        // Manual fence: the operator stops the producer before fencing.
+        load.stop().await;
         if stage != Stage::Mirroring {
             advance(&s, &c.id, stage).await;
             settle(&s, &c.id, stage, 60).await;
@@ -488,12 +355,15 @@ async fn rollback_before_promotion_from_each_stage() {
             matches!(again, Outcome::Unchanged(ref x) if x.version == done.version),
             "{again:?}"
         );
-        // Mirroring continues.
-        for part in 0..2 {
-            send_all(&p, &topic, part, &sample_records(3, "after")).await;
-        }
+        // Producers resume on the source and mirroring continues.
+        let load = Load::start(source, &topic, Arc::clone(&next), Arc::clone(&acked));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        load.stop().await;
         wait_caught_up(&s.mirror, &topic, 2).await;
     }
+    read_all(&seen, &acked, "source consumer").await;
+    reader.stop();
+    assert_exactly_once(&seen.lock().unwrap(), &acked.lock().unwrap());
     s.stop().await;
 }
 
