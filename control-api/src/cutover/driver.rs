@@ -65,7 +65,15 @@ pub(super) async fn run(inner: Arc<Inner>, id: String) {
             Some(op) if is_advance(&op) => advance_step(&inner, &c, &op).await,
             Some(op) => rollback::run(&inner, &c, &op).await,
             // A rehearsal goes straight from promotion into its failback.
-            None if c.rehearsal && c.stage == Stage::Promoted => {
+            // (Once only: a failback abandoned because the target never went quiet leaves the
+            // rehearsal promoted, for an operator.)
+            None if c.rehearsal
+                && c.stage == Stage::Promoted
+                && !c
+                    .events
+                    .iter()
+                    .any(|e| e.kind == "rollback_requested" && Some(e.at_ms) >= c.promoted_ms) =>
+            {
                 if let Ok(machine::Decision::Start(op)) =
                     machine::decide_rollback(&c, "strait", now_ms())
                 {
