@@ -384,9 +384,12 @@ async fn drain(inner: &Inner, c: &Cutover, op: &Operation) -> Result<StepEnd, Ap
             Ok(outcomes) => {
                 for (g, o) in outcomes {
                     match o.state {
-                        strait_offset_sync::SyncState::Syncing if o.waiting.is_empty() => {
-                            committed.push(format!("{g}: {} partitions", o.committed.len()))
-                        }
+                        strait_offset_sync::SyncState::Syncing if o.waiting.is_empty() => committed
+                            .push(format!(
+                                "{g}: in sync ({} partitions committed now, the rest already \
+                                 current)",
+                                o.committed.len()
+                            )),
                         strait_offset_sync::SyncState::Syncing => group_blockers.push(format!(
                             "group {g}: waiting for the mirror on {:?}",
                             o.waiting

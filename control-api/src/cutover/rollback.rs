@@ -80,6 +80,11 @@ fn finish(inner: &Inner, c: &Cutover, op: &Operation, message: &str) -> Result<(
         c.operation = None;
         c.stage = Stage::RolledBack;
         c.rolled_back_ms = Some(now_ms());
+        c.checks = vec![super::model::Check {
+            name: "rollback_complete".into(),
+            ok: true,
+            detail: message.to_string(),
+        }];
         super::driver::log_stage(c, Stage::RolledBack, lag);
         machine::push_event(c, now_ms(), "rolled_back", message.to_string(), "strait");
         Ok(())
