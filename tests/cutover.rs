@@ -216,7 +216,22 @@ async fn cutover_and_failback(target: &Broker) {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let seen = Arc::new(Mutex::new(Vec::new()));
 
-    // Phase 1: everything on the source.
+    // Phase 1: everything on the source, starting with batches of many records (a target
+    // whose ListOffsets misreports batch ends, like tansu, must still drain exactly).
+    let batching = producer(source, &[("linger.ms", "100")]);
+    for part in 0..2 {
+        let recs: Vec<Rec> = (0..25)
+            .map(|i| Rec {
+                key: None,
+                value: Some(format!("b-{part}-{i}").into_bytes()),
+                headers: Vec::new(),
+                timestamp: recent_base() + i,
+            })
+            .collect();
+        send_all(&batching, &topic, part, &recs).await;
+        let mut a = acked.lock().unwrap();
+        a.extend((0..25).map(|i| format!("b-{part}-{i}")));
+    }
     let load = Load::start(source, &topic, Arc::clone(&next), Arc::clone(&acked));
     let reader = Reader::start(source, &topic, &group, Arc::clone(&seen));
     let mut s = Strait::start(&sc, &tc, dir.path(), &topic, &group).await;
