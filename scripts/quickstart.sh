@@ -28,6 +28,7 @@
 #   STRAIT_QUICKSTART_TARGET_PORT      target tansu port [19192]
 #   STRAIT_QUICKSTART_RATE             records per second from the producer [50]
 #   STRAIT_QUICKSTART_CHECK_SECONDS    how long --check lets the load run [30]
+#   STRAIT_QUICKSTART_API_PORT         strait's control API [19180]
 #   STRAIT_CACHE                       where brokers and the venv are installed
 #                                      [$HOME/.cache/strait]
 set -euo pipefail
@@ -39,6 +40,7 @@ WORK="${STRAIT_QUICKSTART_DIR:-$ROOT/.quickstart}"
 SOURCE_PORT="${STRAIT_QUICKSTART_SOURCE_PORT:-19092}"
 CONTROLLER_PORT="${STRAIT_QUICKSTART_CONTROLLER_PORT:-19093}"
 TARGET_PORT="${STRAIT_QUICKSTART_TARGET_PORT:-19192}"
+API_PORT="${STRAIT_QUICKSTART_API_PORT:-19180}"
 RATE="${STRAIT_QUICKSTART_RATE:-50}"
 CHECK_SECONDS="${STRAIT_QUICKSTART_CHECK_SECONDS:-30}"
 CHECK=0
@@ -182,7 +184,7 @@ fi
 
 check_ports() {
   local p var
-  for var in SOURCE_PORT CONTROLLER_PORT TARGET_PORT; do
+  for var in SOURCE_PORT CONTROLLER_PORT TARGET_PORT API_PORT; do
     p="${!var}"
     if port_open "$p"; then
       die "port $p is already in use (by another quickstart, a broker or something else);" \
@@ -364,6 +366,9 @@ start_load() {
 write_config() {
   CONFIG="$WORK/strait.toml"
   [[ "$WORK" != *"'"* ]] || die "the work directory must not contain a single quote: $WORK"
+  # The control API's bearer token: a fresh random one, readable only by this user.
+  API_TOKEN="$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  (umask 077 && printf 'quickstart:%s\n' "$API_TOKEN" >"$WORK/api.tokens")
   cat >"$CONFIG" <<EOF
 # Written by scripts/quickstart.sh. Reference: docs/configuration.md; every key with a comment:
 # strait.example.toml.
@@ -386,6 +391,11 @@ interval = "1s"
 
 [state]
 dir = '$WORK/state'
+
+# The control API (status, metrics, cutovers). The token file holds NAME:TOKEN lines.
+[api]
+listen = "127.0.0.1:$API_PORT"
+token_file = '$WORK/api.tokens'
 
 [log]
 level = "info"
@@ -449,8 +459,20 @@ guide() {
   Describe a cluster:
       $STRAIT describe --bootstrap 127.0.0.1:$TARGET_PORT
 
-  Not built yet: the status/metrics API and cutover commands, so progress shows only through
-  verify, the group offsets above and strait's log.
+  Status and metrics (the token is in $WORK/api.tokens):
+      export STRAIT_API_URL=http://127.0.0.1:$API_PORT STRAIT_API_TOKEN=\$(cut -d: -f2- $WORK/api.tokens)
+      curl -s -H "Authorization: Bearer \$STRAIT_API_TOKEN" \$STRAIT_API_URL/v1/status
+      curl -s http://127.0.0.1:$API_PORT/metrics | grep strait_partition_lag_records
+  A cutover of orders and the billing group (stop the producer before fencing: manual fence;
+  docs/cutover-runbook.md walks through every step):
+      $STRAIT cutover create --name wave-1 --topics orders --groups billing --fence manual --failback-fence manual
+      $STRAIT cutover advance ID --to promoted --dry-run
+      $STRAIT cutover advance ID --to fenced --wait
+      $STRAIT cutover status ID
+      $STRAIT cutover rollback ID --wait
+      $STRAIT cutover report ID --markdown
+  Or rehearse the whole cutover and its failback in one go:
+      $STRAIT cutover rehearse --topics orders --groups billing --fence manual --failback-fence manual --wait
 
 EOF
 }
@@ -526,6 +548,12 @@ check_mode() {
     sleep 1
   done
   status_line
+  # The API answers: metrics carry the mirrored partitions, status needs the token.
+  curl -fsS "http://127.0.0.1:$API_PORT/metrics" | grep -q 'strait_partition_lag_records{topic="orders"' ||
+    die "GET /metrics has no lag series for orders"
+  curl -fsS -H "Authorization: Bearer $API_TOKEN" "http://127.0.0.1:$API_PORT/v1/status" >"$WORK/status.json" ||
+    die "GET /v1/status failed"
+  say "API: /metrics and /v1/status answer"
   say "stopping the producer and the consumer (it commits), giving strait 5 s to catch up"
   stop_all "$APPS" TERM 30 producer
   stop_all "$APPS" TERM 30 consumer
