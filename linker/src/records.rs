@@ -113,6 +113,49 @@ pub fn reencode_contiguous(batch: &RawBatch) -> Result<(RawBatch, Vec<u32>), Bat
     Ok((RawBatch::from_bytes(Bytes::from(out))?, present))
 }
 
+/// An uncompressed batch of `count` records with empty values and no keys, all at
+/// `timestamp`: what strait writes to a new, empty Kafka target partition to bring its end up
+/// to the source's log start before deleting them again (offset alignment).
+pub fn filler_batch(count: i32, timestamp: i64) -> Result<RawBatch, BatchError> {
+    let mut section = BytesMut::new();
+    let empty = Record {
+        offset: 0,
+        timestamp,
+        key: None,
+        value: Some(Bytes::new()),
+        headers: Vec::new(),
+    };
+    for i in 0..count {
+        write_record(&mut section, &empty, i64::from(i), 0);
+    }
+    let total = HEADER_LEN + section.len();
+    let header = BatchHeader {
+        base_offset: 0,
+        batch_length: i32::try_from(total - 12).map_err(|_| BatchError::Malformed {
+            position: 0,
+            base_offset: 0,
+            reason: "filler batch too large".into(),
+        })?,
+        partition_leader_epoch: -1,
+        magic: 2,
+        crc: 0,
+        attributes: 0,
+        last_offset_delta: count - 1,
+        base_timestamp: timestamp,
+        max_timestamp: timestamp,
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        record_count: count,
+    };
+    let mut out = vec![0u8; HEADER_LEN];
+    header.write_to(&mut out)?;
+    out.extend_from_slice(&section);
+    let crc = crc32c::crc32c(&out[crate::batch::CRC_COVERED_FROM..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    RawBatch::from_bytes(Bytes::from(out))
+}
+
 fn write_record(out: &mut BytesMut, r: &Record, offset_delta: i64, ts_delta: i64) {
     let mut body = BytesMut::new();
     body.put_i8(0); // record attributes: unused in v2

@@ -526,9 +526,33 @@ impl Reader {
             .set("isolation.level", "read_committed")
             .set("fetch.wait.max.ms", "10");
         let consumer: BaseConsumer = cfg.create().unwrap();
+        // The group's committed offsets are read here, with retries, and assigned explicitly:
+        // assigning `Offset::Stored` leaves librdkafka waiting forever when its own offset
+        // fetch meets NOT_COORDINATOR on a busy broker (seen in CI).
+        let mut want = TopicPartitionList::new();
+        for p in 0..2 {
+            want.add_partition(topic, p);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let committed = loop {
+            match consumer.committed_offsets(want.clone(), Duration::from_secs(5)) {
+                Ok(c) => break c,
+                Err(e) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "cannot read {group}'s offsets: {e}"
+                    );
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+            }
+        };
         let mut tpl = TopicPartitionList::new();
         for p in 0..2 {
-            tpl.add_partition_offset(topic, p, Offset::Stored).unwrap();
+            let at = match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Offset::Offset(o),
+                _ => Offset::Beginning,
+            };
+            tpl.add_partition_offset(topic, p, at).unwrap();
         }
         consumer.assign(&tpl).unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));

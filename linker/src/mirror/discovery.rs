@@ -214,6 +214,15 @@ impl Engine {
                     .store
                     .load_partition(&tp)?
                     .ok_or_else(|| StateError::UnknownPartition { tp: tp.clone() })?;
+                // An alignment interrupted by a crash (align.rs): finish it before mirroring.
+                if map.entries().is_empty()
+                    && map.next_target().0 > 0
+                    && map.next_target().0 <= map.next_source().0
+                    && let Err(e) = self.fill_and_delete(&tp, map.next_target().0).await
+                {
+                    tracing::warn!(partition = %tp, error = %e, "finishing the target offset alignment failed; retrying at next discovery");
+                    return Ok(());
+                }
                 (map, true)
             }
             None => {
@@ -233,7 +242,35 @@ impl Engine {
                         return Ok(());
                     }
                 };
-                let map = OffsetMap::new(SourceOffset(start), TargetOffset(target_end));
+                // An empty target whose source starts above 0: align the offsets (align.rs).
+                let mut target_start = target_end;
+                if target_end == 0
+                    && start > 0
+                    && start <= super::align::MAX_ALIGN_OFFSETS
+                    && self.target_deletes(&tp).await
+                {
+                    let base = match self.first_batch_base(&tp, start).await {
+                        Ok(b) => b,
+                        Err(e) => {
+                            tracing::warn!(partition = %tp, error = %e, "cannot read the source's first batch; retrying at next discovery");
+                            return Ok(());
+                        }
+                    };
+                    // Persisted before the first filler record: a crash resumes the alignment.
+                    let cp = PartitionCheckpoint {
+                        topic_id: Some(src.id.to_string()),
+                        next_source: SourceOffset(start),
+                        next_target: TargetOffset(base),
+                        status: PartitionStatus::Active,
+                    };
+                    self.store.record_batch_written(&tp, None, &cp)?;
+                    if let Err(e) = self.fill_and_delete(&tp, base).await {
+                        tracing::warn!(partition = %tp, error = %e, "aligning target offsets failed; retrying at next discovery");
+                        return Ok(());
+                    }
+                    target_start = base;
+                }
+                let map = OffsetMap::new(SourceOffset(start), TargetOffset(target_start));
                 let cp = PartitionCheckpoint {
                     topic_id: Some(src.id.to_string()),
                     next_source: map.next_source(),

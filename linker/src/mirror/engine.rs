@@ -146,6 +146,7 @@ impl Mirror {
             produce_in_flight: 0,
             last_config_sync: Instant::now(),
             pending_holds: Vec::new(),
+            target_deletes: None,
         };
         let mut queries = self.queries;
         drop(self.handle); // only clones held by other components keep the query channel open
@@ -213,6 +214,8 @@ pub(super) struct Engine {
     pub(super) produce_in_flight: usize,
     pub(super) last_config_sync: Instant,
     pending_holds: Vec<PendingHold>,
+    /// Whether the target honours DeleteRecords (offset alignment), once known.
+    pub(super) target_deletes: Option<bool>,
 }
 
 impl Engine {

@@ -24,6 +24,7 @@
 //! recorded, not written twice; anything that does not match stops the partition (a foreign
 //! write) instead of being skipped or doubled.
 
+mod align;
 mod discovery;
 mod engine;
 pub mod failback;
