@@ -23,7 +23,19 @@ async fn mirror_until_caught_up(
     end: i64,
 ) -> (Arc<StateStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(StateStore::open(dir.path()).unwrap());
+    let store = mirror_in(dir.path(), source, target, topic, end).await;
+    (store, dir)
+}
+
+/// [`mirror_until_caught_up`] on an existing state directory.
+async fn mirror_in(
+    dir: &std::path::Path,
+    source: &Broker,
+    target: &Broker,
+    topic: &str,
+    end: i64,
+) -> Arc<StateStore> {
+    let store = Arc::new(StateStore::open(dir).unwrap());
     let t = topic.to_owned();
     let mirror = Mirror::new(
         client(source).await,
@@ -58,7 +70,7 @@ async fn mirror_until_caught_up(
     }
     cancel.cancel();
     task.await.unwrap();
-    (store, dir)
+    store
 }
 
 /// Writes rounds of the same keys to a compacting topic until the cleaner has left holes.
@@ -275,4 +287,62 @@ async fn raised_source_log_start_maps_exactly_to_kafka() {
 #[tokio::test(flavor = "multi_thread")]
 async fn raised_source_log_start_maps_exactly_to_tansu() {
     raised_log_start(tansu_target()).await;
+}
+
+/// An alignment interrupted by a crash (its checkpoint written, part of the filler on the
+/// target) is finished at the next start: offsets identical, no filler left.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_interrupted_alignment_is_finished_at_the_next_start() {
+    use strait_linker::client::data::ProduceItem;
+    use strait_linker::state::{PartitionCheckpoint, PartitionStatus};
+    let (source, target) = (kafka_source(), kafka_target());
+    let (sc, tc) = (client(source).await, client(target).await);
+    let topic = unique("align");
+    create_topic(&sc, &topic, 1, &[]).await;
+    let sent = sample_records(12, "al");
+    let one_per_batch = producer(source, &[("batch.num.messages", "1"), ("linger.ms", "0")]);
+    send_all(&one_per_batch, &topic, 0, &sent).await;
+    let low = sc
+        .delete_records(&[((topic.clone(), 0), 8)], Duration::from_secs(30))
+        .await;
+    assert_eq!(*low[&(topic.clone(), 0)].as_ref().unwrap(), 8);
+    // What a strait killed in the middle of aligning leaves behind.
+    create_topic(&tc, &topic, 1, &[]).await;
+    let filler = strait_linker::records::filler_batch(3, recent_base()).unwrap();
+    let acks = tc
+        .produce(
+            vec![ProduceItem {
+                topic: topic.clone(),
+                partition: 0,
+                batch: filler.into_bytes(),
+            }],
+            -1,
+            Duration::from_secs(30),
+        )
+        .await;
+    assert_eq!(acks[&(topic.clone(), 0)].as_ref().unwrap().base_offset, 0);
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = StateStore::open(dir.path()).unwrap();
+        let id = sc.topic(&topic).await.unwrap().unwrap().id.to_string();
+        let cp = PartitionCheckpoint {
+            topic_id: Some(id),
+            next_source: SourceOffset(8),
+            next_target: TargetOffset(8),
+            status: PartitionStatus::Active,
+        };
+        store
+            .record_batch_written(&TopicPartition::new(&topic, 0), None, &cp)
+            .unwrap();
+    }
+    let store = mirror_in(dir.path(), source, target, &topic, 12).await;
+    let (_, map) = store
+        .load_partition(&TopicPartition::new(&topic, 0))
+        .unwrap()
+        .unwrap();
+    assert_eq!(map.entries()[0].target_first, TargetOffset(8), "{map:?}");
+    let theirs = consume_n(target, &topic, 0, 4, false);
+    let offsets: Vec<i64> = theirs.iter().map(|(o, _)| *o).collect();
+    assert_eq!(offsets, [8, 9, 10, 11], "filler gone, offsets identical");
+    assert_same("aligned records", &recs(&theirs), &sent[8..]);
 }
