@@ -34,6 +34,18 @@ use tokio_util::sync::CancellationToken;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format: `text` (human-readable) or `json` (one object per line, for log
+    /// collectors). Overrides `[log] format` in the config.
+    #[arg(long, global = true, value_parser = parse_log_format, env = "STRAIT_LOG_FORMAT")]
+    log_format: Option<LogFormat>,
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!("unknown log format `{s}` (text, json)")),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,7 +132,7 @@ fn main() -> ExitCode {
         }
         Command::Describe(_) | Command::Cutover(_) => None,
     };
-    init_logging(config.as_ref().map(|c| &c.log));
+    init_logging(config.as_ref().map(|c| &c.log), cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -194,7 +206,7 @@ async fn describe(args: DescribeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(log: Option<&LogConfig>) {
+fn init_logging(log: Option<&LogConfig>, format: Option<LogFormat>) {
     let level = log.map_or("info", |l| l.level.as_str());
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
@@ -204,7 +216,7 @@ fn init_logging(log: Option<&LogConfig>) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi);
-    match log.map(|l| l.format) {
+    match format.or(log.map(|l| l.format)) {
         Some(LogFormat::Json) => builder.json().init(),
         _ => builder.init(),
     }
@@ -353,5 +365,37 @@ async fn verify(cfg: StraitConfig, args: VerifyArgs) -> anyhow::Result<()> {
         Ok(())
     } else {
         anyhow::bail!("the target differs from the source")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_format_flag_is_global_and_checked() {
+        let cli = Cli::try_parse_from([
+            "strait",
+            "describe",
+            "--bootstrap",
+            "127.0.0.1:9092",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        assert_eq!(cli.log_format, Some(LogFormat::Json));
+        let err = Cli::try_parse_from([
+            "strait",
+            "--log-format",
+            "xml",
+            "describe",
+            "--bootstrap",
+            "127.0.0.1:9092",
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown log format `xml`"),
+            "{err}"
+        );
     }
 }
