@@ -35,14 +35,9 @@ pub async fn partitions(
     Ok(out)
 }
 
-/// End offsets: the high watermark with read_uncommitted, the last stable offset with
-/// read_committed.
-///
-/// High watermarks are read with a 1-byte Fetch, not ListOffsets: tansu answers ListOffsets
-/// latest with the last batch's base offset + 1 (see tansu-eval.md), which would make a drain
-/// wait forever on a correct mirror. Fetch reports the true high watermark on every broker;
-/// where offset 0 is below the log start (an out-of-range answer), ListOffsets is asked
-/// instead. Last stable offsets come from ListOffsets (read_committed).
+/// End offsets: the high watermark with read_uncommitted (from
+/// [`KafkaClient::log_bounds`], since tansu answers ListOffsets latest with the last batch's
+/// base + 1 and a drain would wait forever), the last stable offset with read_committed.
 pub async fn ends(
     client: &KafkaClient,
     tps: &[TopicPartition],
@@ -51,38 +46,15 @@ pub async fn ends(
     if isolation == Isolation::ReadCommitted {
         return list_latest(client, tps, isolation).await;
     }
-    let positions: Vec<FetchPosition> = tps
+    let parts: Vec<(String, i32)> = tps
         .iter()
-        .map(|tp| FetchPosition {
-            topic: tp.topic.clone(),
-            partition: tp.partition,
-            offset: 0,
-            max_bytes: 1,
-        })
+        .map(|tp| (tp.topic.clone(), tp.partition))
         .collect();
-    let opts = FetchOptions {
-        max_wait: Duration::ZERO,
-        max_bytes: 1,
-        isolation: Isolation::ReadUncommitted,
-        ..FetchOptions::default()
-    };
     let mut out = BTreeMap::new();
-    let mut fallback = Vec::new();
-    for f in client.fetch(&positions, opts).await {
-        let tp = TopicPartition::new(&f.topic, f.partition);
-        match f.error {
-            None => {
-                out.insert(tp, f.high_watermark);
-            }
-            Some(e) if e.code() == Some(1) => fallback.push(tp),
-            Some(e) => return Err(format!("end offset of {tp}: {e}")),
-        }
-    }
-    if !fallback.is_empty() {
-        out.extend(list_latest(client, &fallback, Isolation::ReadUncommitted).await?);
-    }
-    if let Some(tp) = tps.iter().find(|tp| !out.contains_key(*tp)) {
-        return Err(format!("end offset of {tp}: no answer"));
+    for ((t, p), r) in client.log_bounds(&parts).await {
+        let tp = TopicPartition::new(&t, p);
+        let b = r.map_err(|e| format!("end offset of {tp}: {e}"))?;
+        out.insert(tp, b.end);
     }
     Ok(out)
 }

@@ -128,6 +128,15 @@ pub struct ProduceAck {
     pub log_start_offset: i64,
 }
 
+/// Where a partition's log starts and ends ([`KafkaClient::log_bounds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogBounds {
+    /// Log start offset.
+    pub start: i64,
+    /// High watermark (the end of the log).
+    pub end: i64,
+}
+
 /// Which offset ListOffsets should find.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetSpec {
@@ -386,6 +395,83 @@ impl KafkaClient {
             }
         }
         Ok(out)
+    }
+
+    /// Where each partition's log starts and ends (high watermark), read with a 1-byte Fetch
+    /// at offset 0.
+    ///
+    /// This is the one place that works around brokers whose ListOffsets(latest) is wrong:
+    /// tansu 0.6.0 answers the last batch's base offset + 1 (tansu-eval.md), which would
+    /// make an empty-looking or short target. Fetch reports the true high watermark and log
+    /// start everywhere. Where offset 0 is below the log start (out of range), the log was
+    /// truncated by DeleteRecords or retention, which tansu cannot do, so ListOffsets
+    /// earliest/latest answer instead.
+    pub async fn log_bounds(&self, partitions: &[(String, i32)]) -> PartitionResults<LogBounds> {
+        let positions: Vec<FetchPosition> = partitions
+            .iter()
+            .map(|(t, p)| FetchPosition {
+                topic: t.clone(),
+                partition: *p,
+                offset: 0,
+                max_bytes: 1,
+            })
+            .collect();
+        let opts = FetchOptions {
+            max_wait: Duration::ZERO,
+            min_bytes: 1,
+            max_bytes: 1,
+            isolation: Isolation::ReadUncommitted,
+        };
+        let mut out: PartitionResults<LogBounds> = BTreeMap::new();
+        let mut truncated = Vec::new();
+        for f in self.fetch(&positions, opts).await {
+            let key = (f.topic.clone(), f.partition);
+            match f.error {
+                None => {
+                    let bounds = LogBounds {
+                        start: f.log_start_offset.max(0),
+                        end: f.high_watermark,
+                    };
+                    out.insert(key, Ok(bounds));
+                }
+                Some(e) if e.code() == Some(1) => truncated.push(key),
+                Some(e) => {
+                    out.insert(key, Err(e));
+                }
+            }
+        }
+        if !truncated.is_empty() {
+            let mut starts = self
+                .list_offsets(&truncated, OffsetSpec::Earliest, Isolation::ReadUncommitted)
+                .await;
+            let mut ends = self
+                .list_offsets(&truncated, OffsetSpec::Latest, Isolation::ReadUncommitted)
+                .await;
+            for key in truncated {
+                let missing = || {
+                    Err(Error::NoLeader {
+                        context: Context::partition(&key.0, key.1),
+                    })
+                };
+                let start = starts.remove(&key).unwrap_or_else(missing);
+                let end = ends.remove(&key).unwrap_or_else(missing);
+                let bounds = start.and_then(|s| {
+                    end.map(|e| LogBounds {
+                        start: s.offset,
+                        end: e.offset,
+                    })
+                });
+                out.insert(key, bounds);
+            }
+        }
+        for (t, p) in partitions {
+            out.entry((t.clone(), *p)).or_insert_with(|| {
+                Err(Error::NoLeader {
+                    context: Context::partition(t, *p),
+                })
+            });
+        }
+        out
     }
 
     /// Looks up offsets for partitions, one request per leader.

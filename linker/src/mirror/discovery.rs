@@ -12,7 +12,7 @@ use super::engine::{Engine, Event, MirrorError, Slot};
 use super::partition::PartitionRun;
 use super::status::{PartitionState, PartitionView, TopicProblem};
 use super::{Start, topics};
-use crate::client::data::{FetchOptions, FetchPosition, Isolation, OffsetSpec};
+use crate::client::data::{Isolation, OffsetSpec};
 use crate::client::{Error, Retry, TopicMetadata};
 use crate::offset::{SourceOffset, TargetOffset, TopicPartition};
 use crate::state::{OffsetMap, PartitionCheckpoint, PartitionStatus, StateError};
@@ -339,44 +339,16 @@ impl Engine {
             .offset)
     }
 
-    /// The target partition's end offset, read with Fetch (some brokers answer ListOffsets
-    /// latest wrongly); falls back to ListOffsets when offset 0 is below the log start.
+    /// The target partition's end offset ([`KafkaClient::log_bounds`]: correct on targets
+    /// whose ListOffsets latest is not).
     pub(super) async fn target_end(&self, tp: &TopicPartition) -> Result<i64, Error> {
-        let pos = FetchPosition {
-            topic: tp.topic.clone(),
-            partition: tp.partition,
-            offset: 0,
-            max_bytes: 1,
-        };
-        let opts = FetchOptions {
-            max_wait: Duration::ZERO,
-            isolation: Isolation::ReadUncommitted,
-            ..FetchOptions::default()
-        };
-        let f = self
-            .target
-            .fetch(&[pos], opts)
-            .await
-            .pop()
-            .ok_or_else(|| Error::NoLeader {
+        let key = (tp.topic.clone(), tp.partition);
+        let mut r = self.target.log_bounds(std::slice::from_ref(&key)).await;
+        r.remove(&key)
+            .unwrap_or(Err(Error::NoLeader {
                 context: crate::client::Context::partition(&tp.topic, tp.partition),
-            })?;
-        match f.error {
-            None => Ok(f.high_watermark),
-            Some(e) if e.code() == Some(1) => {
-                let key = (tp.topic.clone(), tp.partition);
-                let r = self
-                    .target
-                    .list_offsets(
-                        std::slice::from_ref(&key),
-                        OffsetSpec::Latest,
-                        Isolation::ReadUncommitted,
-                    )
-                    .await;
-                Ok(r.get(&key).cloned().unwrap_or(Err(e))?.offset)
-            }
-            Some(e) => Err(e),
-        }
+            }))
+            .map(|b| b.end)
     }
 }
 

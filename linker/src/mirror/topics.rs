@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::client::admin::{AlterOp, NewTopic};
-use crate::client::data::{FetchOptions, FetchPosition, Isolation};
 use crate::client::{Error, KafkaClient, TopicMetadata};
 
 /// Topic configs that change what consumers see, copied from the source when the source
@@ -46,39 +45,22 @@ pub fn target_configs(source: &[crate::client::admin::ConfigEntry]) -> BTreeMap<
     out
 }
 
-/// Whether every partition of a target topic is empty (end offset == start offset), read
-/// with Fetch because some brokers answer ListOffsets(latest) wrongly.
+/// Whether every partition of a target topic is empty (end offset == start offset).
 pub async fn is_empty(
     target: &KafkaClient,
     topic: &TopicMetadata,
 ) -> Result<Result<(), String>, Error> {
-    let positions: Vec<FetchPosition> = topic
+    let parts: Vec<(String, i32)> = topic
         .partitions
         .iter()
-        .map(|p| FetchPosition {
-            topic: topic.name.clone(),
-            partition: p.index,
-            offset: 0,
-            max_bytes: 1,
-        })
+        .map(|p| (topic.name.clone(), p.index))
         .collect();
-    let opts = FetchOptions {
-        max_wait: Duration::ZERO,
-        isolation: Isolation::ReadUncommitted,
-        ..FetchOptions::default()
-    };
-    for f in target.fetch(&positions, opts).await {
-        match &f.error {
-            // Offset 0 below the log start: the partition had data; compare start and end.
-            Some(e) if e.code() == Some(1) => {}
-            Some(e) => return Err(e.clone()),
-            None => {}
-        }
-        let start = f.log_start_offset.max(0);
-        if f.high_watermark > start {
+    for ((_, partition), bounds) in target.log_bounds(&parts).await {
+        let b = bounds?;
+        if b.end > b.start {
             return Ok(Err(format!(
-                "partition {} holds offsets {start}..{} that strait did not write",
-                f.partition, f.high_watermark
+                "partition {partition} holds offsets {}..{} that strait did not write",
+                b.start, b.end
             )));
         }
     }

@@ -2,13 +2,11 @@
 //! the target holds for them (foreign data, too few partitions, smaller message size limits).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
 
 use super::state::StateView;
 use super::{Check, Figures, TopicPlan};
-use crate::client::data::{FetchOptions, FetchPosition, Isolation, OffsetSpec};
 use crate::client::{Error, KafkaClient, TopicMetadata};
 use crate::config::StraitConfig;
 use crate::offset::TopicPartition;
@@ -339,51 +337,17 @@ async fn check_targets(
     checks.extend(size_limits(source, target, selected, &existing).await);
 }
 
-/// Offsets held by a target topic (end minus log start, over all partitions), read with
-/// Fetch because some brokers answer ListOffsets latest wrongly.
+/// Offsets held by a target topic (end minus log start, over all partitions).
 async fn held_records(target: &KafkaClient, topic: &TopicMetadata) -> Result<u64, Error> {
-    let positions: Vec<FetchPosition> = topic
+    let parts: Vec<(String, i32)> = topic
         .partitions
         .iter()
-        .map(|p| FetchPosition {
-            topic: topic.name.clone(),
-            partition: p.index,
-            offset: 0,
-            max_bytes: 1,
-        })
+        .map(|p| (topic.name.clone(), p.index))
         .collect();
-    let opts = FetchOptions {
-        max_wait: Duration::ZERO,
-        isolation: Isolation::ReadUncommitted,
-        ..FetchOptions::default()
-    };
     let mut total = 0u64;
-    for f in target.fetch(&positions, opts).await {
-        let (start, end) = match &f.error {
-            None => (f.log_start_offset.max(0), f.high_watermark),
-            // Offset 0 is below the log start: ask for both ends.
-            Some(e) if e.code() == Some(1) => {
-                let key = (f.topic.clone(), f.partition);
-                let one = std::slice::from_ref(&key);
-                let mut ends = [0i64; 2];
-                for (slot, spec) in ends
-                    .iter_mut()
-                    .zip([OffsetSpec::Earliest, OffsetSpec::Latest])
-                {
-                    let r = target
-                        .list_offsets(one, spec, Isolation::ReadUncommitted)
-                        .await;
-                    *slot = r
-                        .get(&key)
-                        .cloned()
-                        .unwrap_or_else(|| Err(e.clone()))?
-                        .offset;
-                }
-                (ends[0], ends[1])
-            }
-            Some(e) => return Err(e.clone()),
-        };
-        total += u64::try_from(end - start).unwrap_or(0);
+    for (_, bounds) in target.log_bounds(&parts).await {
+        let b = bounds?;
+        total += u64::try_from(b.end - b.start).unwrap_or(0);
     }
     Ok(total)
 }
