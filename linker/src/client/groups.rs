@@ -87,14 +87,34 @@ impl KafkaClient {
         if let Some(n) = self.cached_coordinator(group) {
             return Ok(n);
         }
+        let node = self
+            .lookup_coordinator(group, 0, Context::group(group))
+            .await?;
+        self.set_coordinator(group, node);
+        Ok(node)
+    }
+
+    /// The transaction coordinator node for a transactional id (FindCoordinator key type 1;
+    /// not cached: strait uses transactions only to probe a target).
+    pub async fn find_transaction_coordinator(&self, transactional_id: &str) -> Result<i32> {
+        self.lookup_coordinator(transactional_id, 1, Context::default())
+            .await
+    }
+
+    /// FindCoordinator for one key of `key_type` (0 group, 1 transaction).
+    async fn lookup_coordinator(&self, key: &str, key_type: i8, context: Context) -> Result<i32> {
         let conn = self.any_connection().await?;
         let version = conn.version_for::<FindCoordinatorRequest>()?;
+        let key = StrBytes::from_string(key.to_owned());
         // v4+ batches keys; older versions take one key.
         let req = if version >= 4 {
             FindCoordinatorRequest::default()
-                .with_coordinator_keys(vec![StrBytes::from_string(group.to_owned())])
+                .with_key_type(key_type)
+                .with_coordinator_keys(vec![key])
         } else {
-            FindCoordinatorRequest::default().with_key(StrBytes::from_string(group.to_owned()))
+            FindCoordinatorRequest::default()
+                .with_key_type(key_type)
+                .with_key(key)
         };
         let resp = conn
             .send_version(&req, version, self.config().request_timeout)
@@ -107,11 +127,10 @@ impl KafkaClient {
             return Err(Error::broker(
                 "FindCoordinator",
                 code,
-                Context::group(group),
+                context,
                 msg.map(|m| m.to_string()),
             ));
         }
-        self.set_coordinator(group, node);
         Ok(node)
     }
 

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, EndTxnRequest, FindCoordinatorRequest, InitProducerIdRequest,
-    ProduceRequest, ProducerId, TransactionalId,
+    AddPartitionsToTxnRequest, EndTxnRequest, InitProducerIdRequest, ProduceRequest, ProducerId,
+    TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -83,35 +83,9 @@ pub(super) async fn transactions(p: &Probe<'_>) -> Guarantee {
     outcome
 }
 
-/// The coordinator of `txn_id`, found with FindCoordinator (key type 1 = transaction).
+/// The coordinator of `txn_id`.
 async fn coordinator(p: &Probe<'_>, txn_id: &str) -> Result<Arc<Connection>, Error> {
-    let conn = p.client.any_connection().await?;
-    let version = conn.version_for::<FindCoordinatorRequest>()?;
-    let key = StrBytes::from_string(txn_id.to_owned());
-    let req = if version >= 4 {
-        FindCoordinatorRequest::default()
-            .with_key_type(1)
-            .with_coordinator_keys(vec![key])
-    } else {
-        FindCoordinatorRequest::default()
-            .with_key_type(1)
-            .with_key(key)
-    };
-    let resp = conn
-        .send_version(&req, version, p.client.config().request_timeout)
-        .await?;
-    let (code, node, msg) = match resp.coordinators.first() {
-        Some(c) => (c.error_code, c.node_id.0, c.error_message.clone()),
-        None => (resp.error_code, resp.node_id.0, resp.error_message.clone()),
-    };
-    if code != 0 {
-        return Err(Error::broker(
-            "FindCoordinator",
-            code,
-            Context::default(),
-            msg.map(|m| m.to_string()),
-        ));
-    }
+    let node = p.client.find_transaction_coordinator(txn_id).await?;
     p.client.broker_connection(node).await
 }
 
