@@ -98,19 +98,28 @@ pub fn reencode_contiguous(batch: &RawBatch) -> Result<(RawBatch, Vec<u32>), Bat
     };
     compressed.map_err(|e| malformed(format!("cannot recompress: {e}")))?;
     let count = i32::try_from(records.len()).map_err(|_| malformed("too many records".into()))?;
-    let total = HEADER_LEN + section.len();
     let header = BatchHeader {
-        batch_length: i32::try_from(total - 12).map_err(|_| malformed("batch too large".into()))?,
         last_offset_delta: count - 1,
         record_count: count,
         ..h
     };
+    Ok((seal(header, &section)?, present))
+}
+
+/// A batch of `header` (its length and CRC computed here) and an encoded records section.
+fn seal(mut header: BatchHeader, section: &[u8]) -> Result<RawBatch, BatchError> {
+    header.batch_length =
+        i32::try_from(HEADER_LEN + section.len() - 12).map_err(|_| BatchError::Malformed {
+            position: 0,
+            base_offset: header.base_offset,
+            reason: "batch too large".into(),
+        })?;
     let mut out = vec![0u8; HEADER_LEN];
     header.write_to(&mut out)?;
-    out.extend_from_slice(&section);
+    out.extend_from_slice(section);
     let crc = crc32c::crc32c(&out[crate::batch::CRC_COVERED_FROM..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
-    Ok((RawBatch::from_bytes(Bytes::from(out))?, present))
+    RawBatch::from_bytes(Bytes::from(out))
 }
 
 /// An uncompressed batch of `count` records with empty values and no keys, all at
@@ -128,14 +137,9 @@ pub fn filler_batch(count: i32, timestamp: i64) -> Result<RawBatch, BatchError> 
     for i in 0..count {
         write_record(&mut section, &empty, i64::from(i), 0);
     }
-    let total = HEADER_LEN + section.len();
     let header = BatchHeader {
         base_offset: 0,
-        batch_length: i32::try_from(total - 12).map_err(|_| BatchError::Malformed {
-            position: 0,
-            base_offset: 0,
-            reason: "filler batch too large".into(),
-        })?,
+        batch_length: 0,
         partition_leader_epoch: -1,
         magic: 2,
         crc: 0,
@@ -148,12 +152,7 @@ pub fn filler_batch(count: i32, timestamp: i64) -> Result<RawBatch, BatchError> 
         base_sequence: -1,
         record_count: count,
     };
-    let mut out = vec![0u8; HEADER_LEN];
-    header.write_to(&mut out)?;
-    out.extend_from_slice(&section);
-    let crc = crc32c::crc32c(&out[crate::batch::CRC_COVERED_FROM..]);
-    out[17..21].copy_from_slice(&crc.to_be_bytes());
-    RawBatch::from_bytes(Bytes::from(out))
+    seal(header, &section)
 }
 
 fn write_record(out: &mut BytesMut, r: &Record, offset_delta: i64, ts_delta: i64) {
@@ -483,5 +482,24 @@ mod tests {
             assert_eq!(varint(&mut Bytes::from(enc)), Some(v));
         }
         assert_eq!(varint(&mut Bytes::from_static(&[0x80])), None);
+    }
+
+    #[test]
+    fn filler_batches_are_valid_and_empty() {
+        let b = filler_batch(5, 1_700_000_000_000).unwrap();
+        b.verify_crc().unwrap();
+        let h = b.header();
+        assert_eq!(
+            (h.record_count, h.last_offset_delta, h.producer_id),
+            (5, 4, -1)
+        );
+        let recs = decode(&b).unwrap();
+        assert_eq!(
+            recs.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            [0, 1, 2, 3, 4]
+        );
+        assert!(recs.iter().all(|r| r.key.is_none()
+            && r.value.as_deref() == Some(&b""[..])
+            && r.timestamp == 1_700_000_000_000));
     }
 }
