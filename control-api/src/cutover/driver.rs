@@ -307,15 +307,31 @@ async fn fence(inner: &Inner, c: &Cutover, op: &Operation) -> Result<StepEnd, Ap
     })
 }
 
-/// Why the wave is not drained yet (empty: drained).
-async fn drain_blockers(
-    inner: &Inner,
-    tps: &[TopicPartition],
-) -> Result<(Vec<String>, BTreeMap<TopicPartition, i64>), String> {
+/// What one look at the wave found.
+enum Poll {
+    /// Every partition is mirrored up to the source's end: the source ends (high watermarks).
+    Drained(BTreeMap<TopicPartition, i64>),
+    /// Not yet, and why.
+    Waiting(String),
+    /// A partition's mirror stopped with an error: waiting cannot help.
+    Broken(String),
+}
+
+/// Whether the wave is drained: no open transaction, the mirror at the source's end, the
+/// target's end where the mirror expects it, for every partition.
+async fn poll_drained(inner: &Inner, tps: &[TopicPartition]) -> Poll {
     let ctx = &inner.ctx;
-    let hw = cluster::ends(&ctx.source, tps, Isolation::ReadUncommitted).await?;
-    let lso = cluster::ends(&ctx.source, tps, Isolation::ReadCommitted).await?;
-    let target = cluster::ends(&ctx.target, tps, Isolation::ReadUncommitted).await?;
+    let ends = async {
+        Ok::<_, String>((
+            cluster::ends(&ctx.source, tps, Isolation::ReadUncommitted).await?,
+            cluster::ends(&ctx.source, tps, Isolation::ReadCommitted).await?,
+            cluster::ends(&ctx.target, tps, Isolation::ReadUncommitted).await?,
+        ))
+    };
+    let (hw, lso, target) = match ends.await {
+        Ok(e) => e,
+        Err(e) => return Poll::Waiting(e),
+    };
     let status = ctx.mirror.status().snapshot();
     let mut blockers = Vec::new();
     for tp in tps {
@@ -330,7 +346,7 @@ async fn drain_blockers(
             continue;
         };
         if let strait_linker::mirror::PartitionState::Error { message } = &v.state {
-            return Err(format!("{tp}: mirror error: {message}"));
+            return Poll::Broken(format!("{tp}: mirror error: {message}"));
         }
         if v.next_source < h {
             blockers.push(format!("{tp}: mirrored up to {} of {h}", v.next_source));
@@ -342,7 +358,44 @@ async fn drain_blockers(
             ));
         }
     }
-    Ok((blockers, hw))
+    if blockers.is_empty() {
+        Poll::Drained(hw)
+    } else {
+        Poll::Waiting(blockers.join("; "))
+    }
+}
+
+/// Polls until the wave is drained (`Ok(Ok(source ends))`), or the step ends
+/// (`Ok(Err(..))`): superseded, its deadline passed (`step` and `limit_ms` name it in the
+/// message, with the last reason in `why`), or a mirror error. Watches for stragglers while
+/// it waits.
+async fn wait_drained(
+    inner: &Inner,
+    c: &Cutover,
+    op: &Operation,
+    tps: &[TopicPartition],
+    (step, limit_ms): (&str, u64),
+    why: &mut String,
+) -> Result<Result<BTreeMap<TopicPartition, i64>, StepEnd>, ApiError> {
+    loop {
+        if !inner.still_current(&c.id, op) {
+            return Ok(Err(StepEnd::Superseded));
+        }
+        if now_ms() >= op.deadline_ms {
+            return Ok(Err(StepEnd::Expired(format!(
+                "{step} did not complete within {limit_ms} ms: {why}"
+            ))));
+        }
+        let _ = watch_stragglers(inner, &inner.load(&c.id)?).await;
+        match poll_drained(inner, tps).await {
+            Poll::Drained(hw) => return Ok(Ok(hw)),
+            Poll::Broken(e) => return Ok(Err(StepEnd::Failed(e))),
+            Poll::Waiting(w) => {
+                *why = w;
+                inner.pause(POLL_MS).await;
+            }
+        }
+    }
 }
 
 async fn drain(inner: &Inner, c: &Cutover, op: &Operation) -> Result<StepEnd, ApiError> {
@@ -352,30 +405,11 @@ async fn drain(inner: &Inner, c: &Cutover, op: &Operation) -> Result<StepEnd, Ap
         Err(e) => return Ok(StepEnd::Failed(format!("source: {e}"))),
     };
     let mut why = String::from("not checked yet");
+    let limit = ("the drain", c.deadlines.drain_ms);
     loop {
-        if !inner.still_current(&c.id, op) {
-            return Ok(StepEnd::Superseded);
-        }
-        if now_ms() >= op.deadline_ms {
-            return Ok(StepEnd::Expired(format!(
-                "the wave did not drain within {} ms: {why}",
-                c.deadlines.drain_ms
-            )));
-        }
-        let _ = watch_stragglers(inner, &inner.load(&c.id)?).await;
-        let hw = match drain_blockers(inner, &tps).await {
-            Ok((b, _)) if !b.is_empty() => {
-                why = b.join("; ");
-                inner.pause(POLL_MS).await;
-                continue;
-            }
-            Ok((_, hw)) => hw,
-            Err(e) if e.contains("mirror error") => return Ok(StepEnd::Failed(e)),
-            Err(e) => {
-                why = e;
-                inner.pause(POLL_MS).await;
-                continue;
-            }
+        let hw = match wait_drained(inner, c, op, &tps, limit, &mut why).await? {
+            Ok(hw) => hw,
+            Err(end) => return Ok(end),
         };
         // The final, synchronous group sync: the barrier consumers move behind.
         let mut group_blockers = Vec::new();
@@ -467,28 +501,11 @@ async fn promote(inner: &Inner, c: &Cutover, op: &Operation) -> Result<StepEnd, 
     };
     let reason = format!("promoted by cutover {} ({})", c.id, c.name);
     let mut why = String::from("not checked yet");
+    let limit = ("promotion", c.deadlines.promote_ms);
     loop {
-        if !inner.still_current(&c.id, op) {
-            return Ok(StepEnd::Superseded);
-        }
-        if now_ms() >= op.deadline_ms {
-            return Ok(StepEnd::Expired(format!(
-                "promotion did not complete within {} ms: {why}",
-                c.deadlines.promote_ms
-            )));
-        }
-        let hw = match drain_blockers(inner, &tps).await {
-            Ok((b, hw)) if b.is_empty() => hw,
-            Ok((b, _)) => {
-                why = b.join("; ");
-                inner.pause(POLL_MS).await;
-                continue;
-            }
-            Err(e) => {
-                why = e;
-                inner.pause(POLL_MS).await;
-                continue;
-            }
+        let hw = match wait_drained(inner, c, op, &tps, limit, &mut why).await? {
+            Ok(hw) => hw,
+            Err(end) => return Ok(end),
         };
         if let Err(e) = ctx.mirror.hold_topics(&c.topics, &reason).await {
             return Err(e.into());
