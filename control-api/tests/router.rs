@@ -486,5 +486,42 @@ async fn unknown_cutovers_are_404() {
     api.post("/v1/cutovers/nope/rollback", "{}")
         .await
         .assert_error(StatusCode::NOT_FOUND, "not_found");
+    for path in ["/v1/cutovers/nope/report", "/v1/cutovers/nope/report.md"] {
+        api.get(path, Some(TOKEN))
+            .await
+            .assert_error(StatusCode::NOT_FOUND, "not_found");
+    }
+    assert_eq!(api.cutovers().await, json!({ "cutovers": [] }));
+}
+
+/// Bad rehearsal requests are 400 and create nothing: unknown fields, a missing wave, an
+/// invalid fence, and the shadow mode that is not built.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_rehearsals_are_400_and_create_nothing() {
+    let api = api().await;
+    let cases = [
+        (
+            json!({ "topics": ["t"], "fence": { "mode": "manual" }, "bogus": 1 }),
+            "unknown field `bogus`",
+        ),
+        (json!({ "fence": { "mode": "manual" } }), "topics"),
+        (
+            json!({ "topics": [], "fence": { "mode": "manual" } }),
+            "topics",
+        ),
+        (
+            json!({ "topics": ["t"], "fence": { "mode": "sometimes" } }),
+            "sometimes",
+        ),
+        (
+            json!({ "topics": ["t"], "fence": { "mode": "manual" }, "mode": "shadow" }),
+            "shadow",
+        ),
+    ];
+    for (body, expect) in cases {
+        let r = api.post("/v1/rehearsals", &body.to_string()).await;
+        r.assert_error(StatusCode::BAD_REQUEST, "bad_request");
+        assert!(r.text.contains(expect), "{body}: {}", r.text);
+    }
     assert_eq!(api.cutovers().await, json!({ "cutovers": [] }));
 }
