@@ -323,6 +323,55 @@ pub struct ApiConfig {
     /// Example: `token_file = "/etc/strait/tokens"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+    /// PEM file with the API's TLS certificate, followed by any intermediate certificates
+    /// (the chain clients need). When set together with `tls_key`, the API serves HTTPS
+    /// only: plain HTTP requests are refused. Both or neither must be set. Unset by default:
+    /// plain HTTP, fit only for loopback or a trusted network, since bearer tokens travel in
+    /// every request. The files are read once at startup.
+    /// Example: `tls_cert = "/etc/strait/api-cert.pem"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file with the private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1). Never logged.
+    /// Example: `tls_key = "/etc/strait/api-key.pem"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl ApiConfig {
+    /// The certificate and key files when API TLS is configured (both set).
+    pub fn tls_files(&self) -> Option<(&Path, &Path)> {
+        Some((self.tls_cert.as_deref()?, self.tls_key.as_deref()?))
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (field, value) in [
+            ("api.token_file", &self.token_file),
+            ("api.tls_cert", &self.tls_cert),
+            ("api.tls_key", &self.tls_key),
+        ] {
+            if value.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                let hint = match field {
+                    "api.token_file" => " (leave it out to use only STRAIT_API_TOKEN)",
+                    _ => " (leave it out to serve plain HTTP)",
+                };
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("must not be empty{hint}"),
+                ));
+            }
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => Err(ConfigError::invalid(
+                "api.tls_key",
+                "must be set when api.tls_cert is (the certificate's private key)",
+            )),
+            (None, Some(_)) => Err(ConfigError::invalid(
+                "api.tls_cert",
+                "must be set when api.tls_key is (the certificate for the key)",
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 // serde's own SocketAddr error ("invalid socket address syntax") does not say what was
@@ -434,14 +483,7 @@ impl StraitConfig {
             return Err(ConfigError::invalid("state.dir", "must not be empty"));
         }
         positive("groups.interval", &self.groups.interval)?;
-        if let Some(file) = &self.api.token_file
-            && file.as_os_str().is_empty()
-        {
-            return Err(ConfigError::invalid(
-                "api.token_file",
-                "must not be empty (leave it out to use only STRAIT_API_TOKEN)",
-            ));
-        }
+        self.api.validate()?;
         if self.log.level.trim().is_empty() {
             return Err(ConfigError::invalid(
                 "log.level",

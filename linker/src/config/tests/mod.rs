@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::*;
 use crate::client::config::SaslMechanism;
 
+mod fuzz;
 mod reference;
 mod secrets;
 mod values;
@@ -398,6 +399,22 @@ max_in_flight_bytes = "4GiB""#,
         (
             with("api", r#"token_file = """#),
             &["api.token_file: must not be empty"],
+        ),
+        (
+            with("api", r#"tls_cert = "/etc/strait/cert.pem""#),
+            &["api.tls_key: must be set when api.tls_cert is"],
+        ),
+        (
+            with("api", r#"tls_key = "/etc/strait/key.pem""#),
+            &["api.tls_cert: must be set when api.tls_key is"],
+        ),
+        (
+            with("api", "tls_cert = \"\"\ntls_key = \"k.pem\""),
+            &["api.tls_cert: must not be empty"],
+        ),
+        (
+            with("api", "tls_cert = 3"),
+            &["api.tls_cert: invalid type: integer `3`, expected"],
         ),
         (
             MINIMAL.replace(r#"dir = "/var/lib/strait""#, r#"dir = """#),
