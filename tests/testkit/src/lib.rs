@@ -42,6 +42,7 @@ mod broker;
 mod kafka;
 mod paths;
 mod ports;
+mod proxy;
 mod tansu;
 mod tls;
 
@@ -49,6 +50,7 @@ use std::path::PathBuf;
 
 pub use broker::{Broker, BrokerKind, SaslMechanism};
 pub use kafka::{KafkaOptions, SaslUser, kafka_source, kafka_target, start_kafka};
+pub use proxy::{FaultProxy, ProxyStats};
 pub use tansu::{TansuStorage, start_tansu, tansu_target};
 
 /// A random name starting with `prefix`, valid as a Kafka topic, group or transactional id:
