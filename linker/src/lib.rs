@@ -18,11 +18,14 @@
 //!   generated reference in `docs/configuration.md`.
 //! - [`state`]: persisted state over sled: per-partition offset maps and checkpoints, and
 //!   typed key-value namespaces for other components.
+//! - [`metrics`]: process-global latency histograms and retry counters of the data path,
+//!   rendered for Prometheus.
 //! - [`plan`]: `strait plan`, the read-only dry run, and its `--probe` of the target.
 
 pub mod batch;
 pub mod client;
 pub mod config;
+pub mod metrics;
 pub mod mirror;
 pub mod offset;
 pub mod plan;

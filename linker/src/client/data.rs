@@ -7,7 +7,7 @@
 //! drops the topic's cached leadership so the next call routes afresh.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -236,7 +236,9 @@ impl KafkaClient {
                     })
                     .collect(),
             );
+        let started = Instant::now();
         let resp = conn.send_with_extra_time(&req, opts.max_wait).await?;
+        crate::metrics::observe_fetch(self.cluster(), started.elapsed());
         if resp.error_code != 0 {
             return Err(Error::broker(
                 "Fetch",
@@ -363,7 +365,9 @@ impl KafkaClient {
                     })
                     .collect(),
             );
+        let started = Instant::now();
         let resp = conn.send_with_extra_time(&req, timeout).await?;
+        crate::metrics::observe_produce(self.cluster(), started.elapsed());
         let mut out = BTreeMap::new();
         for t in resp.responses {
             let topic = t.name.0.to_string();

@@ -23,6 +23,7 @@ pub mod transport;
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -82,6 +83,8 @@ struct Inner {
     /// Open connections by node id. Bootstrap connections use negative pseudo ids.
     conns: AsyncMutex<HashMap<i32, Arc<Connection>>>,
     coordinators: Mutex<HashMap<String, i32>>,
+    /// Which cluster this is, for metric labels ([`crate::metrics::Cluster`] as u8).
+    cluster: AtomicU8,
 }
 
 impl KafkaClient {
@@ -101,6 +104,7 @@ impl KafkaClient {
                 metadata: RwLock::new(MetadataCache::default()),
                 conns: AsyncMutex::new(HashMap::new()),
                 coordinators: Mutex::new(HashMap::new()),
+                cluster: AtomicU8::new(crate::metrics::Cluster::Other as u8),
             }),
         };
         client.refresh_metadata(Some(&[])).await?;
@@ -110,6 +114,16 @@ impl KafkaClient {
     /// The configuration this client was built with.
     pub fn config(&self) -> &ClientConfig {
         &self.inner.config
+    }
+
+    /// Names the cluster this client (and its clones) talks to in metric labels.
+    pub fn set_cluster(&self, cluster: crate::metrics::Cluster) {
+        self.inner.cluster.store(cluster as u8, Ordering::Relaxed);
+    }
+
+    /// The cluster label set with [`KafkaClient::set_cluster`] (`Other` by default).
+    pub fn cluster(&self) -> crate::metrics::Cluster {
+        crate::metrics::Cluster::from_u8(self.inner.cluster.load(Ordering::Relaxed))
     }
 
     /// The cluster id reported by Metadata.
@@ -361,6 +375,7 @@ impl KafkaClient {
                         return Err(e);
                     };
                     tracing::debug!(operation = what, error = %e, ?delay, "retrying");
+                    crate::metrics::count_retry(e.class());
                     self.refresh_for(&e);
                     tokio::time::sleep(delay).await;
                 }

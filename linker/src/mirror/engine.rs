@@ -99,6 +99,8 @@ impl Mirror {
         store: Arc<StateStore>,
         settings: MirrorSettings,
     ) -> Self {
+        source.set_cluster(crate::metrics::Cluster::Source);
+        target.set_cluster(crate::metrics::Cluster::Target);
         let (queries_tx, queries) = mpsc::channel(64);
         let status = StatusHandle::default();
         let handle = MirrorHandle {
@@ -298,7 +300,10 @@ impl Engine {
                     (_, Retry::No) => {
                         self.fail(&tp, format!("fetching from the source failed: {err}"))?
                     }
-                    _ => slot.retry_at = Some(Instant::now() + RETRY_DELAY),
+                    _ => {
+                        crate::metrics::count_retry(err.class());
+                        slot.retry_at = Some(Instant::now() + RETRY_DELAY);
+                    }
                 }
                 continue;
             }
@@ -431,6 +436,7 @@ impl Engine {
                     // The write may or may not have happened: read the target's tail before
                     // writing again, so nothing is doubled.
                     tracing::debug!(partition = %tp, error = %e, "produce failed; reconciling with the target tail");
+                    crate::metrics::count_retry(e.class());
                     slot.awaiting_tail = true;
                     slot.retry_at = Some(Instant::now() + RETRY_DELAY);
                     self.spawn_tail(&tp, tx);

@@ -1,0 +1,324 @@
+//! Process-global metrics of the data path, rendered in the Prometheus text format.
+//!
+//! ```text
+//!  KafkaClient::fetch_from ──► FETCH[cluster].observe(seconds)   ┐
+//!  KafkaClient::produce_to ──► PRODUCE[cluster].observe(seconds) ├─► render_prometheus(out)
+//!  KafkaClient::retrying, mirror retries ──► RETRIES[class] += 1 ┘     (control API /metrics)
+//! ```
+//!
+//! Every metric is a fixed set of atomics in a `static`: recording is a few relaxed atomic
+//! adds, no locks and no allocation, so it can sit on the hot path. Each client knows which
+//! cluster it talks to ([`Cluster`], set by the mirror with
+//! [`crate::client::KafkaClient::set_cluster`]); clients used for anything else report
+//! `cluster="other"`. Readers may see a histogram's `_count` and buckets from slightly
+//! different instants; Prometheus tolerates that.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Which cluster a client talks to: the label `cluster` of the latency histograms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Cluster {
+    /// Not (yet) known: a client used outside the mirror.
+    Other = 0,
+    /// The source cluster.
+    Source = 1,
+    /// The target cluster.
+    Target = 2,
+}
+
+impl Cluster {
+    const ALL: [Cluster; 3] = [Cluster::Source, Cluster::Target, Cluster::Other];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cluster::Other => "other",
+            Cluster::Source => "source",
+            Cluster::Target => "target",
+        }
+    }
+
+    /// From the `repr(u8)` value (unknown values are `Other`).
+    pub fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Cluster::Source,
+            2 => Cluster::Target,
+            _ => Cluster::Other,
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the latency buckets: Prometheus client defaults, extended
+/// down to 1 ms and up to 30 s (a produce may wait up to its 30 s timeout).
+pub const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const NB: usize = LATENCY_BUCKETS.len();
+
+/// A lock-free histogram over [`LATENCY_BUCKETS`]. Buckets are stored non-cumulatively and
+/// summed when rendered; the sum is kept in whole nanoseconds.
+#[derive(Debug)]
+pub struct Histogram {
+    buckets: [AtomicU64; NB],
+    /// Observations above the last bound (only in `+Inf`).
+    over: AtomicU64,
+    count: AtomicU64,
+    sum_nanos: AtomicU64,
+}
+
+impl Histogram {
+    /// An empty histogram.
+    pub const fn new() -> Self {
+        Self {
+            buckets: [const { AtomicU64::new(0) }; NB],
+            over: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            sum_nanos: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        match LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+            Some(i) => self.buckets[i].fetch_add(1, Ordering::Relaxed),
+            None => self.over.fetch_add(1, Ordering::Relaxed),
+        };
+        let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Number of observations.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// Sum of the observations, in seconds.
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9
+    }
+
+    /// Cumulative counts per bound, `+Inf` last (`NB + 1` entries).
+    pub fn cumulative(&self) -> Vec<u64> {
+        let mut acc = 0;
+        let mut out: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| {
+                acc += b.load(Ordering::Relaxed);
+                acc
+            })
+            .collect();
+        out.push(acc + self.over.load(Ordering::Relaxed));
+        out
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let cum = self.cumulative();
+        for (b, c) in LATENCY_BUCKETS.iter().zip(&cum) {
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {c}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", cum[NB]);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_seconds());
+        // `_count` equals the `+Inf` bucket by construction of what is rendered.
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", cum[NB]);
+    }
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Error classes counted by `strait_retries_total` ([`crate::client::Error::class`]).
+const RETRY_CLASSES: [&str; 9] = [
+    "connect",
+    "connection",
+    "timeout",
+    "unsupported_api",
+    "protocol",
+    "auth",
+    "broker",
+    "no_leader",
+    "config",
+];
+
+static FETCH: [Histogram; 3] = [const { Histogram::new() }; 3];
+static PRODUCE: [Histogram; 3] = [const { Histogram::new() }; 3];
+static RETRIES: [AtomicU64; RETRY_CLASSES.len() + 1] =
+    [const { AtomicU64::new(0) }; RETRY_CLASSES.len() + 1];
+
+/// Records the latency of one Fetch request to `cluster`.
+pub fn observe_fetch(cluster: Cluster, d: Duration) {
+    FETCH[cluster as usize].observe(d);
+}
+
+/// Records the latency of one Produce request to `cluster`.
+pub fn observe_produce(cluster: Cluster, d: Duration) {
+    PRODUCE[cluster as usize].observe(d);
+}
+
+/// Counts one retry of an operation that failed with an error of `class`.
+pub fn count_retry(class: &str) {
+    let i = RETRY_CLASSES
+        .iter()
+        .position(|c| *c == class)
+        .unwrap_or(RETRY_CLASSES.len());
+    RETRIES[i].fetch_add(1, Ordering::Relaxed);
+}
+
+/// The fetch latency histogram of `cluster` (for tests and benchmarks).
+pub fn fetch_latency(cluster: Cluster) -> &'static Histogram {
+    &FETCH[cluster as usize]
+}
+
+/// The produce latency histogram of `cluster` (for tests and benchmarks).
+pub fn produce_latency(cluster: Cluster) -> &'static Histogram {
+    &PRODUCE[cluster as usize]
+}
+
+/// Retries counted so far for `class`.
+pub fn retries(class: &str) -> u64 {
+    let i = RETRY_CLASSES
+        .iter()
+        .position(|c| *c == class)
+        .unwrap_or(RETRY_CLASSES.len());
+    RETRIES[i].load(Ordering::Relaxed)
+}
+
+/// Appends the data-path metric families (HELP, TYPE and every series) to `out`.
+pub fn render_prometheus(out: &mut String) {
+    for (name, help, hists) in [
+        (
+            "strait_fetch_latency_seconds",
+            "Duration of Fetch requests, send to response, by cluster.",
+            &FETCH,
+        ),
+        (
+            "strait_produce_latency_seconds",
+            "Duration of Produce requests, send to response, by cluster.",
+            &PRODUCE,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for c in Cluster::ALL {
+            hists[c as usize].render(out, name, &format!("cluster=\"{}\"", c.as_str()));
+        }
+    }
+    let name = "strait_retries_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Retries of failed Kafka operations, by error class."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (class, n) in RETRY_CLASSES.iter().chain(["other"].iter()).zip(&RETRIES) {
+        let _ = writeln!(
+            out,
+            "{name}{{class=\"{class}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_bounds_inclusive() {
+        let h = Histogram::new();
+        h.observe(Duration::from_micros(500)); // ≤ 1 ms
+        h.observe(Duration::from_millis(1)); // = 1 ms: le is inclusive
+        h.observe(Duration::from_millis(7)); // ≤ 10 ms
+        h.observe(Duration::from_secs(60)); // only +Inf
+        let c = h.cumulative();
+        assert_eq!(c.len(), NB + 1);
+        assert_eq!(c[0], 2);
+        assert_eq!(c[1], 2); // 2.5 ms
+        assert_eq!(c[3], 3); // 10 ms
+        assert_eq!(c[NB - 1], 3); // 30 s
+        assert_eq!(c[NB], 4);
+        assert!(c.windows(2).all(|w| w[0] <= w[1]));
+        assert_eq!(h.count(), 4);
+        assert!((h.sum_seconds() - 60.0085).abs() < 1e-9);
+    }
+
+    #[test]
+    fn histogram_renders_a_complete_family() {
+        let h = Histogram::new();
+        h.observe(Duration::from_millis(3));
+        let mut out = String::new();
+        h.render(&mut out, "x_seconds", "cluster=\"source\"");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), NB + 3);
+        assert_eq!(
+            lines[0],
+            "x_seconds_bucket{cluster=\"source\",le=\"0.001\"} 0"
+        );
+        assert_eq!(
+            lines[2],
+            "x_seconds_bucket{cluster=\"source\",le=\"0.005\"} 1"
+        );
+        assert_eq!(
+            lines[NB],
+            "x_seconds_bucket{cluster=\"source\",le=\"+Inf\"} 1"
+        );
+        assert_eq!(lines[NB + 1], "x_seconds_sum{cluster=\"source\"} 0.003");
+        assert_eq!(lines[NB + 2], "x_seconds_count{cluster=\"source\"} 1");
+    }
+
+    #[test]
+    fn concurrent_observations_are_all_counted() {
+        let h = std::sync::Arc::new(Histogram::new());
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let h = std::sync::Arc::clone(&h);
+                std::thread::spawn(move || {
+                    for i in 0..10_000u64 {
+                        h.observe(Duration::from_micros(i % 3000));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(h.count(), 40_000);
+        assert_eq!(h.cumulative()[NB], 40_000);
+    }
+
+    #[test]
+    fn render_prometheus_has_every_family_and_class() {
+        observe_fetch(Cluster::Source, Duration::from_millis(2));
+        observe_produce(Cluster::Target, Duration::from_millis(4));
+        count_retry("timeout");
+        count_retry("something-new");
+        let mut out = String::new();
+        render_prometheus(&mut out);
+        for needle in [
+            "# TYPE strait_fetch_latency_seconds histogram",
+            "# TYPE strait_produce_latency_seconds histogram",
+            "# TYPE strait_retries_total counter",
+            "strait_fetch_latency_seconds_bucket{cluster=\"source\",le=\"+Inf\"}",
+            "strait_produce_latency_seconds_count{cluster=\"target\"}",
+            "strait_fetch_latency_seconds_sum{cluster=\"other\"}",
+            "strait_retries_total{class=\"timeout\"}",
+            "strait_retries_total{class=\"other\"}",
+        ] {
+            assert!(out.contains(needle), "missing {needle} in\n{out}");
+        }
+        assert!(retries("timeout") >= 1);
+        assert!(retries("other") >= 1);
+        // Every line is a comment or `name{labels} number`.
+        for l in out.lines().filter(|l| !l.starts_with('#')) {
+            let v = l.rsplit(' ').next().unwrap();
+            assert!(v.parse::<f64>().is_ok(), "bad sample line {l}");
+        }
+    }
+}
