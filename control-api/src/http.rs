@@ -1,6 +1,9 @@
 //! The HTTP server: the router built from [`crate::routes::ROUTES`], request extraction that
 //! turns every bad input into a 400 [`ApiError`], `If-Match` parsing, 404/405 fallbacks, and
-//! serving with graceful shutdown.
+//! serving with graceful shutdown, over plain HTTP or, with `[api] tls_cert` / `tls_key`,
+//! HTTPS only ([`tls`]).
+
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -182,6 +185,9 @@ pub enum ServeError {
     /// No usable token, or a bad token file.
     #[error(transparent)]
     Tokens(#[from] TokenError),
+    /// The TLS certificate or key (`api.tls_cert`, `api.tls_key`) is unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsSetupError),
     /// The listen address could not be bound.
     #[error("api.listen: cannot listen on {addr}: {source}")]
     Bind {
@@ -198,11 +204,13 @@ pub enum ServeError {
 pub struct ApiServer {
     listener: tokio::net::TcpListener,
     tokens: Arc<Tokens>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl ApiServer {
-    /// Loads the tokens (`api.token_file`, `STRAIT_API_TOKEN`) and binds `api.listen`; `None`
-    /// when `listen` is unset (no API).
+    /// Loads the tokens (`api.token_file`, `STRAIT_API_TOKEN`) and the TLS certificate and key
+    /// (`api.tls_cert`, `api.tls_key`, when set), and binds `api.listen`; `None` when `listen`
+    /// is unset (no API).
     pub async fn bind(config: &ApiConfig) -> Result<Option<Self>, ServeError> {
         Self::bind_with_env(config, std::env::var(TOKEN_ENV).ok()).await
     }
@@ -216,13 +224,23 @@ impl ApiServer {
             return Ok(None);
         };
         let tokens = Tokens::load(config.token_file.as_deref(), env_token)?;
+        let tls = match config.tls_files() {
+            Some((cert, key)) => Some(tls::server_config(cert, key)?),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|source| ServeError::Bind { addr, source })?;
         Ok(Some(Self {
             listener,
             tokens: Arc::new(tokens),
+            tls,
         }))
+    }
+
+    /// Whether the API serves HTTPS (only).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The bound address (the real port when `listen` asked for port 0).
@@ -246,26 +264,48 @@ impl ApiServer {
             groups,
             tokens: self.tokens,
         };
-        tracing::info!(%addr, tokens = state.tokens.len(), "control API listening");
-        let server = axum::serve(self.listener, router(state))
-            .with_graceful_shutdown(cancel.clone().cancelled_owned());
-        let grace = async {
-            cancel.cancelled().await;
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-        };
-        let result = tokio::select! {
-            r = async move { server.await } => r,
-            () = grace => {
-                tracing::warn!("control API: connections still open after shutdown; closing them");
-                Ok(())
+        let tls = self.tls.is_some();
+        tracing::info!(%addr, tokens = state.tokens.len(), tls, "control API listening");
+        let app = router(state);
+        match self.tls {
+            Some(config) => {
+                let listener = tls::TlsListener::new(self.listener, config, cancel.clone())?;
+                serve_until_cancelled(listener, app, cancel).await
             }
-        };
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "control API failed; stopping strait");
-            cancel.cancel();
+            None => serve_until_cancelled(self.listener, app, cancel).await,
         }
-        result
     }
+}
+
+/// Serves `app` on `listener` until `cancel` fires, then lets open requests finish (up to
+/// 5 s); a serving failure is logged and cancels `cancel`.
+async fn serve_until_cancelled<L>(
+    listener: L,
+    app: Router,
+    cancel: CancellationToken,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(cancel.clone().cancelled_owned());
+    let grace = async {
+        cancel.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    let result = tokio::select! {
+        r = async move { server.await } => r,
+        () = grace => {
+            tracing::warn!("control API: connections still open after shutdown; closing them");
+            Ok(())
+        }
+    };
+    if let Err(e) = &result {
+        tracing::error!(error = %e, "control API failed; stopping strait");
+        cancel.cancel();
+    }
+    result
 }
 
 #[cfg(test)]
