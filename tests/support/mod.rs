@@ -627,3 +627,361 @@ pub fn assert_exactly_once(seen: &[String], acked: &[String]) {
         "consumed records that were never acknowledged"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// `strait run` as a child process with its control API, group offsets, and the fault report
+// (used by tests/faults.rs).
+
+/// One `strait run` process with its API on a random port; SIGKILLed when dropped.
+pub struct StraitRun {
+    pub child: std::process::Child,
+    pub base: String,
+    pub log: std::path::PathBuf,
+    token: String,
+}
+
+impl Drop for StraitRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl StraitRun {
+    /// Starts `strait run --config CONFIG` with `STRAIT_API_TOKEN=token`, logging (JSON, per
+    /// the config) to `log`, and waits until its API listens. The config must set
+    /// `[api] listen` and `[log] format = "json"`.
+    pub async fn start(config: &std::path::Path, log: &std::path::Path, token: &str) -> Self {
+        let child = strait_cmd()
+            .env("STRAIT_API_TOKEN", token)
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .expect("strait starts");
+        let addr = wait_for_listen(log).await;
+        Self {
+            child,
+            base: format!("http://{addr}"),
+            log: log.to_owned(),
+            token: token.to_owned(),
+        }
+    }
+
+    /// SIGKILL and reap.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits (up to 30 s) for the exit; panics if strait does not stop.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "strait did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn get(&self, path: &str) -> serde_json::Value {
+        let r = api_request(&self.base, "GET", path, Some(&self.token), &[], None).await;
+        assert_eq!(r.status, 200, "GET {path}: {}", r.text);
+        r.json()
+    }
+
+    pub async fn post(&self, path: &str, body: &serde_json::Value) -> ApiReply {
+        let body = body.to_string();
+        api_request(
+            &self.base,
+            "POST",
+            path,
+            Some(&self.token),
+            &[],
+            Some(&body),
+        )
+        .await
+    }
+
+    /// The sum of every series of a Prometheus metric on `/metrics` (0 if absent).
+    pub async fn metric_sum(&self, name: &str) -> f64 {
+        let r = api_request(&self.base, "GET", "/metrics", None, &[], None).await;
+        assert_eq!(r.status, 200, "{}", r.text);
+        r.text
+            .lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Waits until every partition of `topics` (`partitions` of them in all) is caught up with
+    /// no lag; panics with the status and the log's tail after `secs`.
+    pub async fn wait_caught_up(&self, topics: &[&str], partitions: usize, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let status = self.get("/v1/status").await;
+            let parts: Vec<&serde_json::Value> = status["partitions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| topics.iter().any(|t| p["topic"] == *t))
+                .collect();
+            if parts.len() == partitions
+                && parts
+                    .iter()
+                    .all(|p| p["state"] == "caught_up" && p["lag_records"] == 0)
+            {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let log = self.log_text();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!(
+                    "not caught up after {secs}s: {status:#}\nlog tail (newest first):\n{}",
+                    tail.join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// Runs `strait verify --json` on `config` (strait must be stopped) and asserts it exits 0
+/// with `identical: true`; returns the report.
+pub fn strait_verify(config: &std::path::Path) -> serde_json::Value {
+    let out = strait_cmd()
+        .args(["verify", "--json", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "strait verify failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("verify --json output: {e}: {stdout}"));
+    assert_eq!(report["identical"], true, "{report:#}");
+    report
+}
+
+/// A group's committed offsets on `broker` for `topic` partitions `0..partitions` (-1 where
+/// nothing is committed), read with retries.
+pub fn committed_offsets(broker: &Broker, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let mut cfg = RdConfig::new();
+    for (k, v) in broker.client_config(None) {
+        cfg.set(k, v);
+    }
+    cfg.set("group.id", group)
+        .set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = cfg.create().unwrap();
+    let mut want = TopicPartitionList::new();
+    for p in 0..partitions {
+        want.add_partition(topic, p);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let committed = loop {
+        match consumer.committed_offsets(want.clone(), Duration::from_secs(5)) {
+            Ok(c) => break c,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "cannot read {group}'s offsets: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    };
+    (0..partitions)
+        .map(
+            |p| match committed.find_partition(topic, p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => -1,
+            },
+        )
+        .collect()
+}
+
+/// One row of the fault report (`target/fault-report.jsonl`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FaultRow {
+    pub test: String,
+    pub fault: String,
+    /// How many times the fault was actually injected (proxy counters, kills, ...).
+    pub injected: u64,
+    /// Records on the target for the scenario's topics at the end.
+    pub mirrored: u64,
+    /// Acknowledged source records missing on the target (must be 0).
+    pub lost: u64,
+    /// Records present more than once on the target (must be 0).
+    pub duplicated: u64,
+    pub secs: f64,
+    pub note: String,
+}
+
+/// The fault report file: `$STRAIT_FAULT_REPORT`, else `<checkout>/target/fault-report.jsonl`.
+pub fn fault_report_path() -> std::path::PathBuf {
+    std::env::var_os("STRAIT_FAULT_REPORT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fault-report.jsonl")
+        })
+}
+
+/// Rows appended by this process, for the summary table.
+static FAULT_ROWS: std::sync::Mutex<Vec<FaultRow>> = std::sync::Mutex::new(Vec::new());
+
+/// Appends `row` to the report file (one JSON object per line, with the run's pid and time).
+pub fn record_fault(row: FaultRow) {
+    use std::io::Write;
+    let path = fault_report_path();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let mut v = serde_json::to_value(&row).unwrap();
+    v["pid"] = std::process::id().into();
+    v["at_ms"] = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64)
+        .into();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .unwrap();
+    writeln!(f, "{v}").unwrap();
+    FAULT_ROWS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(row);
+}
+
+/// The rows this process recorded, as a text table.
+pub fn fault_summary() -> String {
+    let rows = FAULT_ROWS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut out = format!(
+        "{:<36} {:<34} {:>8} {:>9} {:>5} {:>5} {:>7}  note\n",
+        "test", "fault", "injected", "mirrored", "lost", "dup", "secs"
+    );
+    for r in &rows {
+        out.push_str(&format!(
+            "{:<36} {:<34} {:>8} {:>9} {:>5} {:>5} {:>7.1}  {}\n",
+            r.test, r.fault, r.injected, r.mirrored, r.lost, r.duplicated, r.secs, r.note
+        ));
+    }
+    let (lost, dup): (u64, u64) = rows
+        .iter()
+        .fold((0, 0), |(l, d), r| (l + r.lost, d + r.duplicated));
+    out.push_str(&format!(
+        "{} rows, {} faults injected, lost {lost}, duplicated {dup}; report: {}\n",
+        rows.len(),
+        rows.iter().map(|r| r.injected).sum::<u64>(),
+        fault_report_path().display()
+    ));
+    out
+}
+
+impl Reader {
+    /// Like [`Reader::start`], but pausing `pause` after each record: a slow consumer whose
+    /// committed offsets keep moving for a while (for faults during group sync).
+    pub fn start_paced(
+        broker: &Broker,
+        topic: &str,
+        group: &str,
+        seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        pause: Duration,
+    ) -> Self {
+        use rdkafka::consumer::CommitMode;
+        let mut cfg = RdConfig::new();
+        for (k, v) in broker.client_config(None) {
+            cfg.set(k, v);
+        }
+        cfg.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("isolation.level", "read_committed")
+            .set("fetch.wait.max.ms", "10");
+        let consumer: BaseConsumer = cfg.create().unwrap();
+        let mut tpl = TopicPartitionList::new();
+        let committed = committed_offsets(broker, group, topic, 2);
+        for (p, c) in committed.iter().enumerate() {
+            let at = if *c >= 0 {
+                Offset::Offset(*c)
+            } else {
+                Offset::Beginning
+            };
+            tpl.add_partition_offset(topic, p as i32, at).unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            while !s.load(std::sync::atomic::Ordering::Relaxed) {
+                let Some(m) = consumer.poll(Duration::from_millis(50)) else {
+                    continue;
+                };
+                let Ok(m) = m else { continue };
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
+                consumer.commit_message(&m, CommitMode::Sync).unwrap();
+                std::thread::sleep(pause);
+            }
+        });
+        Self { stop, thread }
+    }
+}
+
+/// Sends `n` numbered records (`v-N`, partition N % 2, numbers from `next`) to `topic` at once
+/// and remembers them as acknowledged (like [`Load`], but as one quick burst).
+/// `client` is the broker's client config ([`Broker::client_config`]).
+pub async fn send_burst(
+    client: &[(String, String)],
+    topic: &str,
+    n: usize,
+    next: &std::sync::atomic::AtomicU64,
+    acked: &std::sync::Mutex<Vec<String>>,
+) {
+    let mut cfg = RdConfig::new();
+    for (k, v) in client {
+        cfg.set(k, v);
+    }
+    cfg.set("linger.ms", "5")
+        .set("message.timeout.ms", "30000")
+        .set("acks", "all");
+    let p: FutureProducer = cfg.create().expect("rdkafka producer");
+    let mut pending = Vec::new();
+    for _ in 0..n {
+        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let value = format!("v-{k}");
+        let rec: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic)
+            .partition((k % 2) as i32)
+            .payload(value.as_bytes());
+        let d = p.send_result(rec).map_err(|(e, _)| e).expect("enqueue");
+        pending.push((value, d));
+    }
+    for (value, d) in pending {
+        d.await
+            .expect("delivery future")
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+        acked.lock().unwrap().push(value);
+    }
+}
