@@ -5,7 +5,7 @@
 //!
 //! The HTTP client lives in [`client`], what is printed for people in [`render`].
 
-mod client;
+pub(crate) mod client;
 mod render;
 
 use std::path::PathBuf;

@@ -9,6 +9,8 @@
 
 mod cutover_cmd;
 mod plan_cmd;
+#[cfg(feature = "scenario")]
+mod scenario;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -64,6 +66,10 @@ enum Command {
     /// initial copy without writing to either cluster; exit 0 when ready, 1 with blockers.
     /// `--probe` also tests the target's Kafka guarantees on a scratch topic.
     Plan(plan_cmd::PlanArgs),
+    /// Runs cutover playbooks (`scenarios/*.yaml`) against real clusters and reports
+    /// whether every consumer resumed exactly, with nothing lost or duplicated.
+    #[cfg(feature = "scenario")]
+    Scenario(scenario::ScenarioArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -115,6 +121,21 @@ fn parse_mechanism(s: &str) -> Result<SaslMechanism, String> {
     }
 }
 
+/// A scenario run that ended with a verdict (its report is already printed).
+#[cfg(feature = "scenario")]
+#[derive(Debug)]
+struct ScenarioExit(u8);
+
+#[cfg(feature = "scenario")]
+impl std::fmt::Display for ScenarioExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "scenario exit {}", self.0)
+    }
+}
+
+#[cfg(feature = "scenario")]
+impl std::error::Error for ScenarioExit {}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // The config (if any) chooses the log format and level; RUST_LOG overrides the level.
@@ -131,6 +152,8 @@ fn main() -> ExitCode {
             }
         }
         Command::Describe(_) | Command::Cutover(_) => None,
+        #[cfg(feature = "scenario")]
+        Command::Scenario(_) => None,
     };
     init_logging(config.as_ref().map(|c| &c.log), cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -147,11 +170,23 @@ fn main() -> ExitCode {
             (Command::Describe(args), _) => describe(args).await,
             (Command::Cutover(args), _) => cutover_cmd::run(args).await,
             (Command::Plan(args), Some(cfg)) => plan_cmd::run(cfg, args).await,
+            #[cfg(feature = "scenario")]
+            (Command::Scenario(args), _) => {
+                let code = scenario::run(args).await?;
+                if code != 0 {
+                    return Err(ScenarioExit(code).into());
+                }
+                Ok(())
+            }
             _ => unreachable!("config loaded for every command that needs one"),
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        #[cfg(feature = "scenario")]
+        Err(e) if e.is::<ScenarioExit>() => {
+            ExitCode::from(e.downcast_ref::<ScenarioExit>().map_or(1, |c| c.0))
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

@@ -123,7 +123,9 @@ pub fn render(
     )
     .sample(&[], mirror.topic_problems.len() as f64);
     group_metrics(&mut out, groups);
-    cutover_metrics(&mut out, cutovers);
+    cutover_metrics(&mut out, cutovers, now_ms);
+    // The data path's own families: fetch/produce latency histograms, retries by class.
+    strait_linker::metrics::render_prometheus(&mut out);
     out
 }
 
@@ -223,6 +225,17 @@ fn group_metrics(out: &mut String, groups: &BTreeMap<String, GroupStatus>) {
             );
         }
     }
+    let conflicts = groups
+        .values()
+        .filter(|g| GroupStateName::of(&g.state).0 == GroupStateName::Split)
+        .count();
+    Family::new(
+        out,
+        "strait_group_conflicts",
+        "gauge",
+        "Groups with live members on both clusters (split): strait stopped syncing them.",
+    )
+    .sample(&[], conflicts as f64);
     let mut family = Family::new(
         out,
         "strait_group_translation_delay_seconds",
@@ -236,7 +249,7 @@ fn group_metrics(out: &mut String, groups: &BTreeMap<String, GroupStatus>) {
     }
 }
 
-fn cutover_metrics(out: &mut String, cutovers: &[Cutover]) {
+fn cutover_metrics(out: &mut String, cutovers: &[Cutover], now_ms: u64) {
     let mut family = Family::new(
         out,
         "strait_cutover_stage",
@@ -263,6 +276,32 @@ fn cutover_metrics(out: &mut String, cutovers: &[Cutover]) {
     );
     for c in cutovers {
         family.sample(&[("cutover", &c.id)], c.stragglers.len() as f64);
+    }
+    let mut family = Family::new(
+        out,
+        "strait_cutover_stage_duration_seconds",
+        "gauge",
+        "Time the cutover spent in each stage it reached (the current one: so far).",
+    );
+    for c in cutovers {
+        for (i, rec) in c.stage_log.iter().enumerate() {
+            let end = c.stage_log.get(i + 1).map_or(now_ms, |next| next.at_ms);
+            family.sample(
+                &[("cutover", &c.id), ("stage", rec.stage.as_str())],
+                end.saturating_sub(rec.at_ms) as f64 / 1000.0,
+            );
+        }
+    }
+    let mut family = Family::new(
+        out,
+        "strait_cutover_write_pause_seconds",
+        "gauge",
+        "Time from the source fence to promotion, once promoted.",
+    );
+    for c in cutovers {
+        if let (Some(f), Some(p)) = (c.fenced_ms, c.promoted_ms) {
+            family.sample(&[("cutover", &c.id)], p.saturating_sub(f) as f64 / 1000.0);
+        }
     }
     let mut family = Family::new(
         out,
@@ -345,7 +384,7 @@ mod tests {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
                 let (name, kind) = rest.split_once(' ').unwrap();
                 assert!(name_ok(name), "{line}");
-                assert!(["gauge", "counter"].contains(&kind), "{line}");
+                assert!(["gauge", "counter", "histogram"].contains(&kind), "{line}");
                 assert!(typed.insert(name.to_owned()), "TYPE twice: {line}");
                 continue;
             }
@@ -356,7 +395,15 @@ mod tests {
             assert!(value.parse::<f64>().is_ok(), "{line}");
             let name = series.split('{').next().unwrap();
             assert!(name_ok(name), "{line}");
-            assert!(typed.contains(name), "sample before TYPE: {line}");
+            // A histogram's samples are `<family>_bucket`, `_sum` and `_count`.
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    let base = name.strip_suffix(s)?;
+                    text.contains(&format!("# TYPE {base} histogram")).then_some(base)
+                })
+                .unwrap_or(name);
+            assert!(typed.contains(family), "sample before TYPE: {line}");
             if name.ends_with("_total") {
                 assert!(text.contains(&format!("# TYPE {name} counter")), "{name}");
             }
@@ -433,7 +480,11 @@ mod tests {
             "cutover_point": [], "fenced_ends": {},
             "stragglers": vec![straggler; stragglers],
             "fenced_ms": null, "promoted_ms": null, "rolled_back_ms": null,
-            "events": [], "created_ms": 0, "updated_ms": 0
+            "events": [], "created_ms": 0, "updated_ms": 0,
+            "stage_log": [
+                { "stage": "mirroring", "at_ms": 1_500, "lag_records": 0, "checks": [] },
+                { "stage": "fenced", "at_ms": 3_000, "lag_records": 0, "checks": [] }
+            ]
         }))
         .expect("a cutover")
     }
@@ -441,7 +492,7 @@ mod tests {
     #[test]
     fn cutover_stage_is_one_hot_with_stragglers() {
         let cutovers = [cutover("c1", "fenced", 2), cutover("c2", "rolled_back", 0)];
-        let text = render(&MirrorStatus::default(), &BTreeMap::new(), &cutovers, 0);
+        let text = render(&MirrorStatus::default(), &BTreeMap::new(), &cutovers, 5_000);
         assert_valid_exposition(&text);
         assert!(text.contains(
             "strait_cutover_stage{cutover=\"c1\",name=\"wave c1\",stage=\"fenced\"} 1\n"
@@ -458,6 +509,19 @@ mod tests {
             .count();
         assert_eq!(ones, 2);
         assert!(text.contains("strait_cutover_stragglers{cutover=\"c1\"} 2\n"));
+        assert!(
+            text.contains(
+                "strait_cutover_stage_duration_seconds{cutover=\"c1\",stage=\"mirroring\"} 1.5\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "strait_cutover_stage_duration_seconds{cutover=\"c1\",stage=\"fenced\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("strait_group_conflicts 0\n"));
         assert!(text.contains("strait_cutover_stragglers{cutover=\"c2\"} 0\n"));
     }
 

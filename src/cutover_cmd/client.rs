@@ -9,25 +9,25 @@ use serde_json::Value;
 use strait_control_api::cutover::Cutover;
 
 /// The API's answer: status and JSON body.
-pub(super) struct Answer {
-    pub(super) status: u16,
-    pub(super) body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Value,
 }
 
 impl Answer {
-    pub(super) fn parse<T: DeserializeOwned>(self) -> anyhow::Result<T> {
+    pub(crate) fn parse<T: DeserializeOwned>(self) -> anyhow::Result<T> {
         serde_json::from_value(self.body).context("unexpected answer from the control API")
     }
 }
 
-pub(super) struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     token: String,
 }
 
 impl Client {
-    pub(super) fn new(base: &str, token_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+    pub(crate) fn new(base: &str, token_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let token = match token_file {
             Some(path) => std::fs::read_to_string(path)
                 .with_context(|| format!("--token-file: cannot read {}", path.display()))?
@@ -38,6 +38,12 @@ impl Client {
         if token.is_empty() {
             bail!("no API token: set STRAIT_API_TOKEN or pass --token-file");
         }
+        Self::with_token(base, &token)
+    }
+
+    /// A client using `token`.
+    pub(crate) fn with_token(base: &str, token: &str) -> anyhow::Result<Self> {
+        let token = token.to_owned();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -80,7 +86,7 @@ impl Client {
     }
 
     /// Sends a request and reads the answer as JSON.
-    pub(super) async fn call(
+    pub(crate) async fn call(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -92,16 +98,16 @@ impl Client {
         Ok(Answer { status, body })
     }
 
-    pub(super) async fn get(&self, path: &str) -> anyhow::Result<Answer> {
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Answer> {
         self.call(reqwest::Method::GET, path, None, None).await
     }
 
     /// A `GET` whose answer is text (Markdown), returned as is.
-    pub(super) async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+    pub(crate) async fn get_text(&self, path: &str) -> anyhow::Result<String> {
         Ok(self.send(reqwest::Method::GET, path, None, None).await?.1)
     }
 
-    pub(super) async fn cutover(&self, id: &str) -> anyhow::Result<Cutover> {
+    pub(crate) async fn cutover(&self, id: &str) -> anyhow::Result<Cutover> {
         self.get(&format!("/v1/cutovers/{}", path_segment(id)))
             .await?
             .parse()
@@ -109,7 +115,7 @@ impl Client {
 }
 
 /// `code: message`, then one line per blocker (and the current version of a stale request).
-pub(super) fn api_error(status: u16, body: &Value) -> String {
+pub(crate) fn api_error(status: u16, body: &Value) -> String {
     let (Some(code), Some(message)) = (body["code"].as_str(), body["message"].as_str()) else {
         return format!("HTTP {status}: {}", one_line(&body.to_string()));
     };
@@ -130,7 +136,7 @@ fn one_line(s: &str) -> String {
 }
 
 /// Percent-encodes everything but unreserved characters, so an id is one path segment.
-pub(super) fn path_segment(id: &str) -> String {
+pub(crate) fn path_segment(id: &str) -> String {
     id.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
