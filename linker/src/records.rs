@@ -107,7 +107,7 @@ pub fn reencode_contiguous(batch: &RawBatch) -> Result<(RawBatch, Vec<u32>), Bat
 }
 
 /// A batch of `header` (its length and CRC computed here) and an encoded records section.
-fn seal(mut header: BatchHeader, section: &[u8]) -> Result<RawBatch, BatchError> {
+pub(crate) fn seal(mut header: BatchHeader, section: &[u8]) -> Result<RawBatch, BatchError> {
     header.batch_length =
         i32::try_from(HEADER_LEN + section.len() - 12).map_err(|_| BatchError::Malformed {
             position: 0,

@@ -165,7 +165,9 @@ impl PartitionRun {
                 // its base, so every byte written is accounted for.
                 self.map = OffsetMap::new(SourceOffset(h.base_offset), self.map.next_target());
             }
-            if self.txn.keep(&h) {
+            // A batch the cleaner emptied is kept by Kafka only to remember its producer's
+            // last sequence; it holds no record, and brokers refuse to be sent one.
+            if self.txn.keep(&h) && h.record_count > 0 {
                 let p = Pending::new(b, self.reencode_gapped)?;
                 queued += p.bytes();
                 self.queued_bytes += p.bytes();

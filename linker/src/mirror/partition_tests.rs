@@ -162,6 +162,34 @@ fn control_and_aborted_batches_are_skipped_and_gaps_map_forward() {
     assert_eq!(r.map.target_for(SourceOffset(8)), Lookup::NotYetMirrored);
 }
 
+/// Compaction keeps an emptied batch (count 0) for its producer's last sequence; it is skipped,
+/// and its offsets map forward to the next record.
+#[test]
+fn batches_emptied_by_compaction_are_skipped() {
+    let full = crate::batch::RawBatch::from_bytes(batch(2, 3, 7, false, false)).unwrap();
+    let mut header = *full.header();
+    header.record_count = 0;
+    let empty = crate::records::seal(header, &[]).unwrap();
+    let mut r = run();
+    let parts = [
+        batch(0, 2, -1, false, false),
+        empty.bytes().clone(),
+        batch(5, 1, -1, false, false),
+    ];
+    r.accept_fetch(blob(&parts), &[]).unwrap();
+    assert_eq!(
+        write_all(&mut r),
+        vec![0, 2],
+        "only the two batches with records"
+    );
+    assert_eq!(r.map.next_source(), SourceOffset(6));
+    assert_eq!(r.map.next_target(), TargetOffset(3));
+    assert_eq!(
+        r.map.target_for(SourceOffset(3)),
+        Lookup::Mapped(TargetOffset(2))
+    );
+}
+
 #[test]
 fn committed_transactions_are_written() {
     let mut r = run();
