@@ -7,19 +7,31 @@ use std::time::Duration;
 use strait_linker::batch;
 use strait_linker::client::admin::{Acl, AclOperation, AclPattern, AclPermission, AclResource};
 use strait_linker::client::data::{FetchOptions, FetchPosition, Isolation, OffsetSpec};
-use strait_linker::client::{Error, KafkaClient};
+use strait_linker::client::{Error, KafkaClient, Retry};
 use strait_linker::offset::TopicPartition;
 use strait_linker::state::{Layout, StateStore};
 
-/// The partitions of `topics` on `client`'s cluster.
+/// Attempts of [`partitions`]' metadata request when the error is transient.
+const METADATA_ATTEMPTS: u64 = 5;
+
+/// The partitions of `topics` on `client`'s cluster. A transient error (a dropped or reset
+/// connection, a timeout) is retried a few times with a short backoff, so one network blip
+/// does not fail a cutover step.
 pub async fn partitions(
     client: &KafkaClient,
     topics: &[String],
 ) -> Result<Vec<TopicPartition>, String> {
-    let meta = client
-        .refresh_metadata(Some(topics))
-        .await
-        .map_err(|e| format!("metadata: {e}"))?;
+    let mut attempt = 1;
+    let meta = loop {
+        match client.refresh_metadata(Some(topics)).await {
+            Ok(meta) => break meta,
+            Err(e) if e.retry() != Retry::No && attempt < METADATA_ATTEMPTS => {
+                tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(format!("metadata: {e}")),
+        }
+    };
     let mut out = Vec::new();
     for t in topics {
         let m = meta
