@@ -7,7 +7,9 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(dirname "$HERE")"
 STRAIT="${1:-$ROOT/target/release/strait}"
-python3 - "$HERE" "$ROOT" <<'PY'
+# systemd wants an absolute ExecStart.
+[[ -e "$STRAIT" ]] && STRAIT="$(cd "$(dirname "$STRAIT")" && pwd)/$(basename "$STRAIT")"
+"${STRAIT_PYTHON:-python3}" - "$HERE" "$ROOT" <<'PY'
 import json, re, sys, yaml
 here, root = sys.argv[1], sys.argv[2]
 for f in ("compose.yaml", "k8s/strait.yaml"):
@@ -32,8 +34,11 @@ if [[ -x "$STRAIT" ]]; then
   if command -v systemd-analyze >/dev/null; then
     unit="$(mktemp --suffix=.service)"
     sed "s|/usr/local/bin/strait|$STRAIT|" "$HERE/systemd/strait.service" >"$unit"
-    systemd-analyze verify "$unit" && echo "ok   systemd unit verifies"
+    rc=0
+    systemd-analyze verify "$unit" || rc=$?
     rm -f "$unit"
+    ((rc == 0)) || { echo "FAIL systemd unit: systemd-analyze verify exited $rc"; exit 1; }
+    echo "ok   systemd unit verifies"
   fi
 else
   echo "skip config and systemd checks: no strait binary at $STRAIT (cargo build --release)"

@@ -150,6 +150,8 @@ run_phase fmt cargo fmt --all -- --check
 run_phase clippy cargo clippy --workspace --all-targets -- -D warnings
 # Compile the tests while tansu may still be building, then wait for it before running them.
 run_phase build-tests cargo test --workspace --no-run
+# deploy/ artefacts: YAML parses, the dashboard's metrics exist, the sample config loads.
+run_phase deploy-check bash deploy/check.sh "$ROOT/target/debug/strait"
 run_phase tansu-install wait_tansu_install
 run_phase test cargo test --workspace --no-fail-fast
 summary
