@@ -9,6 +9,7 @@
 
 mod cutover_cmd;
 mod plan_cmd;
+mod progress;
 #[cfg(feature = "scenario")]
 mod scenario;
 
@@ -156,6 +157,11 @@ fn main() -> ExitCode {
         Command::Scenario(_) => None,
     };
     init_logging(config.as_ref().map(|c| &c.log), cli.log_format);
+    // From here on `[log] format` is the effective one (progress bars only with text logs).
+    let config = config.map(|mut c| {
+        c.log.format = cli.log_format.unwrap_or(c.log.format);
+        c
+    });
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -331,6 +337,12 @@ async fn run(cfg: StraitConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
+    if progress::enabled(cfg.log.format == LogFormat::Json) {
+        tokio::spawn(progress::initial_copy(
+            mirror.handle().status().clone(),
+            cancel.clone(),
+        ));
+    }
     let result = mirror.run(cancel.clone()).await;
     // The mirror stopping (for any reason) stops the group sync too.
     cancel.cancel();
@@ -370,10 +382,28 @@ async fn verify(cfg: StraitConfig, args: VerifyArgs) -> anyhow::Result<()> {
     };
     let store = StateStore::open(&cfg.state.dir).context("opening the state directory")?;
     let (source, target) = connect_both(&cfg).await?;
-    let report = strait_linker::mirror::verify::verify(&source, &target, &store, |t| {
-        topic_filter.as_ref().is_none_or(|r| r.is_match(t))
-    })
+    let bar = progress::enabled(args.json || cfg.log.format == LogFormat::Json)
+        .then(|| progress::verify(0));
+    let report = strait_linker::mirror::verify::verify_each(
+        &source,
+        &target,
+        &store,
+        |t| topic_filter.as_ref().is_none_or(|r| r.is_match(t)),
+        |done, total, p| {
+            if let Some(b) = &bar {
+                b.set_length(total as u64);
+                b.set_position(done as u64);
+                b.set_message(format!(
+                    "{}-{}: {} records",
+                    p.topic, p.partition, p.matched
+                ));
+            }
+        },
+    )
     .await?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

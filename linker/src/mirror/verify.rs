@@ -74,11 +74,26 @@ pub async fn verify(
     store: &StateStore,
     filter: impl Fn(&str) -> bool,
 ) -> Result<VerifyReport, VerifyError> {
+    verify_each(source, target, store, filter, |_, _, _| {}).await
+}
+
+/// [`verify`], calling `progress(done, total, report)` after each partition (for a progress
+/// bar).
+pub async fn verify_each(
+    source: &KafkaClient,
+    target: &KafkaClient,
+    store: &StateStore,
+    filter: impl Fn(&str) -> bool,
+    mut progress: impl FnMut(usize, usize, &PartitionReport),
+) -> Result<VerifyReport, VerifyError> {
     let mut partitions = Vec::new();
-    for (tp, cp) in store.partitions()? {
-        if !filter(&tp.topic) {
-            continue;
-        }
+    let selected: Vec<_> = store
+        .partitions()?
+        .into_iter()
+        .filter(|(tp, _)| filter(&tp.topic))
+        .collect();
+    let total = selected.len();
+    for (tp, cp) in selected {
         let Some((_, map)) = store.load_partition(&tp)? else {
             continue;
         };
@@ -88,6 +103,7 @@ pub async fn verify(
             PartitionStatus::Stopped { reason } => format!("stopped: {reason}"),
             PartitionStatus::Error { message } => format!("error: {message}"),
         };
+        progress(partitions.len() + 1, total, &report);
         partitions.push(report);
     }
     let identical = partitions.iter().all(|p| p.differences == 0);
