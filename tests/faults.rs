@@ -216,7 +216,6 @@ pub(crate) struct Scenario {
     pub(crate) seen: Arc<Mutex<Vec<String>>>,
     starts: usize,
     started: Instant,
-    _reporting: Reporting,
 }
 
 /// Where strait connects: the brokers themselves or proxies in front of them.
@@ -236,7 +235,6 @@ impl Scenario {
         via: Option<&Endpoints>,
         state_dir: Option<&Path>,
     ) -> Self {
-        let reporting = Reporting::begin();
         let connect = |b: &B| KafkaClient::connect(ClientConfig::new(&b.bootstrap()));
         let (sc, tc) = (
             connect(&source).await.expect("source client"),
@@ -292,7 +290,6 @@ level = "info"
             seen: Arc::new(Mutex::new(Vec::new())),
             starts: 0,
             started: Instant::now(),
-            _reporting: reporting,
         }
     }
 
@@ -459,41 +456,49 @@ pub(crate) fn assert_clean(what: &str, tally: (u64, u64, u64)) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn proxy_faults_during_mirroring() {
+    let _report = Reporting::begin();
     scenarios::proxy_faults_during_mirroring().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn proxy_faults_during_group_sync() {
+    let _report = Reporting::begin();
     scenarios::proxy_faults_during_group_sync().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn proxy_faults_during_each_cutover_stage() {
+    let _report = Reporting::begin();
     scenarios::proxy_faults_during_cutover_stages().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn corrupt_batch_is_never_written_and_is_refetched() {
+    let _report = Reporting::begin();
     scenarios::corrupt_batch().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn source_broker_killed_and_restarted_mid_mirror() {
+    let _report = Reporting::begin();
     scenarios::broker_restart(B::owned(start_kafka(KafkaOptions::new())), true).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn target_broker_killed_and_restarted_mid_mirror() {
+    let _report = Reporting::begin();
     scenarios::broker_restart(B::owned(start_kafka(KafkaOptions::new())), false).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn strait_sigkilled_in_a_loop() {
+    let _report = Reporting::begin();
     let kills = if long() { 50 } else { 5 };
     scenarios::sigkill_loop(kills).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn state_disk_full_stops_cleanly_and_resumes() {
+    let _report = Reporting::begin();
     scenarios::disk_full().await;
 }
