@@ -20,7 +20,17 @@ pub struct PlanArgs {
 
 /// Runs the plan; an error (exit 1) when there are blockers.
 pub async fn run(cfg: StraitConfig, args: PlanArgs) -> anyhow::Result<()> {
+    let spinner = crate::progress::enabled(args.json).then(|| {
+        crate::progress::spinner(if args.probe {
+            "plan: checking the clusters and probing the target"
+        } else {
+            "plan: checking the clusters, topics and groups"
+        })
+    });
     let report = plan::plan(&cfg, PlanOptions { probe: args.probe }).await;
+    if let Some(s) = spinner {
+        s.finish_and_clear();
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -1,6 +1,6 @@
 //! Progress bars with rate and ETA for long CLI operations, shown only when stderr is a
 //! terminal and the output is for people (never with `--json` or JSON logs): the initial copy
-//! of `strait run` and `strait verify`.
+//! of `strait run`, `strait verify`, and a spinner with elapsed time for `strait plan`.
 
 use std::io::IsTerminal as _;
 use std::time::Duration;
@@ -63,4 +63,15 @@ pub fn verify(partitions: u64) -> ProgressBar {
         partitions,
         "verify [{bar:30}] {pos}/{len} partitions  {per_sec}  ETA {eta}  {msg}",
     )
+}
+
+/// A spinner with elapsed time, for an operation without a measurable length (`plan`).
+pub fn spinner(what: &str) -> ProgressBar {
+    let pb = ProgressBar::new_spinner().with_style(
+        ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    pb.set_message(what.to_owned());
+    pb.enable_steady_tick(Duration::from_millis(120));
+    pb
 }
