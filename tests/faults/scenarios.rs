@@ -502,7 +502,7 @@ pub(crate) async fn disk_full() {
     let note = format!(
         "64 MiB tmpfs filled ({} MiB); strait: {status}: {}",
         filled >> 20,
-        message.chars().take(100).collect::<String>()
+        message.chars().take(160).collect::<String>()
     );
     s.record("state disk full", 1, tally, &note);
     assert_clean("disk full", tally);
