@@ -400,7 +400,8 @@ mod tests {
                 .iter()
                 .find_map(|s| {
                     let base = name.strip_suffix(s)?;
-                    text.contains(&format!("# TYPE {base} histogram")).then_some(base)
+                    text.contains(&format!("# TYPE {base} histogram"))
+                        .then_some(base)
                 })
                 .unwrap_or(name);
             assert!(typed.contains(family), "sample before TYPE: {line}");
