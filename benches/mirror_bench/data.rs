@@ -1,0 +1,325 @@
+//! Workload data: JSON-like records encoded into record batches the way a Java producer with
+//! default settings would batch them (16 KiB), loading a backlog, and the raw ceiling (fetch
+//! everything with strait's client; produce the same batches to the target).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use strait_linker::client::admin::NewTopic;
+use strait_linker::client::data::{FetchOptions, FetchPosition, Isolation, ProduceItem};
+use strait_linker::client::{KafkaClient, Retry};
+
+/// Producer batch size the workloads are cut into (the Java client's default).
+pub const BATCH_BYTES: usize = 16 << 10;
+
+/// One workload: a topic shape and record shape.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    pub name: &'static str,
+    pub record_bytes: usize,
+    pub partitions: i32,
+    pub zstd: bool,
+    /// Uncompressed payload bytes to load.
+    pub total_bytes: usize,
+}
+
+/// A loaded backlog: the batches per partition, exactly as stored on the source.
+#[derive(Debug)]
+pub struct Backlog {
+    pub topic: String,
+    pub batches: Vec<Vec<Bytes>>,
+    pub records: u64,
+    /// Records per batch.
+    pub per_batch: u64,
+    /// Bytes of record batches (as stored, compressed when zstd).
+    pub wire_bytes: u64,
+    /// Sum of the partitions' end offsets.
+    pub end_offsets: i64,
+}
+
+const WORDS: [&str; 16] = [
+    "order",
+    "customer",
+    "payment",
+    "shipped",
+    "pending",
+    "EUR",
+    "USD",
+    "warehouse",
+    "berlin",
+    "lisbon",
+    "priority",
+    "express",
+    "standard",
+    "refund",
+    "invoice",
+    "sku",
+];
+
+/// Distinct values per record size; records cycle through them (generating JSON per
+/// record would cost more CPU than the brokers' work and distort the paced latency run).
+const POOL: u64 = 509;
+
+/// A JSON-like value of about `size` bytes (compressible like real events), from a pool.
+pub fn json_value(i: u64, size: usize) -> Bytes {
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<BTreeMap<usize, Vec<Bytes>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    let mut cache = cache.lock().expect("value cache");
+    let pool = cache
+        .entry(size)
+        .or_insert_with(|| (0..POOL).map(|k| make_json(k, size)).collect());
+    pool[(i % POOL) as usize].clone()
+}
+
+fn make_json(i: u64, size: usize) -> Bytes {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut s = format!(
+        "{{\"id\":{i},\"ts\":{},\"user\":\"u-{}\",\"amount\":{}.{:02},\"tags\":[",
+        1_700_000_000_000u64 + i,
+        next() % 100_000,
+        next() % 10_000,
+        next() % 100
+    );
+    while s.len() + 16 < size {
+        let w = WORDS[(next() % 16) as usize];
+        s.push_str(&format!("\"{w}-{}\",", next() % 1000));
+    }
+    s.truncate(size.saturating_sub(2).max(1));
+    s.push_str("]}");
+    Bytes::from(s)
+}
+
+/// Encodes records `first..first+n` into one batch with timestamp `ts`.
+pub fn encode_batch(first: u64, n: usize, record_bytes: usize, zstd: bool, ts: i64) -> Bytes {
+    let recs: Vec<Record> = (0..n as u64)
+        .map(|k| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: k as i64,
+            // offset - sequence must be constant or the encoder starts a new batch; with
+            // no producer id this yields base sequence -1.
+            sequence: k as i32 - 1,
+            timestamp: ts,
+            key: Some(Bytes::from(format!("key-{}", first + k))),
+            value: Some(json_value(first + k, record_bytes)),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &recs,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: if zstd {
+                Compression::Zstd
+            } else {
+                Compression::None
+            },
+        },
+    )
+    .expect("encoding a record batch");
+    buf.freeze()
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// Creates `topic` and waits until every partition has a leader.
+pub async fn create_topic(c: &KafkaClient, topic: &str, partitions: i32) -> Result<()> {
+    let t = NewTopic {
+        name: topic.to_owned(),
+        partitions,
+        replication_factor: 1,
+        configs: BTreeMap::new(),
+    };
+    let r = c
+        .create_topics(&[t], Duration::from_secs(60), false)
+        .await?;
+    if let Some(Err(e)) = r.get(topic) {
+        bail!("creating {topic}: {e}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut ready = true;
+        for p in 0..partitions {
+            if c.leader(topic, p).await.is_err() {
+                c.invalidate_topic(topic);
+                ready = false;
+                break;
+            }
+        }
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{topic} has no leaders after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Generates the workload's batches (round-robin over partitions).
+pub fn generate(w: &Workload) -> Vec<Vec<Bytes>> {
+    let per_batch = (BATCH_BYTES / w.record_bytes).max(1);
+    let batches = w.total_bytes.div_ceil(per_batch * w.record_bytes);
+    let mut out = vec![Vec::new(); w.partitions as usize];
+    let ts = now_ms();
+    for b in 0..batches {
+        let first = (b * per_batch) as u64;
+        out[b % w.partitions as usize].push(encode_batch(
+            first,
+            per_batch,
+            w.record_bytes,
+            w.zstd,
+            ts,
+        ));
+    }
+    out
+}
+
+/// Produces `batches` to `topic`: each request carries one batch per partition (Kafka takes
+/// no more), `window` requests in flight. Returns the elapsed time.
+pub async fn produce_all(
+    c: &KafkaClient,
+    topic: &str,
+    batches: &[Vec<Bytes>],
+    window: usize,
+) -> Result<Duration> {
+    let rounds = batches.iter().map(Vec::len).max().unwrap_or(0);
+    let started = Instant::now();
+    let mut set = tokio::task::JoinSet::new();
+    for r in 0..rounds {
+        let items: Vec<ProduceItem> = batches
+            .iter()
+            .enumerate()
+            .filter_map(|(p, bs)| {
+                bs.get(r).map(|b| ProduceItem {
+                    topic: topic.to_owned(),
+                    partition: p as i32,
+                    batch: b.clone(),
+                })
+            })
+            .collect();
+        while set.len() >= window {
+            check(set.join_next().await.expect("non-empty")?)?;
+        }
+        let c = c.clone();
+        set.spawn(async move { produce_retrying(&c, items).await });
+    }
+    while let Some(r) = set.join_next().await {
+        check(r?)?;
+    }
+    Ok(started.elapsed())
+}
+
+/// Produces `items`, retrying partitions that fail with a retriable error (a new topic's
+/// leader may not accept writes yet) for up to 30 s.
+pub async fn produce_retrying(c: &KafkaClient, mut items: Vec<ProduceItem>) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let results = c.produce(items.clone(), -1, Duration::from_secs(60)).await;
+        let mut again = Vec::new();
+        for i in items {
+            match &results[&(i.topic.clone(), i.partition)] {
+                Ok(_) => {}
+                Err(e) if e.retry() != Retry::No && Instant::now() < deadline => {
+                    c.refresh_for(e);
+                    again.push(i);
+                }
+                Err(e) => bail!("producing to {}-{}: {e}", i.topic, i.partition),
+            }
+        }
+        if again.is_empty() {
+            return Ok(());
+        }
+        items = again;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn check(r: Result<()>) -> Result<()> {
+    r
+}
+
+/// Loads the workload into a new source topic.
+pub async fn load(c: &KafkaClient, w: &Workload, topic: &str) -> Result<Backlog> {
+    create_topic(c, topic, w.partitions).await?;
+    let batches = generate(w);
+    produce_all(c, topic, &batches, 8).await?;
+    let per_batch = (BATCH_BYTES / w.record_bytes).max(1) as u64;
+    let n: u64 = batches.iter().map(|b| b.len() as u64).sum();
+    let wire_bytes = batches.iter().flatten().map(|b| b.len() as u64).sum();
+    Ok(Backlog {
+        topic: topic.to_owned(),
+        batches,
+        records: n * per_batch,
+        per_batch,
+        wire_bytes,
+        end_offsets: (n * per_batch) as i64,
+    })
+}
+
+/// Reads the whole backlog with strait's client, one Fetch in flight (as the mirror does),
+/// 8 MiB per partition, 64 MiB per response. Returns the elapsed time and bytes read.
+pub async fn raw_fetch(c: &KafkaClient, b: &Backlog) -> Result<(Duration, u64)> {
+    let parts = b.batches.len();
+    let mut offsets = vec![0i64; parts];
+    let ends: Vec<i64> = b
+        .batches
+        .iter()
+        .map(|bs| (bs.len() as u64 * b.per_batch) as i64)
+        .collect();
+    let opts = FetchOptions {
+        max_wait: Duration::from_millis(10),
+        min_bytes: 1,
+        max_bytes: 64 << 20,
+        isolation: Isolation::ReadCommitted,
+    };
+    let started = Instant::now();
+    let mut bytes = 0u64;
+    while offsets.iter().zip(&ends).any(|(o, e)| o < e) {
+        let positions: Vec<FetchPosition> = (0..parts)
+            .filter(|p| offsets[*p] < ends[*p])
+            .map(|p| FetchPosition {
+                topic: b.topic.clone(),
+                partition: p as i32,
+                offset: offsets[p],
+                max_bytes: 8 << 20,
+            })
+            .collect();
+        for f in c.fetch(&positions, opts).await {
+            if let Some(e) = f.error {
+                bail!("raw fetch: {e}");
+            }
+            bytes += f.records.len() as u64;
+            // Advance by whole batches only (no decoding: headers are enough).
+            let split = strait_linker::batch::split(f.records)?;
+            if let Some(last) = split.batches.last() {
+                offsets[f.partition as usize] = last.header().next_offset();
+            }
+        }
+    }
+    Ok((started.elapsed(), bytes))
+}

@@ -1,0 +1,157 @@
+//! End-to-end latency at a steady rate: a paced producer writes 1 KiB JSON-like records in
+//! 16 KiB batches to an 8-partition source topic while `strait run` mirrors it. Two readers
+//! (strait's client, 10 ms fetch wait) follow the source and the target topic; each batch's
+//! latency is the time it became readable minus its first timestamp (set when it was
+//! encoded, just before the produce). The source reader gives the brokers' own
+//! produce-to-fetch latency, the target reader strait's end-to-end latency.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use strait_linker::client::KafkaClient;
+use strait_linker::client::data::{FetchOptions, FetchPosition, Isolation, ProduceItem};
+
+use crate::data::{self, BATCH_BYTES};
+
+const PARTITIONS: i32 = 8;
+const RECORD: usize = 1024;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Latency {
+    pub rate_mb_s: f64,
+    pub seconds: u64,
+    pub batches: usize,
+    pub broker_p50_ms: f64,
+    pub broker_p99_ms: f64,
+    pub strait_p50_ms: f64,
+    pub strait_p99_ms: f64,
+    pub strait_peak_rss_mib: f64,
+}
+
+pub fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i]
+}
+
+/// Runs the latency measurement at `rate` bytes/s for `secs` seconds.
+pub async fn run(
+    source: &KafkaClient,
+    target: &KafkaClient,
+    bootstraps: (&str, &str),
+    rate: f64,
+    secs: u64,
+    budget_mib: u64,
+) -> Result<Latency> {
+    let topic = strait_testkit::unique("latency");
+    data::create_topic(source, &topic, PARTITIONS).await?;
+    let mut proc =
+        crate::systems::StraitProc::spawn(bootstraps.0, bootstraps.1, &topic, budget_mib)?;
+    // strait creates the target topic; wait until it can be read.
+    let keys: Vec<(String, i32)> = (0..PARTITIONS).map(|p| (topic.clone(), p)).collect();
+    let ready_by = Instant::now() + Duration::from_secs(60);
+    while target.log_bounds(&keys).await.values().any(Result::is_err) {
+        target.invalidate_topic(&topic);
+        anyhow::ensure!(Instant::now() < ready_by, "strait did not create {topic}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let per_batch = BATCH_BYTES / RECORD;
+    let total = ((rate * secs as f64) / BATCH_BYTES as f64) as usize;
+    // Readers on their own connections: a held Fetch must not delay the producer's requests.
+    let (src_read, tgt_read) = (
+        KafkaClient::connect(source.config().clone()).await?,
+        KafkaClient::connect(target.config().clone()).await?,
+    );
+    let src_reader = tokio::spawn(follow(src_read, topic.clone(), total));
+    let tgt_reader = tokio::spawn(follow(tgt_read, topic.clone(), total));
+
+    let started = Instant::now();
+    let mut sent = 0usize;
+    let mut set = tokio::task::JoinSet::new();
+    while sent < total {
+        let due = ((started.elapsed().as_secs_f64() * rate) / BATCH_BYTES as f64) as usize;
+        let due = due.min(total);
+        while sent < due {
+            let n = (due - sent).min(PARTITIONS as usize);
+            let ts = data::now_ms();
+            let items: Vec<ProduceItem> = (0..n)
+                .map(|k| ProduceItem {
+                    topic: topic.clone(),
+                    partition: ((sent + k) % PARTITIONS as usize) as i32,
+                    batch: data::encode_batch(
+                        ((sent + k) * per_batch) as u64,
+                        per_batch,
+                        RECORD,
+                        false,
+                        ts,
+                    ),
+                })
+                .collect();
+            sent += n;
+            let c = source.clone();
+            set.spawn(async move { crate::data::produce_retrying(&c, items).await });
+            while set.len() > 32 {
+                set.join_next().await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    while set.join_next().await.is_some() {}
+    let mut broker = src_reader.await??;
+    let mut strait = tgt_reader.await??;
+    let rss = proc.peak_rss()? as f64 / (1 << 20) as f64;
+    proc.stop()?;
+    Ok(Latency {
+        rate_mb_s: rate / 1e6,
+        seconds: secs,
+        batches: strait.len(),
+        broker_p50_ms: percentile(&mut broker, 0.5),
+        broker_p99_ms: percentile(&mut broker, 0.99),
+        strait_p50_ms: percentile(&mut strait, 0.5),
+        strait_p99_ms: percentile(&mut strait, 0.99),
+        strait_peak_rss_mib: rss,
+    })
+}
+
+/// Reads `topic` from offset 0 until `batches` batches were seen; returns each batch's
+/// latency in ms.
+async fn follow(c: KafkaClient, topic: String, batches: usize) -> Result<Vec<f64>> {
+    let mut offsets = vec![0i64; PARTITIONS as usize];
+    let mut out = Vec::with_capacity(batches);
+    let opts = FetchOptions {
+        max_wait: Duration::from_millis(10),
+        min_bytes: 1,
+        max_bytes: 64 << 20,
+        isolation: Isolation::ReadUncommitted,
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while out.len() < batches {
+        anyhow::ensure!(Instant::now() < deadline, "latency reader timed out");
+        let positions: Vec<FetchPosition> = (0..PARTITIONS)
+            .map(|p| FetchPosition {
+                topic: topic.clone(),
+                partition: p,
+                offset: offsets[p as usize],
+                max_bytes: 8 << 20,
+            })
+            .collect();
+        for f in c.fetch(&positions, opts).await {
+            if f.error.is_some() {
+                continue;
+            }
+            let now = data::now_ms();
+            for b in strait_linker::batch::split(f.records)?.batches {
+                let h = b.header();
+                if h.last_offset() < offsets[f.partition as usize] {
+                    continue;
+                }
+                offsets[f.partition as usize] = h.next_offset();
+                out.push((now - h.base_timestamp) as f64);
+            }
+        }
+    }
+    Ok(out)
+}

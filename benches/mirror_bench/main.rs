@@ -1,0 +1,337 @@
+//! Benchmark: strait's mirror against the brokers' ceiling, a naive rdkafka mirror and
+//! MirrorMaker 2, on real brokers, in one run so the ratios are fair.
+//!
+//! ```text
+//!  for each target (Kafka, tansu memory://) and workload (1KB, 1KB-zstd, 100B, 1KB x 1000p):
+//!    load backlog on source (strait client, 16 KiB batches) ─► raw fetch  (ceiling, source)
+//!                                                         └─► raw produce of the same batches
+//!                                                             to a scratch topic (ceiling, target)
+//!    strait run (release binary, own process) ─► time first→last record on target, VmHWM
+//!    naive rdkafka mirror (consume + produce each record, fetch.wait.max.ms=10) ─► time
+//!    MirrorMaker 2, dedicated mode, identity policy (Kafka target only) ─► time
+//!  latency: 1 KiB records at half the 1KB ceiling, strait mirroring, source vs target readers
+//!  group sync delay: read from target/bench/group_sync_delay.json (its own bench)
+//! ```
+//!
+//! `cargo bench --bench mirror -- [--mb N] [--large-mb N] [--large-partitions N]
+//!  [--targets kafka,tansu] [--workloads 1kb,1kb-zstd,100b,1000p] [--no-mm2] [--no-naive]
+//!  [--latency-secs N] [--budget-mib N]`; `scripts/bench.sh` runs it with the group-sync
+//! bench. Prints a table, writes target/bench/mirror.json and target/bench/mirror.svg.
+
+mod data;
+mod latency;
+mod report;
+mod systems;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use strait_linker::client::{ClientConfig, KafkaClient};
+use strait_testkit::{Broker, KafkaOptions, TansuStorage};
+
+use data::Workload;
+use report::{Report, Row};
+
+#[derive(Debug)]
+struct Args {
+    mb: usize,
+    large_mb: usize,
+    large_partitions: i32,
+    targets: Vec<String>,
+    workloads: Vec<String>,
+    mm2: bool,
+    naive: bool,
+    latency_secs: u64,
+    budget_mib: u64,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        mb: 128,
+        large_mb: 100,
+        large_partitions: 1000,
+        targets: vec!["kafka".into(), "tansu".into()],
+        workloads: ["1kb", "1kb-zstd", "100b", "1000p"]
+            .map(String::from)
+            .to_vec(),
+        mm2: true,
+        naive: true,
+        latency_secs: 15,
+        budget_mib: 256,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    let list = |s: &str| s.split(',').map(|x| x.trim().to_lowercase()).collect();
+    while i < argv.len() {
+        let v = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--mb" => a.mb = v.parse().expect("--mb N"),
+            "--large-mb" => a.large_mb = v.parse().expect("--large-mb N"),
+            "--large-partitions" => a.large_partitions = v.parse().expect("--large-partitions N"),
+            "--targets" => a.targets = list(&v),
+            "--workloads" => a.workloads = list(&v),
+            "--latency-secs" => a.latency_secs = v.parse().expect("--latency-secs N"),
+            "--budget-mib" => a.budget_mib = v.parse().expect("--budget-mib N"),
+            "--no-mm2" => {
+                a.mm2 = false;
+                i -= 1;
+            }
+            "--no-naive" => {
+                a.naive = false;
+                i -= 1;
+            }
+            _ => i -= 1, // `--bench` and anything else cargo passes
+        }
+        i += 2;
+    }
+    a
+}
+
+fn workloads(a: &Args) -> Vec<Workload> {
+    let mb = a.mb << 20;
+    let all = [
+        ("1kb", 1024, 8, false, mb),
+        ("1kb-zstd", 1024, 8, true, mb),
+        ("100b", 100, 8, false, mb / 2),
+        ("1000p", 1024, a.large_partitions, false, a.large_mb << 20),
+    ];
+    all.into_iter()
+        .filter(|w| a.workloads.iter().any(|n| n == w.0))
+        .map(
+            |(name, record_bytes, partitions, zstd, total_bytes)| Workload {
+                name,
+                record_bytes,
+                partitions,
+                zstd,
+                total_bytes,
+            },
+        )
+        .collect()
+}
+
+const TIMEOUT: Duration = Duration::from_secs(900);
+
+fn mb_s(records: u64, record_bytes: usize, d: Duration) -> f64 {
+    records as f64 * record_bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+async fn connect(b: &Broker) -> Result<KafkaClient> {
+    Ok(KafkaClient::connect(ClientConfig::new(&b.bootstrap())).await?)
+}
+
+/// Deletes topics we no longer need (frees the disk and tansu's memory); best effort.
+async fn drop_topics(c: &KafkaClient, topics: &[String]) {
+    let _ = c.delete_topics(topics, Duration::from_secs(30)).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn one_workload(
+    a: &Args,
+    w: &Workload,
+    pair: &str,
+    (source, target): (&Broker, &Broker),
+    (sc, tc): (&KafkaClient, &KafkaClient),
+    mm2_target: Option<(&Broker, &KafkaClient)>,
+    scratch: &std::path::Path,
+) -> Result<Row> {
+    let topic = strait_testkit::unique(&format!("bench-{}", w.name));
+    eprintln!(
+        "[{pair} {}] loading {} MB into {topic}",
+        w.name,
+        w.total_bytes >> 20
+    );
+    let backlog = data::load(sc, w, &topic).await?;
+    let records = backlog.records;
+    let mut row = Row {
+        pair: pair.into(),
+        workload: w.name.into(),
+        partitions: w.partitions,
+        records,
+        payload_mb: records as f64 * w.record_bytes as f64 / 1e6,
+        stored_mb: backlog.wire_bytes as f64 / 1e6,
+        ..Row::default()
+    };
+
+    eprintln!("[{pair} {}] raw fetch", w.name);
+    let (fetch, _) = data::raw_fetch(sc, &backlog).await?;
+    row.raw_fetch_mb_s = mb_s(records, w.record_bytes, fetch);
+    eprintln!("[{pair} {}] raw produce", w.name);
+    let raw_topic = format!("{topic}.raw");
+    data::create_topic(tc, &raw_topic, w.partitions).await?;
+    let produce = data::produce_all(tc, &raw_topic, &backlog.batches, 8).await?;
+    row.raw_produce_mb_s = mb_s(records, w.record_bytes, produce);
+    drop_topics(tc, &[raw_topic]).await;
+
+    eprintln!("[{pair} {}] strait", w.name);
+    let mut proc = systems::StraitProc::spawn(
+        &source.bootstrap(),
+        &target.bootstrap(),
+        &topic,
+        a.budget_mib,
+    )?;
+    let copy = systems::wait_for_target(
+        tc,
+        &topic,
+        w.partitions,
+        backlog.end_offsets,
+        proc.started,
+        TIMEOUT,
+    )
+    .await
+    .with_context(|| format!("strait log: {}", proc.log().display()))?;
+    row.strait_peak_rss_mib = proc.peak_rss()? as f64 / (1 << 20) as f64;
+    proc.stop()?;
+    row.strait_mb_s = mb_s(records, w.record_bytes, copy.copy);
+    row.strait_records_s = records as f64 / copy.copy.as_secs_f64();
+    row.strait_startup_s = copy.startup.as_secs_f64();
+    drop_topics(tc, std::slice::from_ref(&topic)).await;
+
+    if a.naive {
+        eprintln!("[{pair} {}] naive rdkafka", w.name);
+        let to = format!("{topic}.naive");
+        data::create_topic(tc, &to, w.partitions).await?;
+        let (s, t, from, to2) = (
+            source.bootstrap(),
+            target.bootstrap(),
+            topic.clone(),
+            to.clone(),
+        );
+        let (parts, zstd) = (w.partitions, w.zstd);
+        let started = Instant::now();
+        let runner = tokio::task::spawn_blocking(move || {
+            systems::naive_mirror(&s, &t, (&from, &to2), parts, records, zstd)
+        });
+        let copy =
+            systems::wait_for_target(tc, &to, w.partitions, backlog.end_offsets, started, TIMEOUT)
+                .await?;
+        runner.await??;
+        row.naive_mb_s = Some(mb_s(records, w.record_bytes, copy.copy));
+        drop_topics(tc, &[to]).await;
+    }
+
+    if let Some((mm2_broker, mc)) = mm2_target {
+        eprintln!("[{pair} {}] MirrorMaker 2", w.name);
+        let started = Instant::now();
+        let mut child = systems::spawn_mm2(
+            &source.bootstrap(),
+            &mm2_broker.bootstrap(),
+            &topic,
+            scratch,
+        )?;
+        let copy = systems::wait_for_target(
+            mc,
+            &topic,
+            w.partitions,
+            backlog.end_offsets,
+            started,
+            TIMEOUT,
+        )
+        .await;
+        let _ = child.kill();
+        let _ = child.wait();
+        let copy = copy.with_context(|| format!("MM2 log in {}", scratch.display()))?;
+        row.mm2_mb_s = Some(mb_s(records, w.record_bytes, copy.copy));
+        row.mm2_startup_s = Some(copy.startup.as_secs_f64());
+        drop_topics(mc, std::slice::from_ref(&topic)).await;
+    }
+    drop_topics(sc, &[topic]).await;
+    Ok(row)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<()> {
+    let a = args();
+    eprintln!("{a:?}");
+    let scratch = tempfile::tempdir()?;
+    let source = strait_testkit::start_kafka(KafkaOptions::new().heap("1g"));
+    let sc = connect(&source).await?;
+    let mut report = Report {
+        machine: format!(
+            "{} cores, Kafka 4.3.1 source",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ),
+        budget_mib: a.budget_mib,
+        ..Report::default()
+    };
+    for t in a.targets.clone() {
+        let (target, mm2) = match t.as_str() {
+            "kafka" => (
+                strait_testkit::start_kafka(KafkaOptions::new().heap("1g")),
+                a.mm2
+                    .then(|| strait_testkit::start_kafka(KafkaOptions::new().heap("1g"))),
+            ),
+            "tansu" => (strait_testkit::start_tansu(TansuStorage::Memory), None),
+            other => anyhow::bail!("unknown target {other}"),
+        };
+        let tc = connect(&target).await?;
+        let mc = match &mm2 {
+            Some(b) => Some(connect(b).await?),
+            None => None,
+        };
+        let pair = format!("kafka->{t}");
+        for w in workloads(&a) {
+            let mm2_target = mm2.as_ref().zip(mc.as_ref());
+            match one_workload(
+                &a,
+                &w,
+                &pair,
+                (&source, &target),
+                (&sc, &tc),
+                mm2_target,
+                scratch.path(),
+            )
+            .await
+            {
+                Ok(row) => {
+                    eprint!(
+                        "{}",
+                        report::table(&Report {
+                            rows: vec![row.clone()],
+                            budget_mib: a.budget_mib,
+                            ..Report::default()
+                        })
+                    );
+                    report.rows.push(row);
+                }
+                Err(e) => eprintln!("[{pair} {}] FAILED: {e:#}", w.name),
+            }
+        }
+        // Latency at half the 1 KB ceiling of this pair.
+        if a.latency_secs > 0 {
+            let ceiling = report
+                .rows
+                .iter()
+                .find(|r| r.pair == pair && r.workload == "1kb")
+                .map_or(20e6, |r| r.ceiling() * 1e6);
+            eprintln!("[{pair}] latency at {:.1} MB/s", ceiling / 2e6);
+            match latency::run(
+                &sc,
+                &tc,
+                (&source.bootstrap(), &target.bootstrap()),
+                ceiling / 2.0,
+                a.latency_secs,
+                a.budget_mib,
+            )
+            .await
+            {
+                Ok(l) => report.latency.push((pair.clone(), l)),
+                Err(e) => eprintln!("[{pair}] latency FAILED: {e:#}"),
+            }
+        }
+    }
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&out)?;
+    report.group_sync = std::fs::read_to_string(out.join("group_sync_delay.json"))
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok());
+    let table = report::table(&report);
+    println!("{table}");
+    std::fs::write(
+        out.join("mirror.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    std::fs::write(out.join("mirror.svg"), report::svg(&report))?;
+    std::fs::write(out.join("mirror.txt"), table)?;
+    println!("wrote {}/mirror.{{json,svg,txt}}", out.display());
+    Ok(())
+}

@@ -1,0 +1,286 @@
+//! The mirrors under test: `strait run` as a separate process (so its RSS is its own), a
+//! naive rdkafka mirror (consume each record, produce it again), and MirrorMaker 2 in
+//! dedicated mode. Each is timed the same way, by watching the target topic's end offsets.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use rdkafka::config::ClientConfig as RdConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use strait_linker::client::KafkaClient;
+
+/// When the first and the last record reached the target.
+#[derive(Debug, Clone, Copy)]
+pub struct Copy {
+    /// From the start of the system (process spawn) to the first record on the target.
+    pub startup: Duration,
+    /// From the first record on the target to the last.
+    pub copy: Duration,
+}
+
+/// Polls the target's end offsets every 20 ms until they sum to `end_total`.
+pub async fn wait_for_target(
+    c: &KafkaClient,
+    topic: &str,
+    partitions: i32,
+    end_total: i64,
+    started: Instant,
+    timeout: Duration,
+) -> Result<Copy> {
+    let keys: Vec<(String, i32)> = (0..partitions).map(|p| (topic.to_owned(), p)).collect();
+    let mut first: Option<Instant> = None;
+    loop {
+        let bounds = c.log_bounds(&keys).await;
+        let sum: i64 = bounds
+            .values()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|b| b.end)
+            .sum();
+        let now = Instant::now();
+        if sum > 0 && first.is_none() {
+            first = Some(now);
+        }
+        if sum >= end_total {
+            let f = first.unwrap_or(now);
+            return Ok(Copy {
+                startup: f - started,
+                copy: (now - f).max(Duration::from_millis(1)),
+            });
+        }
+        if bounds.values().any(Result::is_err) {
+            c.invalidate_topic(topic); // not created yet: look again next round
+        }
+        if now - started > timeout {
+            bail!("{topic}: target holds {sum} of {end_total} offsets after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `strait run` child process with its own state directory.
+#[derive(Debug)]
+pub struct StraitProc {
+    pub child: Child,
+    pub started: Instant,
+    _dir: tempfile::TempDir,
+}
+
+impl StraitProc {
+    /// Starts `strait run` mirroring exactly `topic`, with `budget` in-flight bytes.
+    pub fn spawn(source: &str, target: &str, topic: &str, budget_mib: u64) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let cfg = dir.path().join("strait.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[source]\nbootstrap_servers = \"{source}\"\n\
+                 [target]\nbootstrap_servers = \"{target}\"\n\
+                 [mirror]\ntopics = ['{topic}']\nmax_in_flight_bytes = \"{budget_mib}MiB\"\n\
+                 [state]\ndir = \"{}\"\n\
+                 [groups]\ninclude = ['strait-bench-no-such-group']\n\
+                 [log]\nlevel = \"warn\"\n",
+                dir.path().join("state").display()
+            ),
+        )?;
+        let log = std::fs::File::create(dir.path().join("strait.log"))?;
+        // STRAIT_BENCH_PERF=DIR: run strait under `perf record -g` (for profiling only: the
+        // RSS measured is then perf's).
+        let mut cmd = match std::env::var("STRAIT_BENCH_PERF") {
+            Ok(out) => {
+                let mut c = Command::new("perf");
+                c.args(["record", "-F", "1999", "-g", "-o"])
+                    .arg(Path::new(&out).join(format!("perf-{topic}.data")))
+                    .arg("--")
+                    .arg(env!("CARGO_BIN_EXE_strait"));
+                c
+            }
+            Err(_) => Command::new(env!("CARGO_BIN_EXE_strait")),
+        };
+        let child = cmd
+            .args(["run", "--config"])
+            .arg(&cfg)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting strait run")?;
+        Ok(Self {
+            child,
+            started: Instant::now(),
+            _dir: dir,
+        })
+    }
+
+    /// Peak resident set size so far (VmHWM), in bytes.
+    pub fn peak_rss(&self) -> Result<u64> {
+        peak_rss(self.child.id())
+    }
+
+    /// SIGINT (as Ctrl-C; perf forwards it), then wait: strait drains and exits.
+    pub fn stop(&mut self) -> Result<()> {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(40);
+        while Instant::now() < deadline {
+            if self.child.try_wait()?.is_some() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    pub fn log(&self) -> PathBuf {
+        self._dir.path().join("strait.log")
+    }
+}
+
+impl Drop for StraitProc {
+    /// A benchmark that fails half-way must not leave a mirror running.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// VmHWM of a process, in bytes.
+pub fn peak_rss(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .context("no VmHWM")?;
+    let kb: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .context("VmHWM value")?
+        .parse()?;
+    Ok(kb * 1024)
+}
+
+/// The mirror a user would write in an afternoon with rdkafka: consume each record from the
+/// source (fetch.wait.max.ms = 10, otherwise librdkafka defaults), produce it again to the
+/// same partition with the same key, value and timestamp (compressing with zstd when the
+/// source is zstd). Blocks until `records` were consumed and the producer is flushed.
+pub fn naive_mirror(
+    source: &str,
+    target: &str,
+    (topic, to_topic): (&str, &str),
+    partitions: i32,
+    records: u64,
+    zstd: bool,
+) -> Result<()> {
+    let consumer: BaseConsumer = RdConfig::new()
+        .set("bootstrap.servers", source)
+        .set("group.id", format!("naive-{topic}"))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    let producer: BaseProducer = RdConfig::new()
+        .set("bootstrap.servers", target)
+        .set("compression.type", if zstd { "zstd" } else { "none" })
+        .create()?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    let mut consumed = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(900);
+    while consumed < records {
+        if Instant::now() > deadline {
+            bail!("naive mirror: {consumed} of {records} records after 900 s");
+        }
+        producer.poll(Duration::ZERO);
+        let Some(m) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let m = m?;
+        let mut rec = BaseRecord::<[u8], [u8]>::to(to_topic).partition(m.partition());
+        if let Some(k) = m.key() {
+            rec = rec.key(k);
+        }
+        if let Some(v) = m.payload() {
+            rec = rec.payload(v);
+        }
+        if let Some(ts) = m.timestamp().to_millis() {
+            rec = rec.timestamp(ts);
+        }
+        let mut rec = rec;
+        loop {
+            match producer.send(rec) {
+                Ok(()) => break,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    producer.poll(Duration::from_millis(5));
+                    rec = r;
+                }
+                Err((e, _)) => return Err(e.into()),
+            }
+        }
+        consumed += 1;
+    }
+    producer.flush(Duration::from_secs(120))?;
+    Ok(())
+}
+
+/// MirrorMaker 2 in dedicated mode (`connect-mirror-maker`), identity replication policy,
+/// replicating exactly `topic` from `source` to `target`.
+pub fn spawn_mm2(source: &str, target: &str, topic: &str, dir: &Path) -> Result<Child> {
+    let cache = std::env::var("STRAIT_CACHE").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/strait",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    let libs = format!("{cache}/kafka-4.3.1/mm2-libs");
+    if !Path::new(&libs).is_dir() {
+        bail!("{libs} is missing: run `bash scripts/kafka.sh install-mm2` (see tests/README.md)");
+    }
+    let props = dir.join(format!("mm2-{topic}.properties"));
+    std::fs::write(
+        &props,
+        format!(
+            "clusters = src, dst\n\
+             src.bootstrap.servers = {source}\n\
+             dst.bootstrap.servers = {target}\n\
+             src->dst.enabled = true\n\
+             src->dst.topics = {topic}\n\
+             dst->src.enabled = false\n\
+             replication.policy.class = org.apache.kafka.connect.mirror.IdentityReplicationPolicy\n\
+             replication.factor = 1\n\
+             checkpoints.topic.replication.factor = 1\n\
+             heartbeats.topic.replication.factor = 1\n\
+             offset-syncs.topic.replication.factor = 1\n\
+             offset.storage.replication.factor = 1\n\
+             status.storage.replication.factor = 1\n\
+             config.storage.replication.factor = 1\n\
+             emit.heartbeats.enabled = false\n\
+             emit.checkpoints.enabled = false\n\
+             sync.group.offsets.enabled = false\n\
+             sync.topic.acls.enabled = false\n\
+             refresh.topics.interval.seconds = 2\n\
+             tasks.max = 2\n"
+        ),
+    )?;
+    let log = std::fs::File::create(dir.join(format!("mm2-{topic}.log")))?;
+    let child = Command::new("java")
+        .args(["-Xmx1g", "-cp", &format!("{libs}/*")])
+        .arg("org.apache.kafka.connect.mirror.MirrorMaker")
+        .arg(&props)
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting MirrorMaker 2")?;
+    Ok(child)
+}
