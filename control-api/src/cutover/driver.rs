@@ -546,6 +546,17 @@ async fn promote(inner: &Inner, c: &Cutover, op: &Operation) -> Result<StepEnd, 
                 continue;
             }
         };
+        // The target becomes the primary: strait's write protection of its copies goes.
+        let principals = ctx.mirror.protect_principals();
+        if !principals.is_empty()
+            && let Err(e) =
+                strait_linker::mirror::protect::unprotect(&ctx.target, &c.topics, principals).await
+        {
+            why = format!("target: lifting the mirror topics' DENY WRITE ACLs: {e}");
+            ctx.mirror.release_topics(&c.topics).await?;
+            inner.pause(POLL_MS).await;
+            continue;
+        }
         for g in &c.groups {
             ctx.groups.mark_moved(g)?;
         }

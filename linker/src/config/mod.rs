@@ -202,6 +202,16 @@ pub struct MirrorConfig {
     /// target cluster maintains its own internal topics.
     #[serde(default)]
     pub include_internal: bool,
+    /// Principals denied writes to the mirror topics on the target while strait mirrors
+    /// them: strait adds a `DENY WRITE` ACL per mirror topic and principal (for example
+    /// `["User:*"]`), removes it from a wave's topics when a cutover promotes them, and adds
+    /// it again when a failback resumes mirroring. Needs a target that enforces ACLs, and
+    /// strait's own target principal must be a super user (super users are exempt from
+    /// ACLs). Empty by default: writes by others are still detected (the partition stops
+    /// with a foreign-write error), but not prevented.
+    /// Example: `protect_principals = ["User:*"]`.
+    #[serde(default)]
+    pub protect_principals: Vec<String>,
 }
 
 fn default_start() -> StartPosition {

@@ -82,8 +82,11 @@ impl Engine {
                 },
             )?;
         }
+        let config_sync_due = self.last_config_sync.elapsed() >= self.settings.config_sync;
+        self.protect_topics(&live, config_sync_due, &mut problems)
+            .await;
         self.status.update(|s| s.topic_problems = problems);
-        if self.last_config_sync.elapsed() >= self.settings.config_sync {
+        if config_sync_due {
             self.last_config_sync = Instant::now();
             for t in live {
                 if let Err(err) = topics::sync_configs(&self.source, &self.target, &t).await {
@@ -92,6 +95,44 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// Protects mirrored topics that are not held (promoted) with DENY WRITE ACLs on the
+    /// target: new ones at once, all of them again when `renew` (an ACL removed by hand, or by
+    /// a failback's target fence, comes back). Held topics are left to the cutover, which
+    /// lifts their protection when it promotes them.
+    async fn protect_topics(
+        &mut self,
+        live: &BTreeSet<String>,
+        renew: bool,
+        problems: &mut Vec<TopicProblem>,
+    ) {
+        if self.settings.protect_principals.is_empty() {
+            return;
+        }
+        for t in live {
+            let mut partitions = self.slots.iter().filter(|(tp, _)| &tp.topic == t);
+            let held = partitions.clone().any(|(_, s)| s.hold.is_some());
+            if held || partitions.next().is_none() {
+                self.protected.remove(t);
+                continue;
+            }
+            if self.protected.contains(t) && !renew {
+                continue;
+            }
+            let principals = &self.settings.protect_principals;
+            match super::protect::protect(&self.target, t, principals).await {
+                Ok(()) => {
+                    if self.protected.insert(t.clone()) {
+                        tracing::info!(topic = %t, ?principals, "mirror topic protected on the target (DENY WRITE)");
+                    }
+                }
+                Err(e) => problems.push(TopicProblem {
+                    topic: t.clone(),
+                    message: format!("cannot protect the target topic with DENY WRITE ACLs: {e}"),
+                }),
+            }
+        }
     }
 
     /// Makes sure the target topic exists, is ours, and has enough partitions.

@@ -1,7 +1,7 @@
 //! The coordinator task: discovery, fetch rounds, produce rounds, acks and reconciliation.
 //! See the module docs of [`crate::mirror`] for the data flow.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -107,6 +107,7 @@ impl Mirror {
             status: status.clone(),
             queries: queries_tx,
             store: Arc::clone(&store),
+            protect_principals: Arc::new(settings.protect_principals.clone()),
         };
         Self {
             source,
@@ -149,6 +150,7 @@ impl Mirror {
             last_config_sync: Instant::now(),
             pending_holds: Vec::new(),
             target_deletes: None,
+            protected: BTreeSet::new(),
         };
         let mut queries = self.queries;
         drop(self.handle); // only clones held by other components keep the query channel open
@@ -216,6 +218,8 @@ pub(super) struct Engine {
     pub(super) produce_in_flight: usize,
     pub(super) last_config_sync: Instant,
     pending_holds: Vec<PendingHold>,
+    /// Topics whose target copy strait protected with DENY WRITE ACLs ([`super::protect`]).
+    pub(super) protected: BTreeSet<String>,
     /// Whether the target honours DeleteRecords (offset alignment), once known.
     pub(super) target_deletes: Option<bool>,
 }

@@ -116,9 +116,16 @@ pub struct MirrorHandle {
     pub(crate) status: StatusHandle,
     pub(crate) queries: mpsc::Sender<Query>,
     pub(crate) store: Arc<StateStore>,
+    pub(crate) protect_principals: Arc<Vec<String>>,
 }
 
 impl MirrorHandle {
+    /// Principals denied writes to mirror topics on the target (`[mirror]
+    /// protect_principals`); a promotion lifts their ACLs with [`super::protect::unprotect`].
+    pub fn protect_principals(&self) -> &[String] {
+        &self.protect_principals
+    }
+
     /// The mirror's status.
     pub fn status(&self) -> &StatusHandle {
         &self.status

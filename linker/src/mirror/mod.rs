@@ -30,6 +30,7 @@ mod engine;
 pub mod failback;
 pub mod handle;
 mod partition;
+pub mod protect;
 pub mod status;
 pub mod topics;
 pub mod verify;
@@ -79,6 +80,8 @@ pub struct MirrorSettings {
     pub max_produce_requests: usize,
     /// Consecutive CRC failures on one batch before the partition stops.
     pub max_crc_retries: u32,
+    /// Principals denied writes to mirror topics on the target ([`protect`]); empty: off.
+    pub protect_principals: Vec<String>,
 }
 
 impl MirrorSettings {
@@ -96,6 +99,7 @@ impl MirrorSettings {
             partition_fetch_max_bytes: 8 << 20,
             max_produce_requests: 4,
             max_crc_retries: 5,
+            protect_principals: Vec::new(),
         }
     }
 }
@@ -111,6 +115,7 @@ impl fmt::Debug for MirrorSettings {
             .field("fetch_max_bytes", &self.fetch_max_bytes)
             .field("partition_fetch_max_bytes", &self.partition_fetch_max_bytes)
             .field("max_produce_requests", &self.max_produce_requests)
+            .field("protect_principals", &self.protect_principals)
             .finish_non_exhaustive()
     }
 }
@@ -133,6 +138,7 @@ impl From<&crate::config::MirrorConfig> for MirrorSettings {
             fetch_max_wait: c.fetch_max_wait.get(),
             fetch_max_bytes: clamp(c.fetch_max_bytes.bytes()),
             partition_fetch_max_bytes: clamp(c.partition_fetch_max_bytes.bytes()),
+            protect_principals: c.protect_principals.clone(),
             ..Self::new(Arc::new(|_: &str| true))
         }
     }
