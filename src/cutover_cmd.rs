@@ -32,6 +32,10 @@ pub struct CutoverArgs {
     /// Without it the token is read from the STRAIT_API_TOKEN environment variable.
     #[arg(long, global = true)]
     token_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for an `https://` API URL whose certificate is not
+    /// signed by a public CA (`[api] tls_cert` signed by your own CA).
+    #[arg(long, global = true, env = "STRAIT_API_CA_FILE")]
+    api_ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: CutoverCommand,
 }
@@ -207,7 +211,11 @@ fn parse_stage(s: &str) -> Result<Stage, String> {
 
 /// Runs one `strait cutover` command.
 pub async fn run(args: CutoverArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.api, args.token_file.as_deref())?;
+    let client = Client::new(
+        &args.api,
+        args.token_file.as_deref(),
+        args.api_ca_file.as_deref(),
+    )?;
     match args.command {
         CutoverCommand::Create(a) => create(&client, a).await,
         CutoverCommand::Advance(a) => advance(&client, a).await,

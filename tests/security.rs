@@ -617,6 +617,25 @@ async fn secrets_never_appear_in_logs_metrics_answers_or_errors() {
     let metrics = https(&addr, &ca, "GET", "/metrics", None, None).await;
     assert!(metrics.body.contains("strait_"), "{}", metrics.body);
     assert_no_secret("/metrics", &metrics.raw);
+    // `strait cutover` reaches the HTTPS API when told which CA to trust, and not otherwise.
+    let cli = |ca_file: Option<&Path>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_strait"));
+        cmd.args(["cutover", "status", "--api", &format!("https://{addr}")])
+            .env("STRAIT_API_TOKEN", TOKEN)
+            .env_remove("STRAIT_API_URL")
+            .env_remove("STRAIT_API_CA_FILE");
+        if let Some(f) = ca_file {
+            cmd.arg("--api-ca-file").arg(f);
+        }
+        cmd.output().unwrap()
+    };
+    let trusted = cli(Some(&ca));
+    assert!(trusted.status.success(), "{}", text(&trusted));
+    assert!(text(&trusted).contains("leak"), "{}", text(&trusted));
+    assert_no_secret("strait cutover status", &text(&trusted));
+    let untrusted = cli(None);
+    assert!(!untrusted.status.success(), "{}", text(&untrusted));
+    assert_no_secret("strait cutover status (untrusted)", &text(&untrusted));
     // Plain HTTP on the HTTPS port gets nothing.
     {
         let mut plain = tokio::net::TcpStream::connect(&addr).await.unwrap();

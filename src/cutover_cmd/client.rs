@@ -27,7 +27,11 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    pub(crate) fn new(base: &str, token_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+    pub(crate) fn new(
+        base: &str,
+        token_file: Option<&std::path::Path>,
+        ca_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         let token = match token_file {
             Some(path) => std::fs::read_to_string(path)
                 .with_context(|| format!("--token-file: cannot read {}", path.display()))?
@@ -38,16 +42,30 @@ impl Client {
         if token.is_empty() {
             bail!("no API token: set STRAIT_API_TOKEN or pass --token-file");
         }
-        Self::with_token(base, &token)
+        Self::build(base, &token, ca_file)
     }
 
     /// A client using `token`.
+    #[cfg_attr(not(feature = "scenario"), allow(dead_code))]
     pub(crate) fn with_token(base: &str, token: &str) -> anyhow::Result<Self> {
+        Self::build(base, token, None)
+    }
+
+    /// A client using `token`, trusting `ca_file` (PEM) besides the public CAs for HTTPS.
+    fn build(base: &str, token: &str, ca_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
         let token = token.to_owned();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .context("building the HTTP client")?;
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(60));
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path)
+                .with_context(|| format!("--api-ca-file: cannot read {}", path.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!("--api-ca-file: {} holds no PEM certificate", path.display())
+            })?;
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder.build().context("building the HTTP client")?;
         Ok(Self {
             http,
             base: base.trim_end_matches('/').to_owned(),
