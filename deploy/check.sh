@@ -19,8 +19,12 @@ k8s = list(yaml.safe_load_all(open(f"{here}/k8s/strait.yaml")))
 cfg = next(d for d in k8s if d and d["kind"] == "ConfigMap")["data"]["strait.toml"]
 assert cfg == open(f"{here}/strait.toml").read(), "the ConfigMap must embed deploy/strait.toml"
 print("ok   k8s ConfigMap embeds deploy/strait.toml")
-exported = set(re.findall(r"strait_[a-z_]+", open(f"{root}/control-api/src/metrics.rs").read()))
-used = set(re.findall(r"strait_[a-z_]+", open(f"{here}/grafana-dashboard.json").read()))
+exported = set()
+for src in ("control-api/src/metrics.rs", "linker/src/metrics.rs"):
+    exported |= set(re.findall(r"strait_[a-z_]+", open(f"{root}/{src}").read()))
+# A histogram family exports <name>_bucket, _sum and _count.
+used = {re.sub(r"_(bucket|sum|count)$", "", m) if re.sub(r"_(bucket|sum|count)$", "", m) in exported else m
+        for m in re.findall(r"strait_[a-z_]+", open(f"{here}/grafana-dashboard.json").read())}
 missing = sorted(used - exported)
 assert not missing, f"the dashboard uses metrics strait does not export: {missing}"
 json.load(open(f"{here}/grafana-dashboard.json"))
