@@ -116,6 +116,22 @@ struct CreateArgs {
     name: String,
     #[command(flatten)]
     wave: WaveArgs,
+    /// Largest lag (records, summed over the wave) at which fencing may start (default
+    /// 10000).
+    #[arg(long)]
+    max_lag_records: Option<i64>,
+    /// Time allowed to fence, e.g. `2m` (default 1m); an expired fence is undone.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    fence_deadline: Option<Duration>,
+    /// Time allowed to drain (default 5m); an expired drain is undone.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    drain_deadline: Option<Duration>,
+    /// Time allowed to promote (default 1m); an expired promotion is undone.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    promote_deadline: Option<Duration>,
+    /// Time allowed for a failback (default 10m); an expired one is reported, not undone.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    failback_deadline: Option<Duration>,
     /// Only check; create nothing. Exits 1 when something would block it.
     #[arg(long)]
     dry_run: bool,
@@ -226,11 +242,39 @@ pub async fn run(args: CutoverArgs) -> anyhow::Result<()> {
     }
 }
 
+impl CreateArgs {
+    /// The `POST /v1/cutovers` body; unset options keep the API's defaults.
+    fn body(&self) -> Value {
+        let mut body = json!({
+            "name": self.name, "topics": self.wave.topics, "groups": self.wave.groups,
+            "fence": self.wave.fence(), "dry_run": self.dry_run,
+        });
+        if let Some(n) = self.max_lag_records {
+            body["max_lag_records"] = json!(n);
+        }
+        let mut deadlines = serde_json::Map::new();
+        for (key, d) in [
+            ("fence_ms", self.fence_deadline),
+            ("drain_ms", self.drain_deadline),
+            ("promote_ms", self.promote_deadline),
+            ("failback_ms", self.failback_deadline),
+        ] {
+            if let Some(d) = d {
+                deadlines.insert(
+                    key.into(),
+                    json!(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                );
+            }
+        }
+        if !deadlines.is_empty() {
+            body["deadlines"] = Value::Object(deadlines);
+        }
+        body
+    }
+}
+
 async fn create(client: &Client, a: CreateArgs) -> anyhow::Result<()> {
-    let body = json!({
-        "name": a.name, "topics": a.wave.topics, "groups": a.wave.groups,
-        "fence": a.wave.fence(), "dry_run": a.dry_run,
-    });
+    let body = a.body();
     let answer = client
         .call(reqwest::Method::POST, "/v1/cutovers", Some(body), None)
         .await?;
@@ -458,6 +502,57 @@ mod tests {
         assert_eq!(parse_stage("promoted").unwrap(), Stage::Promoted);
         assert_eq!(parse_stage("rolled_back").unwrap(), Stage::RolledBack);
         assert!(parse_stage("done").unwrap_err().contains("fenced"));
+    }
+
+    #[test]
+    fn create_options_become_the_request_body() {
+        use clap::Parser as _;
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            command: CutoverCommand,
+        }
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+            Ok(CutoverCommand::Create(a)) => a,
+            other => panic!("{other:?}"),
+        };
+        let a = parse(&[
+            "x",
+            "create",
+            "--name",
+            "w1",
+            "--topics",
+            "a",
+            "--fence",
+            "acl",
+            "--max-lag-records",
+            "500",
+            "--drain-deadline",
+            "10m",
+            "--fence-deadline",
+            "90s",
+        ]);
+        assert_eq!(
+            a.body(),
+            json!({
+                "name": "w1", "topics": ["a"], "groups": [], "fence": { "mode": "acl" },
+                "dry_run": false, "max_lag_records": 500,
+                "deadlines": { "fence_ms": 90_000, "drain_ms": 600_000 }
+            })
+        );
+        // Unset options are left to the API's defaults.
+        let b = parse(&[
+            "x", "create", "--name", "w2", "--topics", "a", "--fence", "manual",
+        ]);
+        assert!(b.body().get("deadlines").is_none() && b.body().get("max_lag_records").is_none());
+        // The body is what the API accepts.
+        let req: strait_control_api::cutover::CreateCutover =
+            serde_json::from_value(a.body()).unwrap();
+        assert_eq!(req.deadlines.drain_ms, 600_000);
+        assert_eq!(
+            req.deadlines.promote_ms, 60_000,
+            "unset deadlines keep their default"
+        );
     }
 
     #[test]
