@@ -806,8 +806,14 @@ pub(super) fn checkpoint(slot: &Slot) -> PartitionCheckpoint {
     }
 }
 
+/// Consecutive CRC failures [`read_tail`] re-reads before it returns an error (the engine
+/// then retries the whole read a second later; a failback fails).
+const TAIL_CRC_RETRIES: u32 = 5;
+
 /// Every batch of a partition from `from` to its end (the target's tail after a crash; the
-/// source's in a failback).
+/// source's in a failback). Every batch's CRC is checked, like a source fetch's: a batch that
+/// fails is read again (up to [`TAIL_CRC_RETRIES`] times in a row), so a byte flipped on the
+/// way is never taken for a batch strait did not write.
 pub(super) async fn read_tail(
     client: &KafkaClient,
     tp: &TopicPartition,
@@ -815,6 +821,7 @@ pub(super) async fn read_tail(
 ) -> Result<Vec<RawBatch>, Error> {
     let mut out = Vec::new();
     let mut offset = from;
+    let mut crc_streak = 0;
     let opts = FetchOptions {
         max_wait: Duration::ZERO,
         isolation: Isolation::ReadUncommitted,
@@ -843,13 +850,34 @@ pub(super) async fn read_tail(
             message: e.to_string(),
         })?;
         let mut advanced = false;
+        let mut corrupt = None;
         for b in split.batches {
             if b.header().last_offset() >= offset {
+                if let Err(e) = b.verify_crc() {
+                    corrupt = Some(e);
+                    break;
+                }
                 offset = b.header().next_offset();
                 out.push(b);
                 advanced = true;
             }
         }
+        if let Some(e) = corrupt {
+            // Batches before the bad one are kept; the read resumes at the bad one.
+            crc_streak += 1;
+            tracing::warn!(partition = %tp, offset, error = %e, "CRC mismatch reading the tail; re-reading");
+            if crc_streak > TAIL_CRC_RETRIES {
+                return Err(Error::Protocol {
+                    broker: String::new(),
+                    api: "Fetch",
+                    message: format!(
+                        "batch at offset {offset} failed its CRC {crc_streak} times in a row: {e}"
+                    ),
+                });
+            }
+            continue;
+        }
+        crc_streak = 0;
         if offset >= f.high_watermark || !advanced {
             return Ok(out);
         }
