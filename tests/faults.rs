@@ -461,6 +461,12 @@ async fn proxy_faults_during_mirroring() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn proxy_faults_during_mirroring_to_tansu() {
+    let _report = Reporting::begin();
+    scenarios::proxy_faults_during_mirroring_to_tansu().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn proxy_faults_during_group_sync() {
     let _report = Reporting::begin();
     scenarios::proxy_faults_during_group_sync().await;
@@ -476,6 +482,12 @@ async fn proxy_faults_during_each_cutover_stage() {
 async fn corrupt_batch_is_never_written_and_is_refetched() {
     let _report = Reporting::begin();
     scenarios::corrupt_batch().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn corrupt_target_tail_is_re_read_not_taken_for_a_foreign_write() {
+    let _report = Reporting::begin();
+    scenarios::corrupt_target_tail().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

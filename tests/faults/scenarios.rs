@@ -12,8 +12,13 @@ fn shared() -> (B, B) {
 
 /// Proxies in front of the shared source and target.
 fn proxies() -> (FaultProxy, FaultProxy, Endpoints) {
+    proxies_to(&B::Shared(kafka_target()))
+}
+
+/// Proxies in front of the shared source and `target`.
+fn proxies_to(target: &B) -> (FaultProxy, FaultProxy, Endpoints) {
     let sp = FaultProxy::start(&kafka_source().bootstrap());
-    let tp = FaultProxy::start(&kafka_target().bootstrap());
+    let tp = FaultProxy::start(&target.bootstrap());
     let via = Endpoints {
         source: sp.bootstrap(),
         target: tp.bootstrap(),
@@ -41,9 +46,25 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
 
 /// Every proxy fault on both clusters in turn while producers write and a group consumes.
 pub(crate) async fn proxy_faults_during_mirroring() {
-    let (sp, tp, via) = proxies();
-    let (source, target) = shared();
-    let mut s = Scenario::new("mirroring", source, target, Some(&via), None).await;
+    mirroring_faults("mirroring", B::Shared(kafka_target()), "").await;
+}
+
+/// The same sequence with the shared tansu (memory) target; it is never killed or restarted
+/// (a memory tansu comes back empty). The checks are the same and hold as they are: strait
+/// writes whole batches and the target is only ever read from batch starts (strait's tail
+/// reads start at its map's next target offset; the test's reads start at 0; the group's
+/// committed offsets fall between the load's one-record batches), so tansu's failure to fetch
+/// from inside a batch is never met, and nothing here relies on its ListOffsets latest.
+/// The flipped byte stays on source fetches only, as with Kafka.
+pub(crate) async fn proxy_faults_during_mirroring_to_tansu() {
+    let target = B::Shared(strait_testkit::tansu_target());
+    mirroring_faults("mirroring_tansu", target, "target tansu (memory); ").await;
+}
+
+async fn mirroring_faults(name: &'static str, target: B, note: &str) {
+    let (sp, tp, via) = proxies_to(&target);
+    let source = B::Shared(kafka_source());
+    let mut s = Scenario::new(name, source, target, Some(&via), None).await;
     let strait = s.strait().await;
     let load = s.load();
     let reader = s.reader(false);
@@ -73,7 +94,7 @@ pub(crate) async fn proxy_faults_during_mirroring() {
     );
     let tally = s.finish(strait, Some(reader)).await;
     for (f, injected, produced) in rows {
-        let note = format!("{produced} records produced while on");
+        let note = format!("{note}{produced} records produced while on");
         s.record(f.name(), injected, tally, &note);
     }
     assert_clean("faults during mirroring", tally);
@@ -295,6 +316,94 @@ pub(crate) async fn corrupt_batch() {
     let note = format!("metric {crc}, {warnings} warnings, refetched");
     s.record("flipped byte in fetch (source)", corrupted, tally, &note);
     assert_clean("corrupt batches", tally);
+}
+
+/// Every strait log of the scenario so far (one file per start).
+fn all_logs(s: &Scenario) -> String {
+    let mut logs: Vec<PathBuf> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    logs.sort();
+    logs.iter()
+        .map(|p| std::fs::read_to_string(p).unwrap_or_default())
+        .collect()
+}
+
+/// Corrupted fetches from the TARGET while strait reads its tail: strait is SIGKILLed under
+/// load (its last checkpoints are lost, so the target holds batches past them) and restarted
+/// with a byte flipped in the next target Fetch responses that carry a batch, which are the
+/// restart's tail reads (strait's other target fetches read at the end and carry none). The
+/// tail's batches must be CRC-checked and read again, never taken for a foreign write, and
+/// matched with the source so nothing is written twice.
+pub(crate) async fn corrupt_target_tail() {
+    let tp = FaultProxy::start(&kafka_target().bootstrap());
+    let via = Endpoints {
+        source: kafka_source().bootstrap(),
+        target: tp.bootstrap(),
+    };
+    let (source, target) = shared();
+    let mut s = Scenario::new("corrupt_target_tail", source, target, Some(&via), None).await;
+    let load = s.load();
+    let reader = s.reader(false);
+    let mut strait = s.strait().await;
+    let mut kills = 0;
+    // A kill leaves no tail now and then (the checkpoints were flushed): kill again.
+    while tp.stats().corrupted == 0 {
+        assert!(
+            kills < 10,
+            "{kills} restarts and no corrupted tail read: {:?}",
+            tp.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        strait.kill();
+        kills += 1;
+        let armed = tp.pending().1;
+        tp.corrupt_next_fetches(2u32.saturating_sub(armed));
+        strait = s.strait().await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tp.clear();
+    load.stop().await;
+    let corrupted = tp.stats().corrupted;
+    let status = strait.get("/v1/status").await;
+    let failed: Vec<&Value> = status["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["topic"] == s.topic.as_str() && p["state"] == "error")
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "partitions stopped after a corrupted tail read: {failed:#?}\nlog:\n{}",
+        strait.log_text()
+    );
+    let logs = all_logs(&s);
+    assert!(
+        !logs.contains("did not write"),
+        "a corrupted tail read was taken for a foreign write"
+    );
+    let rereads = logs.matches("CRC mismatch reading the tail").count();
+    assert!(
+        rereads as u64 >= corrupted,
+        "{corrupted} corrupted tail fetches, {rereads} CRC warnings"
+    );
+    let matched = logs
+        .matches("target holds batches past the checkpoint")
+        .count();
+    let tally = s.finish(strait, Some(reader)).await;
+    let note = format!(
+        "after strait SIGKILL x{kills}; {rereads} CRC warnings, re-read; {matched} tails matched"
+    );
+    s.record(
+        "flipped byte in fetch (target tail)",
+        corrupted,
+        tally,
+        &note,
+    );
+    assert_clean("corrupt target tail", tally);
 }
 
 /// A dedicated source or target broker SIGKILLed mid-mirror and restarted on the same port
