@@ -504,15 +504,20 @@ mod tests {
         assert!(parse_stage("done").unwrap_err().contains("fenced"));
     }
 
-    #[test]
-    fn create_options_become_the_request_body() {
+    /// `strait cutover ARGS...` parsed (the first argument stands for the program).
+    fn command(args: &[&str]) -> Result<CutoverCommand, clap::Error> {
         use clap::Parser as _;
         #[derive(clap::Parser)]
         struct Cli {
             #[command(subcommand)]
             command: CutoverCommand,
         }
-        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+        Cli::try_parse_from(args).map(|c| c.command)
+    }
+
+    #[test]
+    fn create_options_become_the_request_body() {
+        let parse = |args: &[&str]| match command(args) {
             Ok(CutoverCommand::Create(a)) => a,
             other => panic!("{other:?}"),
         };
@@ -557,13 +562,7 @@ mod tests {
 
     #[test]
     fn fence_options_become_the_fence_object() {
-        use clap::Parser as _;
-        #[derive(clap::Parser)]
-        struct Cli {
-            #[command(subcommand)]
-            command: CutoverCommand,
-        }
-        let parse = |args: &[&str]| match Cli::try_parse_from(args).map(|c| c.command) {
+        let parse = |args: &[&str]| match command(args) {
             Ok(CutoverCommand::Rehearse(a)) => a,
             other => panic!("{other:?}"),
         };
@@ -593,7 +592,7 @@ mod tests {
         let b = parse(&["x", "rehearse", "--topics", "a", "--fence", "acl"]);
         assert_eq!(b.wave.fence(), json!({ "mode": "acl" }));
         assert!(b.wave.groups.is_empty() && !b.wait);
-        assert!(Cli::try_parse_from(["x", "rehearse", "--fence", "acl"]).is_err());
+        assert!(command(&["x", "rehearse", "--fence", "acl"]).is_err());
     }
 
     #[test]

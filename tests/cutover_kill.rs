@@ -143,28 +143,12 @@ fn now_ms() -> u64 {
 
 fn write_config(dir: &Path, topic: &str, group: &str) -> PathBuf {
     let path = dir.join("strait.toml");
-    let toml = format!(
-        r#"[source]
-bootstrap_servers = "{}"
-[target]
-bootstrap_servers = "{}"
-[mirror]
-topics = ["{topic}"]
-topic_refresh_interval = "1s"
-[groups]
-include = ["{group}"]
-interval = "300ms"
-[state]
-dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[log]
-format = "json"
-level = "info"
-"#,
-        kafka_source().bootstrap(),
-        kafka_target().bootstrap(),
-        dir.join("state").display()
+    let toml = strait_toml(
+        &kafka_source().bootstrap(),
+        &kafka_target().bootstrap(),
+        topic,
+        Some(group),
+        &dir.join("state"),
     );
     std::fs::write(&path, toml).unwrap();
     path

@@ -252,27 +252,7 @@ impl Scenario {
         let config = dir.path().join("strait.toml");
         std::fs::write(
             &config,
-            format!(
-                r#"[source]
-bootstrap_servers = "{src}"
-[target]
-bootstrap_servers = "{tgt}"
-[mirror]
-topics = ["{topic}"]
-topic_refresh_interval = "1s"
-[groups]
-include = ["{group}"]
-interval = "300ms"
-[state]
-dir = "{}"
-[api]
-listen = "127.0.0.1:0"
-[log]
-format = "json"
-level = "info"
-"#,
-                state.display()
-            ),
+            strait_toml(&src, &tgt, &topic, Some(&group), &state),
         )
         .unwrap();
         Self {

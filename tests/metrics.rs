@@ -54,14 +54,12 @@ async fn lag_and_stage_series_have_the_expected_labels_and_values() {
     let config = dir.path().join("strait.toml");
     std::fs::write(
         &config,
-        format!(
-            "[source]\nbootstrap_servers = \"{}\"\n[target]\nbootstrap_servers = \"{}\"\n\
-             [mirror]\ntopics = [\"{topic}\"]\ntopic_refresh_interval = \"1s\"\n\
-             [state]\ndir = \"{}\"\n[groups]\ninclude = []\n\
-             [api]\nlisten = \"127.0.0.1:0\"\n[log]\nformat = \"json\"\nlevel = \"info\"\n",
-            kafka_source().bootstrap(),
-            kafka_target().bootstrap(),
-            dir.path().join("state").display()
+        strait_toml(
+            &kafka_source().bootstrap(),
+            &kafka_target().bootstrap(),
+            &topic,
+            None,
+            &dir.path().join("state"),
         ),
     )
     .unwrap();

@@ -515,6 +515,18 @@ impl Reader {
         group: &str,
         seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     ) -> Self {
+        Self::start_paced(broker, topic, group, seen, Duration::ZERO)
+    }
+
+    /// Like [`Reader::start`], but pausing `pause` after each record: a slow consumer whose
+    /// committed offsets keep moving for a while (for faults during group sync).
+    pub fn start_paced(
+        broker: &Broker,
+        topic: &str,
+        group: &str,
+        seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+        pause: Duration,
+    ) -> Self {
         use rdkafka::consumer::CommitMode;
         let mut cfg = RdConfig::new();
         for (k, v) in broker.client_config(None) {
@@ -526,33 +538,20 @@ impl Reader {
             .set("isolation.level", "read_committed")
             .set("fetch.wait.max.ms", "10");
         let consumer: BaseConsumer = cfg.create().unwrap();
-        // The group's committed offsets are read here, with retries, and assigned explicitly:
+        // The group's committed offsets are read (with retries) and assigned explicitly:
         // assigning `Offset::Stored` leaves librdkafka waiting forever when its own offset
         // fetch meets NOT_COORDINATOR on a busy broker (seen in CI).
-        let mut want = TopicPartitionList::new();
-        for p in 0..2 {
-            want.add_partition(topic, p);
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let committed = loop {
-            match consumer.committed_offsets(want.clone(), Duration::from_secs(5)) {
-                Ok(c) => break c,
-                Err(e) => {
-                    assert!(
-                        Instant::now() < deadline,
-                        "cannot read {group}'s offsets: {e}"
-                    );
-                    std::thread::sleep(Duration::from_millis(300));
-                }
-            }
-        };
         let mut tpl = TopicPartitionList::new();
-        for p in 0..2 {
-            let at = match committed.find_partition(topic, p).map(|e| e.offset()) {
-                Some(Offset::Offset(o)) => Offset::Offset(o),
-                _ => Offset::Beginning,
+        for (p, c) in committed_offsets(broker, group, topic, 2)
+            .iter()
+            .enumerate()
+        {
+            let at = if *c >= 0 {
+                Offset::Offset(*c)
+            } else {
+                Offset::Beginning
             };
-            tpl.add_partition_offset(topic, p, at).unwrap();
+            tpl.add_partition_offset(topic, p as i32, at).unwrap();
         }
         consumer.assign(&tpl).unwrap();
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -575,6 +574,9 @@ impl Reader {
                     .unwrap()
                     .push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
                 consumer.commit_message(&m, CommitMode::Sync).unwrap();
+                if !pause.is_zero() {
+                    std::thread::sleep(pause);
+                }
             }
         });
         Self { stop, thread }
@@ -898,57 +900,6 @@ pub fn fault_summary() -> String {
     out
 }
 
-impl Reader {
-    /// Like [`Reader::start`], but pausing `pause` after each record: a slow consumer whose
-    /// committed offsets keep moving for a while (for faults during group sync).
-    pub fn start_paced(
-        broker: &Broker,
-        topic: &str,
-        group: &str,
-        seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-        pause: Duration,
-    ) -> Self {
-        use rdkafka::consumer::CommitMode;
-        let mut cfg = RdConfig::new();
-        for (k, v) in broker.client_config(None) {
-            cfg.set(k, v);
-        }
-        cfg.set("group.id", group)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("isolation.level", "read_committed")
-            .set("fetch.wait.max.ms", "10");
-        let consumer: BaseConsumer = cfg.create().unwrap();
-        let mut tpl = TopicPartitionList::new();
-        let committed = committed_offsets(broker, group, topic, 2);
-        for (p, c) in committed.iter().enumerate() {
-            let at = if *c >= 0 {
-                Offset::Offset(*c)
-            } else {
-                Offset::Beginning
-            };
-            tpl.add_partition_offset(topic, p as i32, at).unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let s = std::sync::Arc::clone(&stop);
-        let thread = std::thread::spawn(move || {
-            while !s.load(std::sync::atomic::Ordering::Relaxed) {
-                let Some(m) = consumer.poll(Duration::from_millis(50)) else {
-                    continue;
-                };
-                let Ok(m) = m else { continue };
-                seen.lock()
-                    .unwrap()
-                    .push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
-                consumer.commit_message(&m, CommitMode::Sync).unwrap();
-                std::thread::sleep(pause);
-            }
-        });
-        Self { stop, thread }
-    }
-}
-
 /// Sends `n` numbered records (`v-N`, partition N % 2, numbers from `next`) to `topic` at once
 /// and remembers them as acknowledged (like [`Load`], but as one quick burst).
 /// `client` is the broker's client config ([`Broker::client_config`]).
@@ -984,4 +935,38 @@ pub async fn send_burst(
             .expect("delivered");
         acked.lock().unwrap().push(value);
     }
+}
+
+/// A `strait run` config (TOML) mirroring `topic` from `source` to `target` (bootstrap lists)
+/// and syncing `group` every 300 ms (`None`: no group), with its state in `state`, the API on
+/// a free loopback port and JSON logs (what [`StraitRun::start`] needs).
+pub fn strait_toml(
+    source: &str,
+    target: &str,
+    topic: &str,
+    group: Option<&str>,
+    state: &std::path::Path,
+) -> String {
+    let include = group.map_or(String::new(), |g| format!("\"{g}\""));
+    format!(
+        r#"[source]
+bootstrap_servers = "{source}"
+[target]
+bootstrap_servers = "{target}"
+[mirror]
+topics = ["{topic}"]
+topic_refresh_interval = "1s"
+[groups]
+include = [{include}]
+interval = "300ms"
+[state]
+dir = "{}"
+[api]
+listen = "127.0.0.1:0"
+[log]
+format = "json"
+level = "info"
+"#,
+        state.display()
+    )
 }
