@@ -210,7 +210,7 @@ pub struct MirrorConfig {
     /// ACLs). Empty by default: writes by others are still detected (the partition stops
     /// with a foreign-write error), but not prevented.
     /// Example: `protect_principals = ["User:*"]`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "deserialize_principals")]
     pub protect_principals: Vec<String>,
 }
 
@@ -386,6 +386,23 @@ impl ApiConfig {
 
 // serde's own SocketAddr error ("invalid socket address syntax") does not say what was
 // written nor what is expected.
+/// Kafka principals, `Type:name` (`User:alice`, `User:*`).
+fn deserialize_principals<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let list = Vec::<String>::deserialize(d)?;
+    for p in &list {
+        let valid = p
+            .split_once(':')
+            .is_some_and(|(kind, name)| !kind.is_empty() && !name.is_empty());
+        if !valid {
+            return Err(serde::de::Error::custom(format!(
+                "{} is not a Kafka principal (Type:name, e.g. \"User:*\" or \"User:alice\")",
+                error::quote(p)
+            )));
+        }
+    }
+    Ok(list)
+}
+
 fn deserialize_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
     let text = std::borrow::Cow::<'de, str>::deserialize(d)?;
     text.parse().map(Some).map_err(|_| {

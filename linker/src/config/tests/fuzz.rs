@@ -44,6 +44,7 @@ fetch_max_wait = "10ms"
 fetch_max_bytes = "64MiB"
 partition_fetch_max_bytes = "8MiB"
 include_internal = false
+protect_principals = ["User:*"]
 
 [state]
 dir = "/var/lib/strait"

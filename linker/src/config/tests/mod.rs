@@ -392,6 +392,14 @@ max_in_flight_bytes = "4GiB""#,
             &["mirror.fetch_max_bytes: 64MiB is larger than mirror.max_in_flight_bytes (32MiB)"],
         ),
         (
+            with("mirror", r#"protect_principals = ["alice"]"#),
+            &[r#"mirror.protect_principals: "alice" is not a Kafka principal"#],
+        ),
+        (
+            with("mirror", r#"protect_principals = ["User:"]"#),
+            &["mirror.protect_principals:"],
+        ),
+        (
             with("api", r#"listen = "localhost:8088""#),
             &[r#"api.listen: "localhost:8088" is not an IP socket address"#],
         ),
