@@ -129,23 +129,16 @@ fn describe(step: &Step) -> String {
             Some(f) => format!("create_cutover (fence {f:?})").to_lowercase(),
             None => "create_cutover".into(),
         },
-        other => {
-            let s = format!("{other:?}");
-            // `StartWorkload` → `start_workload`; `WaitMirrored(..)` → `wait_mirrored`.
-            let head = s.split('(').next().unwrap_or(&s);
-            let mut out = String::new();
-            for (i, c) in head.chars().enumerate() {
-                if c.is_uppercase() {
-                    if i > 0 {
-                        out.push('_');
-                    }
-                    out.extend(c.to_lowercase());
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        }
+        Step::StartWorkload => "start_workload".into(),
+        Step::StopWorkload => "stop_workload".into(),
+        Step::PauseProducers => "pause_producers".into(),
+        Step::ResumeProducers => "resume_producers".into(),
+        Step::StopConsumers => "stop_consumers".into(),
+        Step::StartStrait => "start_strait".into(),
+        Step::StopStrait => "stop_strait".into(),
+        Step::KillStrait => "kill_strait".into(),
+        Step::WaitMirrored(_) => "wait_mirrored".into(),
+        Step::Rollback(_) => "rollback".into(),
     }
 }
 
