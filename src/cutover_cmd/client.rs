@@ -58,9 +58,12 @@ impl Client {
         if let Some(path) = ca_file {
             let pem = std::fs::read(path)
                 .with_context(|| format!("--api-ca-file: cannot read {}", path.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
-                format!("--api-ca-file: {} holds no PEM certificate", path.display())
-            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .with_context(|| {
+                    format!("--api-ca-file: {} holds no PEM certificate", path.display())
+                })?;
             for c in certs {
                 builder = builder.add_root_certificate(c);
             }
@@ -189,6 +192,24 @@ mod tests {
             api_error(502, &json!("bad gateway")),
             "HTTP 502: \"bad gateway\""
         );
+    }
+
+    #[test]
+    fn an_unusable_ca_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken\n").unwrap();
+        let err = |ca: &std::path::Path| {
+            let e = Client::new("https://127.0.0.1:1", Some(&token), Some(ca)).err();
+            format!("{:#}", e.expect("refused"))
+        };
+        let missing = err(&dir.path().join("missing.pem"));
+        assert!(missing.contains("--api-ca-file: cannot read"), "{missing}");
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").unwrap();
+        let e = err(&garbage);
+        assert!(e.contains("holds no PEM certificate"), "{e}");
+        assert!(!e.contains("t0ken"), "{e}");
     }
 
     #[test]
