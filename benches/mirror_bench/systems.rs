@@ -76,6 +76,7 @@ impl StraitProc {
     pub fn spawn(source: &str, target: &str, topic: &str, budget_mib: u64) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let cfg = dir.path().join("strait.toml");
+        let level = std::env::var("STRAIT_BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
         std::fs::write(
             &cfg,
             format!(
@@ -84,11 +85,16 @@ impl StraitProc {
                  [mirror]\ntopics = ['{topic}']\nmax_in_flight_bytes = \"{budget_mib}MiB\"\n\
                  [state]\ndir = \"{}\"\n\
                  [groups]\ninclude = ['strait-bench-no-such-group']\n\
-                 [log]\nlevel = \"warn\"\n",
+                 [log]\nlevel = \"{level}\"\n",
                 dir.path().join("state").display()
             ),
         )?;
-        let log = std::fs::File::create(dir.path().join("strait.log"))?;
+        // STRAIT_BENCH_LOG_DIR=DIR keeps each run's log as DIR/strait-<topic>.log (the state
+        // directory is deleted); STRAIT_BENCH_LOG_LEVEL sets its level (default warn).
+        let log = match std::env::var("STRAIT_BENCH_LOG_DIR") {
+            Ok(d) => std::fs::File::create(Path::new(&d).join(format!("strait-{topic}.log")))?,
+            Err(_) => std::fs::File::create(dir.path().join("strait.log"))?,
+        };
         // STRAIT_BENCH_PERF=DIR: run strait under `perf record -g` (for profiling only: the
         // RSS measured is then perf's).
         let mut cmd = match std::env::var("STRAIT_BENCH_PERF") {

@@ -92,14 +92,75 @@ impl Drop for Connection {
 }
 
 /// Removes a pending entry if the caller's future is dropped before its response arrives.
-struct PendingGuard<'a> {
-    state: &'a Mutex<State>,
+struct PendingGuard {
+    state: Arc<Mutex<State>>,
     correlation_id: i32,
 }
 
-impl Drop for PendingGuard<'_> {
+impl Drop for PendingGuard {
     fn drop(&mut self) {
-        lock(self.state).pending.remove(&self.correlation_id);
+        lock(&self.state).pending.remove(&self.correlation_id);
+    }
+}
+
+/// A request queued for writing (requests on one connection are written, and answered by
+/// Kafka brokers, in the order they were queued) whose response is still to come: await it
+/// with [`InFlight::response`]. Dropping it abandons the response; the request may still be
+/// written and acted on.
+pub struct InFlight<R: Request> {
+    rx: oneshot::Receiver<std::result::Result<Bytes, Arc<str>>>,
+    _guard: PendingGuard,
+    state: Arc<Mutex<State>>,
+    broker: String,
+    version: i16,
+    timeout: Duration,
+    _request: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Request> std::fmt::Debug for InFlight<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlight")
+            .field("api", &api_name(R::KEY))
+            .field("broker", &self.broker)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Request> InFlight<R> {
+    /// Waits for the response (the request timeout runs from when this is first polled) and
+    /// decodes it.
+    ///
+    /// Cancel safety: dropping this future abandons the response and nothing else.
+    pub async fn response(self) -> Result<R::Response> {
+        let api = api_name(R::KEY);
+        let closed = |fallback: &str| {
+            let msg = lock(&self.state)
+                .poisoned
+                .clone()
+                .unwrap_or_else(|| fallback.into());
+            Error::Connection {
+                broker: self.broker.clone(),
+                message: msg,
+            }
+        };
+        let body = match tokio::time::timeout(self.timeout, self.rx).await {
+            Err(_) => {
+                return Err(Error::Timeout {
+                    broker: self.broker.clone(),
+                    api,
+                    after: self.timeout,
+                });
+            }
+            Ok(Err(_)) => return Err(closed("connection closed")),
+            Ok(Ok(Err(msg))) => {
+                return Err(Error::Connection {
+                    broker: self.broker.clone(),
+                    message: msg,
+                });
+            }
+            Ok(Ok(Ok(body))) => body,
+        };
+        decode::<R>(&self.broker, body, self.version)
     }
 }
 
@@ -230,7 +291,35 @@ impl Connection {
         version: i16,
         timeout: Duration,
     ) -> Result<R::Response> {
-        let api = api_name(R::KEY);
+        self.queue_version(req, version, timeout)
+            .await?
+            .response()
+            .await
+    }
+
+    /// Queues `req` for writing, with `extra` time on top of the request timeout for its
+    /// response, and returns without waiting for the response. Requests queued one after the
+    /// other on a connection are written in that order, so a caller that queues them from
+    /// one task controls the order in which the broker sees them.
+    ///
+    /// Cancel safety: if dropped before it returns, the request is either queued whole or not
+    /// at all.
+    pub async fn queue_with_extra_time<R: Request + Sync>(
+        &self,
+        req: &R,
+        extra: Duration,
+    ) -> Result<InFlight<R>> {
+        let version = self.version_for::<R>()?;
+        self.queue_version(req, version, self.request_timeout + extra)
+            .await
+    }
+
+    async fn queue_version<R: Request + Sync>(
+        &self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<InFlight<R>> {
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let frame = self.encode(req, version, correlation_id)?;
 
@@ -242,8 +331,8 @@ impl Connection {
             }
             st.pending.insert(correlation_id, tx);
         }
-        let _guard = PendingGuard {
-            state: &self.state,
+        let guard = PendingGuard {
+            state: Arc::clone(&self.state),
             correlation_id,
         };
 
@@ -254,25 +343,15 @@ impl Connection {
                 .unwrap_or_else(|| "writer stopped".into());
             return Err(self.poisoned(&msg));
         }
-        let body = match tokio::time::timeout(timeout, rx).await {
-            Err(_) => {
-                return Err(Error::Timeout {
-                    broker: self.broker.clone(),
-                    api,
-                    after: timeout,
-                });
-            }
-            Ok(Err(_)) => {
-                let msg = lock(&self.state)
-                    .poisoned
-                    .clone()
-                    .unwrap_or_else(|| "connection closed".into());
-                return Err(self.poisoned(&msg));
-            }
-            Ok(Ok(Err(msg))) => return Err(self.poisoned(&msg)),
-            Ok(Ok(Ok(body))) => body,
-        };
-        self.decode::<R>(body, version)
+        Ok(InFlight {
+            rx,
+            _guard: guard,
+            state: Arc::clone(&self.state),
+            broker: self.broker.clone(),
+            version,
+            timeout,
+            _request: std::marker::PhantomData,
+        })
     }
 
     fn encode<R: Request>(&self, req: &R, version: i16, correlation_id: i32) -> Result<Bytes> {
@@ -295,14 +374,6 @@ impl Connection {
         })?;
         buf[..4].copy_from_slice(&len.to_be_bytes());
         Ok(buf.freeze())
-    }
-
-    fn decode<R: Request>(&self, mut body: Bytes, version: i16) -> Result<R::Response> {
-        let api = api_name(R::KEY);
-        let proto = |e| protocol_error(&self.broker, api, e);
-        let hv = <R::Response as HeaderVersion>::header_version(version);
-        ResponseHeader::decode(&mut body, hv).map_err(proto)?;
-        R::Response::decode(&mut body, version).map_err(proto)
     }
 
     fn poisoned(&self, msg: &Arc<str>) -> Error {
@@ -477,6 +548,14 @@ async fn read_loop<R: AsyncRead>(read: R, state: Arc<Mutex<State>>, max_frame: u
         }
         // No waiter: a cancelled or timed-out request. Its response is discarded.
     }
+}
+
+fn decode<R: Request>(broker: &str, mut body: Bytes, version: i16) -> Result<R::Response> {
+    let api = api_name(R::KEY);
+    let proto = |e| protocol_error(broker, api, e);
+    let hv = <R::Response as HeaderVersion>::header_version(version);
+    ResponseHeader::decode(&mut body, hv).map_err(proto)?;
+    R::Response::decode(&mut body, version).map_err(proto)
 }
 
 fn poison(state: &Mutex<State>, message: String) {

@@ -13,7 +13,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest};
+use kafka_protocol::messages::{
+    BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, ProduceResponse,
+};
 use tokio::task::JoinSet;
 
 use super::error::{Context, Error, Result, Retry};
@@ -344,61 +346,71 @@ impl KafkaClient {
         timeout: Duration,
     ) -> Result<PartitionResults<ProduceAck>> {
         let conn = self.broker_connection(node).await?;
-        let mut topics: BTreeMap<String, Vec<PartitionProduceData>> = BTreeMap::new();
-        for i in items {
-            topics.entry(i.topic).or_default().push(
-                PartitionProduceData::default()
-                    .with_index(i.partition)
-                    .with_records(Some(i.batch)),
-            );
-        }
-        let req = ProduceRequest::default()
-            .with_acks(acks)
-            .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
-            .with_topic_data(
-                topics
-                    .into_iter()
-                    .map(|(t, ps)| {
-                        TopicProduceData::default()
-                            .with_name(topic_name(&t))
-                            .with_partition_data(ps)
-                    })
-                    .collect(),
-            );
+        let req = produce_request(items, acks, timeout);
         let started = Instant::now();
         let resp = conn.send_with_extra_time(&req, timeout).await?;
         crate::metrics::observe_produce(self.cluster(), started.elapsed());
-        let mut out = BTreeMap::new();
-        for t in resp.responses {
-            let topic = t.name.0.to_string();
-            for p in t.partition_responses {
-                let r = if p.error_code == 0 {
-                    Ok(ProduceAck {
-                        base_offset: p.base_offset,
-                        log_start_offset: p.log_start_offset,
-                    })
-                } else {
-                    let mut msg = p.error_message.as_ref().map(|m| m.to_string());
-                    if let Some(re) = p.record_errors.first()
-                        && let Some(m) = &re.batch_index_error_message
-                    {
-                        msg = Some(format!(
-                            "{}; record {}: {m}",
-                            msg.unwrap_or_default(),
-                            re.batch_index
-                        ));
-                    }
-                    Err(Error::broker(
-                        "Produce",
-                        p.error_code,
-                        Context::partition(&topic, p.index),
-                        msg,
-                    ))
-                };
-                out.insert((topic.clone(), p.index), r);
-            }
+        Ok(produce_results(resp))
+    }
+
+    /// [`produce`](Self::produce) in two steps, for a caller that keeps several produces in
+    /// flight and needs the brokers to see them in order: when this returns, every request is
+    /// queued on its leader's connection, behind those queued by earlier calls; the returned
+    /// future waits for the answers. Call it from one task, one call after the other.
+    ///
+    /// Cancel safety: dropping the returned future abandons the answers, not the writes.
+    pub async fn queue_produce(
+        &self,
+        items: Vec<ProduceItem>,
+        acks: i16,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = PartitionResults<ProduceAck>> + Send + 'static {
+        let (by_leader, failed) = self
+            .group_by_leader(&items, |i| (&i.topic, i.partition))
+            .await;
+        let mut out: PartitionResults<ProduceAck> = failed
+            .into_iter()
+            .map(|f| {
+                (
+                    (f.topic, f.partition),
+                    Err(f.error.expect("grouping failure has an error")),
+                )
+            })
+            .collect();
+        let mut queued = Vec::new();
+        for (leader, batch) in by_leader {
+            let keys: Vec<(String, i32)> = batch
+                .iter()
+                .map(|i| (i.topic.clone(), i.partition))
+                .collect();
+            let req = produce_request(batch, acks, timeout);
+            let inflight = match self.broker_connection(leader).await {
+                Ok(conn) => conn.queue_with_extra_time(&req, timeout).await,
+                Err(e) => Err(e),
+            };
+            queued.push((keys, inflight));
         }
-        Ok(out)
+        let client = self.clone();
+        let started = Instant::now();
+        async move {
+            for (keys, inflight) in queued {
+                let r = match inflight {
+                    Ok(f) => f.response().await.map(|resp| {
+                        crate::metrics::observe_produce(client.cluster(), started.elapsed());
+                        produce_results(resp)
+                    }),
+                    Err(e) => Err(e),
+                };
+                match r {
+                    Ok(results) => out.extend(results),
+                    Err(e) => out.extend(keys.into_iter().map(|k| (k, Err(e.clone())))),
+                }
+            }
+            for e in out.values().filter_map(|r| r.as_ref().err()) {
+                client.note_partition_error(e);
+            }
+            out
+        }
     }
 
     /// Where each partition's log starts and ends (high watermark), read with a 1-byte Fetch
@@ -614,4 +626,64 @@ fn failed_fetch(p: &FetchPosition, error: Error) -> FetchedPartition {
         aborted: Vec::new(),
         records: Bytes::new(),
     }
+}
+
+/// One Produce request: each item's batch for its partition.
+fn produce_request(items: Vec<ProduceItem>, acks: i16, timeout: Duration) -> ProduceRequest {
+    let mut topics: BTreeMap<String, Vec<PartitionProduceData>> = BTreeMap::new();
+    for i in items {
+        topics.entry(i.topic).or_default().push(
+            PartitionProduceData::default()
+                .with_index(i.partition)
+                .with_records(Some(i.batch)),
+        );
+    }
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
+        .with_topic_data(
+            topics
+                .into_iter()
+                .map(|(t, ps)| {
+                    TopicProduceData::default()
+                        .with_name(topic_name(&t))
+                        .with_partition_data(ps)
+                })
+                .collect(),
+        )
+}
+
+/// Each partition's outcome in a Produce response.
+fn produce_results(resp: ProduceResponse) -> PartitionResults<ProduceAck> {
+    let mut out = BTreeMap::new();
+    for t in resp.responses {
+        let topic = t.name.0.to_string();
+        for p in t.partition_responses {
+            let r = if p.error_code == 0 {
+                Ok(ProduceAck {
+                    base_offset: p.base_offset,
+                    log_start_offset: p.log_start_offset,
+                })
+            } else {
+                let mut msg = p.error_message.as_ref().map(|m| m.to_string());
+                if let Some(re) = p.record_errors.first()
+                    && let Some(m) = &re.batch_index_error_message
+                {
+                    msg = Some(format!(
+                        "{}; record {}: {m}",
+                        msg.unwrap_or_default(),
+                        re.batch_index
+                    ));
+                }
+                Err(Error::broker(
+                    "Produce",
+                    p.error_code,
+                    Context::partition(&topic, p.index),
+                    msg,
+                ))
+            };
+            out.insert((topic.clone(), p.index), r);
+        }
+    }
+    out
 }

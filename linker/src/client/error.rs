@@ -26,6 +26,10 @@ pub enum Retry {
     RefreshCoordinator,
     /// The connection failed: reconnect (and refresh metadata), then try again.
     Reconnect,
+    /// The broker's sequence state for this idempotent producer no longer matches the writer's
+    /// (out-of-order or duplicate sequence, unknown or fenced producer id): find out what
+    /// landed, then continue under a fresh producer id. Never a plain resend.
+    NewProducer,
 }
 
 /// Where in the cluster an error applies.
@@ -274,6 +278,11 @@ fn classify(error: ResponseError) -> Retry {
         E::NotCoordinator | E::CoordinatorNotAvailable => Retry::RefreshCoordinator,
         // Loading is transient on the same coordinator: wait, do not look it up again.
         E::CoordinatorLoadInProgress => Retry::Backoff,
+        E::OutOfOrderSequenceNumber
+        | E::DuplicateSequenceNumber
+        | E::UnknownProducerId
+        | E::InvalidProducerEpoch
+        | E::ProducerFenced => Retry::NewProducer,
         // CRC failures are retriable per protocol, but a corrupt batch must be handled by the
         // data path (re-fetch and count), never silently by a generic retry loop.
         E::CorruptMessage => Retry::No,
@@ -295,6 +304,11 @@ mod tests {
         assert_eq!(e(16).retry(), Retry::RefreshCoordinator); // NOT_COORDINATOR
         assert_eq!(e(14).retry(), Retry::Backoff); // COORDINATOR_LOAD_IN_PROGRESS
         assert_eq!(e(7).retry(), Retry::Backoff); // REQUEST_TIMED_OUT
+        for code in [45, 46, 47, 59, 90] {
+            // OUT_OF_ORDER_SEQUENCE, DUPLICATE_SEQUENCE, INVALID_PRODUCER_EPOCH,
+            // UNKNOWN_PRODUCER_ID, PRODUCER_FENCED
+            assert_eq!(e(code).retry(), Retry::NewProducer, "{code}");
+        }
         assert_eq!(e(2).retry(), Retry::No); // CORRUPT_MESSAGE: data path decides
         assert_eq!(e(1).retry(), Retry::No); // OFFSET_OUT_OF_RANGE
         assert_eq!(e(29).retry(), Retry::No); // TOPIC_AUTHORIZATION_FAILED

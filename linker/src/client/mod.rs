@@ -347,7 +347,7 @@ impl KafkaClient {
                     self.invalidate_coordinator(g);
                 }
             }
-            Retry::Backoff | Retry::No => {}
+            Retry::Backoff | Retry::NewProducer | Retry::No => {}
         }
     }
 

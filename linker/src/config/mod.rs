@@ -197,6 +197,15 @@ pub struct MirrorConfig {
     /// `max.partition.fetch.bytes`). A record batch larger than this is still fetched whole.
     #[serde(default = "default_partition_fetch_max_bytes")]
     pub partition_fetch_max_bytes: ByteSize,
+    /// Record batches written to the target per partition before the first is acknowledged,
+    /// 1 to 5 (Kafka's limit for an idempotent producer). Above 1, strait writes with its own
+    /// idempotent producer id on the target (one per partition, from InitProducerId), so the
+    /// target keeps the batches in order or refuses the rest; a target that refuses producer
+    /// ids falls back to 1. With 1, batches go out one at a time without a producer id, and
+    /// those that had none at the source keep their exact header and CRC. The records are
+    /// byte-identical either way.
+    #[serde(default = "default_max_in_flight_per_partition")]
+    pub max_in_flight_per_partition: u8,
     /// Whether Kafka's internal topics (names starting with `__`, such as
     /// `__consumer_offsets`) may be mirrored when they match `topics`. Leave this off: the
     /// target cluster maintains its own internal topics.
@@ -225,6 +234,9 @@ fn default_config_sync_interval() -> HumanDuration {
 }
 fn default_max_in_flight_bytes() -> ByteSize {
     size("256MiB")
+}
+fn default_max_in_flight_per_partition() -> u8 {
+    5
 }
 fn default_fetch_max_wait() -> HumanDuration {
     duration("10ms")
@@ -663,6 +675,16 @@ impl MirrorConfig {
                 format!(
                     "{} is longer than Kafka's Fetch request allows (about 24 days)",
                     self.fetch_max_wait
+                ),
+            ));
+        }
+        if !(1..=5).contains(&self.max_in_flight_per_partition) {
+            return Err(ConfigError::invalid(
+                "mirror.max_in_flight_per_partition",
+                format!(
+                    "{} is outside 1..=5 (above 5, Kafka no longer keeps an idempotent \
+                     producer's batches in order)",
+                    self.max_in_flight_per_partition
                 ),
             ));
         }

@@ -328,7 +328,12 @@ impl Engine {
         let topic_id = checkpoint
             .and_then(|cp| cp.topic_id.clone())
             .or_else(|| Some(src.id.to_string()));
-        let run = PartitionRun::new(tp.clone(), map, self.settings.partition_fetch_max_bytes);
+        let run = PartitionRun::new(
+            tp.clone(),
+            map,
+            self.settings.partition_fetch_max_bytes,
+            self.idempotent,
+        );
         self.slots.insert(
             tp.clone(),
             Slot {
@@ -338,6 +343,7 @@ impl Engine {
                 awaiting_tail,
                 retry_at: None,
                 hold: None,
+                last_ack: std::time::Instant::now(),
             },
         );
         if awaiting_tail {

@@ -12,16 +12,16 @@ use std::borrow::Cow;
 
 use super::MirrorSettings;
 use super::handle::{MirrorHandle, Query, stored_map, translate_all};
-use super::partition::{Accepted, PartitionRun, WriteMismatch, is_gapped};
+use super::partition::{Accepted, PartitionRun};
+use super::produce::RETRY_DELAY;
 use super::status::{PartitionState, PartitionView, StatusHandle};
 use crate::batch::{self, RawBatch};
 use crate::client::data::{
     FetchOptions, FetchPosition, FetchedPartition, Isolation, PartitionResults, ProduceAck,
-    ProduceItem,
 };
+use crate::client::groups::ProducerIdentity;
 use crate::client::{Error, KafkaClient, Retry};
 use crate::offset::TopicPartition;
-use crate::records;
 use crate::state::{OffsetMap, PartitionCheckpoint, PartitionStatus, StateError, StateStore};
 
 /// Why the mirror as a whole stopped.
@@ -40,10 +40,10 @@ pub enum MirrorError {
 
 /// Time allowed for in-flight produces to finish after cancellation.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// Largest single produce request strait builds.
-const MAX_PRODUCE_REQUEST_BYTES: usize = 64 << 20;
-/// Delay before retrying a partition after a retriable error.
-const RETRY_DELAY: Duration = Duration::from_millis(200);
+/// How long mirrored progress may wait before it is written to the state store: one sled
+/// write for every partition's progress, instead of one per batch. A crash loses at most
+/// this much recorded progress, which the restart recovers from the target's tail.
+const PROGRESS_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The mirror: construct with [`Mirror::new`], observe with [`Mirror::status`], run with
 /// [`Mirror::run`].
@@ -63,7 +63,16 @@ pub(super) enum Event {
         reserved: usize,
         results: Vec<FetchedPartition>,
     },
-    Produced(PartitionResults<ProduceAck>),
+    /// A produce round answered; `tickets` name the batch each partition sent in it.
+    Produced {
+        tickets: Vec<(TopicPartition, u64)>,
+        results: PartitionResults<ProduceAck>,
+    },
+    /// InitProducerId answered for a partition.
+    ProducerId {
+        tp: TopicPartition,
+        result: Result<ProducerIdentity, Error>,
+    },
     Tail {
         tp: TopicPartition,
         result: Result<Vec<RawBatch>, Error>,
@@ -83,6 +92,8 @@ pub(super) struct Slot {
     /// Set by [`MirrorHandle::hold_topics`]: no new fetch or write; the partition stops with
     /// this reason once its write in flight is recorded.
     pub(super) hold: Option<String>,
+    /// When the target last acknowledged a write of this partition.
+    pub(super) last_ack: Instant,
 }
 
 /// A hold request waiting for its partitions' writes in flight.
@@ -137,6 +148,8 @@ impl Mirror {
     /// in-flight writes are recorded. (Dropping it is still safe for the data: the next run
     /// reconciles the target's tail.)
     pub async fn run(self, cancel: CancellationToken) -> Result<(), MirrorError> {
+        let e_idempotent = self.settings.max_in_flight_per_partition > 1;
+        let (rounds_tx, rounds_rx) = mpsc::unbounded_channel();
         let mut e = Engine {
             source: self.source,
             target: self.target,
@@ -147,6 +160,11 @@ impl Mirror {
             budget_used: 0,
             fetch_in_flight: false,
             produce_in_flight: 0,
+            next_ticket: 0,
+            rounds: rounds_tx,
+            unpersisted: BTreeMap::new(),
+            progress_due: None,
+            idempotent: e_idempotent,
             last_config_sync: Instant::now(),
             pending_holds: Vec::new(),
             target_deletes: None,
@@ -155,10 +173,18 @@ impl Mirror {
         let mut queries = self.queries;
         drop(self.handle); // only clones held by other components keep the query channel open
         let (tx, mut rx) = mpsc::channel::<Event>(64);
+        tokio::spawn(super::produce::send_rounds(
+            e.target.clone(),
+            rounds_rx,
+            tx.clone(),
+        ));
         e.discover(&tx).await?;
         let mut next_discovery = Instant::now() + e.settings.topic_refresh;
         let mut drain_deadline: Option<Instant> = None;
         loop {
+            if e.progress_due.is_some_and(|t| t <= Instant::now()) {
+                e.flush_progress()?;
+            }
             if drain_deadline.is_none() {
                 e.start_fetch(&tx);
                 e.start_produces(&tx);
@@ -172,6 +198,7 @@ impl Mirror {
             } else {
                 next_discovery
             };
+            let wake = e.progress_due.map_or(wake, |t| wake.min(t));
             tokio::select! {
                 _ = cancel.cancelled(), if drain_deadline.is_none() => {
                     tracing::info!("mirror draining");
@@ -201,6 +228,7 @@ impl Mirror {
                 }
             }
         }
+        e.flush_progress()?;
         e.store.flush_async().await?;
         Ok(())
     }
@@ -216,6 +244,18 @@ pub(super) struct Engine {
     pub(super) budget_used: usize,
     pub(super) fetch_in_flight: bool,
     pub(super) produce_in_flight: usize,
+    /// Names each batch sent, so that its answer finds it (and a stale answer finds nothing).
+    pub(super) next_ticket: u64,
+    /// Produce rounds for [`super::produce::send_rounds`], which queues them in order.
+    pub(super) rounds: mpsc::UnboundedSender<super::produce::Round>,
+    /// Progress not yet in the state store: per partition, the map entries created or
+    /// extended since the last write (possibly none, when only skips moved the cursors).
+    unpersisted: BTreeMap<TopicPartition, Vec<crate::state::MapEntry>>,
+    /// When the unpersisted progress is written at the latest.
+    progress_due: Option<Instant>,
+    /// Whether partitions write with strait's own idempotent producer ids (pipelined), or
+    /// one batch at a time without one (the setting is 1, or the target refused an id).
+    pub(super) idempotent: bool,
     pub(super) last_config_sync: Instant,
     pending_holds: Vec<PendingHold>,
     /// Topics whose target copy strait protected with DENY WRITE ACLs ([`super::protect`]).
@@ -353,181 +393,6 @@ impl Engine {
         Ok(())
     }
 
-    // ---------------------------------------------------------------- produce
-
-    fn start_produces(&mut self, tx: &mpsc::Sender<Event>) {
-        while self.produce_in_flight < self.settings.max_produce_requests {
-            let now = Instant::now();
-            let mut items = Vec::new();
-            let mut size = 0;
-            for slot in self.slots.values_mut() {
-                if !slot.view.state.is_running()
-                    || slot.hold.is_some()
-                    || slot.awaiting_tail
-                    || slot.retry_at.is_some_and(|t| t > now)
-                {
-                    continue;
-                }
-                let Some(p) = slot.run.next_write() else {
-                    continue;
-                };
-                if !slot.run.target_tail.is_empty() {
-                    continue; // matched against the tail in `match_tails`, never re-written
-                }
-                if size > 0 && size + p.to_write().len() > MAX_PRODUCE_REQUEST_BYTES {
-                    break;
-                }
-                size += p.to_write().len();
-                items.push(ProduceItem {
-                    topic: slot.run.tp.topic.clone(),
-                    partition: slot.run.tp.partition,
-                    batch: p.to_write().clone(),
-                });
-                slot.run.in_flight = true;
-                slot.retry_at = None;
-            }
-            if items.is_empty() {
-                return;
-            }
-            self.produce_in_flight += 1;
-            let (client, tx) = (self.target.clone(), tx.clone());
-            tokio::spawn(async move {
-                let r = client.produce(items, -1, Duration::from_secs(30)).await;
-                let _ = tx.send(Event::Produced(r)).await;
-            });
-        }
-    }
-
-    async fn on_produced(
-        &mut self,
-        results: PartitionResults<ProduceAck>,
-        tx: &mpsc::Sender<Event>,
-    ) -> Result<(), MirrorError> {
-        self.produce_in_flight -= 1;
-        for ((topic, partition), r) in results {
-            let tp = TopicPartition::new(&topic, partition);
-            let Some(slot) = self.slots.get_mut(&tp) else {
-                continue;
-            };
-            slot.run.in_flight = false;
-            match r {
-                Ok(ack) => {
-                    let dense = match slot.run.next_write() {
-                        Some(p) if p.present.is_some() => p.present.clone(),
-                        Some(p) if is_gapped(&p.source) => {
-                            self.target_layout(&tp, ack.base_offset).await
-                        }
-                        _ => None,
-                    };
-                    self.record_write(&tp, ack.base_offset, dense)?;
-                }
-                // Apache Kafka refuses batches whose records skip offsets (compacted data):
-                // from now on such batches are re-encoded with contiguous offsets.
-                Err(e)
-                    if e.code() == Some(87)
-                        && !slot.run.reencode_gapped
-                        && slot.run.next_write().is_some_and(|p| is_gapped(&p.source)) =>
-                {
-                    tracing::info!(partition = %tp, "target refuses batches with offset gaps; re-encoding compacted batches densely");
-                    slot.run.reencode_gapped = true;
-                    let freed = slot.run.reset_to_map();
-                    self.budget_used -= freed;
-                }
-                Err(e) if e.retry() == Retry::No => {
-                    self.fail(&tp, format!("the target refused a batch: {e}"))?;
-                }
-                Err(e) => {
-                    // The write may or may not have happened: read the target's tail before
-                    // writing again, so nothing is doubled.
-                    tracing::debug!(partition = %tp, error = %e, "produce failed; reconciling with the target tail");
-                    crate::metrics::count_retry(e.class());
-                    slot.awaiting_tail = true;
-                    slot.retry_at = Some(Instant::now() + RETRY_DELAY);
-                    self.spawn_tail(&tp, tx);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// For a source batch with offset gaps, how the target stored it: `None` if it kept the
-    /// gaps, else the present offset deltas (the target renumbered the records densely).
-    async fn target_layout(&self, tp: &TopicPartition, base: i64) -> Option<Vec<u32>> {
-        let slot = self.slots.get(tp)?;
-        let source = &slot.run.next_write()?.source;
-        let pos = FetchPosition {
-            topic: tp.topic.clone(),
-            partition: tp.partition,
-            offset: base,
-            max_bytes: 1,
-        };
-        let opts = FetchOptions {
-            max_wait: Duration::ZERO,
-            isolation: Isolation::ReadUncommitted,
-            ..FetchOptions::default()
-        };
-        let f = self.target.fetch(&[pos], opts).await.pop()?;
-        let stored = batch::split(f.records).ok()?.batches.into_iter().next()?;
-        if stored.header().last_offset_delta == source.header().last_offset_delta {
-            return None;
-        }
-        let recs = records::decode(source).ok()?;
-        Some(
-            recs.iter()
-                .map(|r| (r.offset - source.header().base_offset) as u32)
-                .collect(),
-        )
-    }
-
-    fn record_write(
-        &mut self,
-        tp: &TopicPartition,
-        base: i64,
-        dense: Option<Vec<u32>>,
-    ) -> Result<(), MirrorError> {
-        let Some(slot) = self.slots.get_mut(tp) else {
-            return Ok(());
-        };
-        match slot.run.on_written(base, dense) {
-            Ok((entry, written)) => {
-                self.budget_used -= written.bytes();
-                let h = written.source.header();
-                slot.view.records_mirrored += h.record_count.max(0) as u64;
-                slot.view.bytes_mirrored += written.bytes() as u64;
-                slot.view.last_mirrored_timestamp = h.max_timestamp;
-                let cp = checkpoint(slot);
-                self.store.record_batch_written(tp, Some(&entry), &cp)?;
-                self.apply_skips(tp)?;
-                self.publish(tp);
-                Ok(())
-            }
-            Err(WriteMismatch(msg)) => self.fail(tp, msg),
-        }
-    }
-
-    /// Matches queued batches against a pending target tail (no I/O).
-    fn match_tails(&mut self) -> Result<(), MirrorError> {
-        let pending: Vec<TopicPartition> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| !s.run.target_tail.is_empty() && !s.awaiting_tail)
-            .map(|(tp, _)| tp.clone())
-            .collect();
-        for tp in pending {
-            while let Some(slot) = self.slots.get_mut(&tp) {
-                match slot.run.match_tail() {
-                    None => break,
-                    Some(Ok(base)) => self.record_write(&tp, base, None)?,
-                    Some(Err(WriteMismatch(msg))) => {
-                        self.fail(&tp, msg)?;
-                        break;
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// Reads the target partition from the expected end to its actual end.
     pub(super) fn spawn_tail(&self, tp: &TopicPartition, tx: &mpsc::Sender<Event>) {
         let Some(slot) = self.slots.get(tp) else {
@@ -587,7 +452,7 @@ impl Engine {
             .filter(|s| {
                 s.view.state.is_running()
                     && !s.awaiting_tail
-                    && !s.run.in_flight
+                    && s.run.in_flight == 0
                     && s.run.target_tail.is_empty()
             })
             .map(|s| FetchPosition {
@@ -615,7 +480,7 @@ impl Engine {
             if f.error.is_none()
                 && f.fetch_offset == expected
                 && f.high_watermark > expected
-                && !slot.run.in_flight
+                && slot.run.in_flight == 0
             {
                 let msg = format!(
                     "target end of {tp} is {} but strait wrote up to {expected}: another producer wrote to the mirror topic",
@@ -688,7 +553,7 @@ impl Engine {
             .slots
             .iter()
             .filter_map(|(tp, s)| match &s.hold {
-                Some(reason) if !s.run.in_flight => Some((tp.clone(), reason.clone())),
+                Some(reason) if s.run.in_flight == 0 => Some((tp.clone(), reason.clone())),
                 _ => None,
             })
             .collect();
@@ -710,7 +575,8 @@ impl Engine {
     async fn handle(&mut self, ev: Event, tx: &mpsc::Sender<Event>) -> Result<(), MirrorError> {
         match ev {
             Event::Fetched { reserved, results } => self.on_fetched(reserved, results)?,
-            Event::Produced(r) => self.on_produced(r, tx).await?,
+            Event::Produced { tickets, results } => self.on_produced(tickets, results, tx).await?,
+            Event::ProducerId { tp, result } => self.on_producer_id(&tp, result),
             Event::Tail { tp, result } => self.on_tail(tp, result, tx)?,
         }
         self.match_tails()?;
@@ -724,14 +590,8 @@ impl Engine {
         let Some(slot) = self.slots.get_mut(tp) else {
             return Ok(());
         };
-        if slot.run.in_flight || !slot.run.target_tail.is_empty() {
-            return Ok(());
-        }
         match slot.run.apply_skips() {
-            Ok(true) => {
-                let cp = checkpoint(slot);
-                self.store.record_batch_written(tp, None, &cp)?;
-            }
+            Ok(true) => self.note_progress(tp, &[]),
             Ok(false) => {}
             Err(e) => return self.fail(tp, e.to_string()),
         }
@@ -739,7 +599,7 @@ impl Engine {
     }
 
     /// Stops a partition with an error visible in status, logs and state.
-    fn fail(&mut self, tp: &TopicPartition, message: String) -> Result<(), MirrorError> {
+    pub(super) fn fail(&mut self, tp: &TopicPartition, message: String) -> Result<(), MirrorError> {
         tracing::error!(topic = %tp.topic, partition = tp.partition, "{message}");
         self.stop(tp, PartitionState::Error { message })
     }
@@ -758,6 +618,8 @@ impl Engine {
             },
             _ => PartitionStatus::Active,
         };
+        // What the partition mirrored is stored before its status says it stopped.
+        self.flush_progress()?;
         if let Some(mut slot) = self.slots.remove(tp) {
             self.budget_used -= slot.run.reset_to_map();
             slot.view.state = state;
@@ -767,6 +629,40 @@ impl Engine {
             });
         }
         self.store.set_status(tp, status)?;
+        Ok(())
+    }
+
+    /// Queues a partition's progress for the next [`Self::flush_progress`].
+    pub(super) fn note_progress(
+        &mut self,
+        tp: &TopicPartition,
+        entries: &[crate::state::MapEntry],
+    ) {
+        let pending = self.unpersisted.entry(tp.clone()).or_default();
+        for entry in entries {
+            super::produce::push_entry(pending, entry.clone());
+        }
+        self.progress_due
+            .get_or_insert_with(|| Instant::now() + PROGRESS_INTERVAL);
+    }
+
+    /// Writes every partition's unpersisted progress (map entries and cursors) to the state
+    /// store in one atomic write.
+    pub(super) fn flush_progress(&mut self) -> Result<(), MirrorError> {
+        self.progress_due = None;
+        let pending = std::mem::take(&mut self.unpersisted);
+        let updates: Vec<_> = pending
+            .into_iter()
+            .filter_map(|(tp, entries)| {
+                let cp = checkpoint(self.slots.get(&tp)?);
+                Some((tp, entries, cp))
+            })
+            .collect();
+        self.store.record_partitions_written(
+            updates
+                .iter()
+                .map(|(tp, entries, cp)| (tp, entries.as_slice(), cp)),
+        )?;
         Ok(())
     }
 
@@ -783,7 +679,7 @@ impl Engine {
             -1
         };
         if v.state.is_running() {
-            let idle = slot.run.queue.is_empty() && !slot.run.in_flight && !slot.awaiting_tail;
+            let idle = slot.run.queue.is_empty() && slot.run.in_flight == 0 && !slot.awaiting_tail;
             v.state = if idle && v.source_end >= 0 && v.next_source >= v.source_end {
                 PartitionState::CaughtUp
             } else {

@@ -120,7 +120,9 @@ pub async fn copy_back(
         SourceOffset(forward.next_target().0),
         TargetOffset(forward.next_source().0),
     );
-    let mut run = PartitionRun::new(tp.clone(), reversed, 8 << 20);
+    // One write at a time, without a producer id: a failback writes little and stops on any
+    // doubt.
+    let mut run = PartitionRun::new(tp.clone(), reversed, 8 << 20, false);
     let mut reconcile = true;
     let mut crc_failures = 0;
     while run.map.next_source().0 < until.0 {

@@ -5,8 +5,9 @@
 //!            ┌──────────── coordinator task (owns every PartitionRun) ────────────┐
 //!  source ◄──┤ fetch round: one Fetch per source leader, many partitions each      │
 //!            │   └► accept_fetch: CRC check, drop control/aborted ─► queue         │
-//!  target ◄──┤ produce round: one Produce per target leader, ≤1 batch/partition    │
-//!            │   └► on_written: ack offset checked ─► MapEntry + checkpoint (sled) │
+//!  target ◄──┤ produce rounds: one Produce per target leader, ≤1 batch/partition,  │
+//!            │   ≤5 rounds in flight per partition (strait's idempotent producer)   │
+//!            │   └► acks in queue order ─► MapEntry + checkpoint (one sled write)   │
 //!            └─────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
@@ -17,7 +18,9 @@
 //! written. A slow target therefore stops fetching; it never grows memory.
 //!
 //! Exactly-once on the target without transactions: strait is the only writer of a mirror
-//! topic, and each partition has at most one produce in flight. After a crash or an uncertain
+//! topic, and a partition's writes in flight carry strait's own idempotent producer id and
+//! consecutive sequence numbers, so the target stores them in order or refuses the rest
+//! ([`produce`]); without a producer id, one write is in flight. After a crash or an uncertain
 //! produce (timeout, broken connection), the partition reads the target's tail past its
 //! checkpoint and matches it, batch by batch, against the source batches that follow
 //! ([`partition::PartitionRun::match_tail`]) before writing anything: what is already there is
@@ -30,6 +33,7 @@ mod engine;
 pub mod failback;
 pub mod handle;
 mod partition;
+mod produce;
 pub mod protect;
 pub mod status;
 pub mod topics;
@@ -78,6 +82,9 @@ pub struct MirrorSettings {
     pub partition_fetch_max_bytes: i32,
     /// Produce requests in flight at once (each carries ≤1 batch per partition).
     pub max_produce_requests: usize,
+    /// Batches in flight per partition (1..=5). Above 1, writes carry strait's own idempotent
+    /// producer id so the target keeps them in order; 1 writes without one.
+    pub max_in_flight_per_partition: usize,
     /// Consecutive CRC failures on one batch before the partition stops.
     pub max_crc_retries: u32,
     /// Principals denied writes to mirror topics on the target ([`protect`]); empty: off.
@@ -97,7 +104,8 @@ impl MirrorSettings {
             fetch_max_wait: Duration::from_millis(10),
             fetch_max_bytes: 64 << 20,
             partition_fetch_max_bytes: 8 << 20,
-            max_produce_requests: 4,
+            max_produce_requests: 8,
+            max_in_flight_per_partition: 5,
             max_crc_retries: 5,
             protect_principals: Vec::new(),
         }
@@ -115,6 +123,10 @@ impl fmt::Debug for MirrorSettings {
             .field("fetch_max_bytes", &self.fetch_max_bytes)
             .field("partition_fetch_max_bytes", &self.partition_fetch_max_bytes)
             .field("max_produce_requests", &self.max_produce_requests)
+            .field(
+                "max_in_flight_per_partition",
+                &self.max_in_flight_per_partition,
+            )
             .field("protect_principals", &self.protect_principals)
             .finish_non_exhaustive()
     }
@@ -138,6 +150,7 @@ impl From<&crate::config::MirrorConfig> for MirrorSettings {
             fetch_max_wait: c.fetch_max_wait.get(),
             fetch_max_bytes: clamp(c.fetch_max_bytes.bytes()),
             partition_fetch_max_bytes: clamp(c.partition_fetch_max_bytes.bytes()),
+            max_in_flight_per_partition: usize::from(c.max_in_flight_per_partition),
             protect_principals: c.protect_principals.clone(),
             ..Self::new(Arc::new(|_: &str| true))
         }

@@ -11,9 +11,22 @@
 //!
 //! Control batches (transaction markers) and aborted transactional data never reach the
 //! target; the map simply has no entry for those source offsets, so a consumer offset that
-//! points into them translates to the next mirrored record. Batches that carry a producer id
-//! are written without it (the target's producer state is not the source's, and some targets
-//! reject foreign ids); batches without one are written byte for byte, CRC unchanged.
+//! points into them translates to the next mirrored record.
+//!
+//! Producer identity on the target ([`Producer`]): the source's producer ids mean nothing
+//! there (and targets reject foreign ids), so they are never passed on. With an idempotent
+//! producer id of strait's own, up to `depth` writes per partition are in flight at once and
+//! each carries strait's id and the next sequence number: the target refuses a write whose
+//! predecessor did not land (OUT_OF_ORDER_SEQUENCE_NUMBER), so pipelined writes can never be
+//! stored out of order. Without one (`Plain`: the target cannot, or the operator chose depth 1),
+//! one write is in flight and batches without a producer id go out byte for byte, CRC
+//! unchanged. Either way the records section is never touched.
+//!
+//! Writes go out in queue order and are acknowledged in any order; [`PartitionRun::front_acked`]
+//! hands them to the map strictly in order. A failed write marks the partition `broken`: nothing
+//! more is sent, and once every write in flight has answered, the engine reconciles with the
+//! target's tail and the partition continues under a fresh producer id (so no sequence number
+//! is ever reused for different bytes).
 
 use std::collections::VecDeque;
 
@@ -43,6 +56,10 @@ pub(crate) struct Pending {
     pub written: RawBatch,
     /// Set when `written` was re-encoded: the source offset deltas of its records, in order.
     pub present: Option<Vec<u32>>,
+    /// The ticket of the produce carrying this batch, once sent.
+    pub ticket: Option<u64>,
+    /// Where the target stored it, once acknowledged (the map records it in queue order).
+    pub acked: Option<i64>,
 }
 
 impl Pending {
@@ -65,6 +82,8 @@ impl Pending {
             source,
             written,
             present,
+            ticket: None,
+            acked: None,
         })
     }
 
@@ -88,6 +107,35 @@ pub(crate) enum Accepted {
     CrcFailure { at: i64, error: String },
 }
 
+/// Which producer identity a partition's writes carry on the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Producer {
+    /// No producer id: one write in flight at a time.
+    Plain,
+    /// An idempotent producer id is needed before the next write: at start, and after every
+    /// reset, so that sequence numbers restart at 0 and none is ever reused.
+    Needed,
+    /// Requested; the answer is pending.
+    Requested,
+    /// strait's own idempotent producer id on the target, and the next sequence number.
+    /// `confirmed`: the target acknowledged a write under this id recently, so it holds the
+    /// id's sequence state for the partition. Until then only one write is in flight: Kafka
+    /// accepts any first sequence from a producer it has no state for, so a second write
+    /// could land before a first that failed.
+    Id {
+        id: i64,
+        epoch: i16,
+        next_seq: i32,
+        confirmed: bool,
+    },
+}
+
+/// Kafka's sequence arithmetic: sequences wrap from `i32::MAX` to 0.
+fn next_sequence(seq: i32, records: i32) -> i32 {
+    // i64 so that the sum cannot overflow; the result is below 2^31 by construction.
+    ((i64::from(seq) + i64::from(records)) % (i64::from(i32::MAX) + 1)) as i32
+}
+
 /// The live state of one partition's mirror.
 #[derive(Debug)]
 pub(crate) struct PartitionRun {
@@ -100,8 +148,13 @@ pub(crate) struct PartitionRun {
     pub queue: VecDeque<Step>,
     /// Bytes of queued `Write` steps.
     pub queued_bytes: usize,
-    /// A produce for the front step is in flight.
-    pub in_flight: bool,
+    /// Writes sent and not yet answered.
+    pub in_flight: usize,
+    /// A write failed: send nothing more until the writes in flight have answered and the
+    /// target's tail has been reconciled ([`Self::reset_to_map`] clears it).
+    pub broken: bool,
+    /// The producer identity writes carry.
+    pub producer: Producer,
     /// Target batches found past the checkpoint (written before a crash, or by an uncertain
     /// produce) that the next source batches must match instead of being written again.
     pub target_tail: VecDeque<RawBatch>,
@@ -116,7 +169,9 @@ pub(crate) struct PartitionRun {
 }
 
 impl PartitionRun {
-    pub fn new(tp: TopicPartition, map: OffsetMap, fetch_max_bytes: i32) -> Self {
+    /// A partition starting at the map's position. `idempotent`: write with strait's own
+    /// producer id (requested before the first write), else [`Producer::Plain`].
+    pub fn new(tp: TopicPartition, map: OffsetMap, fetch_max_bytes: i32, idempotent: bool) -> Self {
         let fetch_offset = map.next_source().0;
         Self {
             tp,
@@ -124,7 +179,13 @@ impl PartitionRun {
             fetch_offset,
             queue: VecDeque::new(),
             queued_bytes: 0,
-            in_flight: false,
+            in_flight: 0,
+            broken: false,
+            producer: if idempotent {
+                Producer::Needed
+            } else {
+                Producer::Plain
+            },
             target_tail: VecDeque::new(),
             txn: TxnFilter::default(),
             crc_streak: 0,
@@ -192,13 +253,122 @@ impl PartitionRun {
         Ok(changed)
     }
 
-    /// The next batch to produce, if the front step is a write and none is in flight.
+    /// The front batch, if the front step is a write and none is in flight (the failback's
+    /// one-at-a-time writer).
     pub fn next_write(&self) -> Option<&Pending> {
-        if self.in_flight {
+        if self.in_flight > 0 {
             return None;
         }
         match self.queue.front() {
             Some(Step::Write(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Whether a write could be sent now, with at most `depth` in flight per partition
+    /// (1 without a producer id). Needs a producer id first if [`Producer::Needed`].
+    pub fn can_send(&self, depth: usize) -> bool {
+        let depth = match self.producer {
+            Producer::Plain
+            | Producer::Id {
+                confirmed: false, ..
+            } => 1,
+            Producer::Id { .. } => depth.max(1),
+            Producer::Needed | Producer::Requested => return false,
+        };
+        !self.broken && self.in_flight < depth && self.first_unsent().is_some()
+    }
+
+    /// Whether something is queued to write (used to ask for a producer id only when needed).
+    pub fn has_writes(&self) -> bool {
+        self.queue.iter().any(|s| matches!(s, Step::Write(_)))
+    }
+
+    fn first_unsent(&self) -> Option<usize> {
+        self.queue
+            .iter()
+            .position(|s| matches!(s, Step::Write(p) if p.ticket.is_none()))
+    }
+
+    /// Marks the next unsent batch as sent under `ticket` and returns the bytes to produce:
+    /// with strait's producer id and the next sequence number, or as prepared if `Plain`.
+    /// Call only when [`Self::can_send`] said yes.
+    pub fn send_next(&mut self, ticket: u64) -> Option<Bytes> {
+        let i = self.first_unsent()?;
+        let Some(Step::Write(p)) = self.queue.get_mut(i) else {
+            return None;
+        };
+        let bytes = match &mut self.producer {
+            Producer::Plain => p.written.bytes().clone(),
+            Producer::Id {
+                id,
+                epoch,
+                next_seq,
+                ..
+            } => {
+                let h = p.written.header();
+                let out = p.written.with_producer(
+                    *id,
+                    *epoch,
+                    *next_seq,
+                    h.attributes & !attr::TRANSACTIONAL,
+                );
+                *next_seq = next_sequence(*next_seq, h.last_offset_delta + 1);
+                out.into_bytes()
+            }
+            Producer::Needed | Producer::Requested => return None,
+        };
+        p.ticket = Some(ticket);
+        self.in_flight += 1;
+        Some(bytes)
+    }
+
+    fn sent_mut(&mut self, ticket: u64) -> Option<&mut Pending> {
+        self.queue.iter_mut().find_map(|s| match s {
+            Step::Write(p) if p.ticket == Some(ticket) && p.acked.is_none() => Some(&mut **p),
+            _ => None,
+        })
+    }
+
+    /// The target acknowledged the write `ticket` at `target_base`. False if no write in
+    /// flight has that ticket (a stale answer from before a reset).
+    pub fn on_ack(&mut self, ticket: u64, target_base: i64) -> bool {
+        let Some(p) = self.sent_mut(ticket) else {
+            return false;
+        };
+        p.acked = Some(target_base);
+        self.in_flight -= 1;
+        if let Producer::Id { confirmed, .. } = &mut self.producer {
+            *confirmed = true;
+        }
+        true
+    }
+
+    /// Forgets that the target holds this producer id's state (after a long idle time: Kafka
+    /// expires the state of idle producers), so the next write goes alone again.
+    pub fn unconfirm(&mut self) {
+        if let Producer::Id { confirmed, .. } = &mut self.producer {
+            *confirmed = false;
+        }
+    }
+
+    /// The write `ticket` failed: the partition is broken until reconciled. False if no
+    /// write in flight has that ticket.
+    pub fn on_failed(&mut self, ticket: u64) -> bool {
+        let Some(p) = self.sent_mut(ticket) else {
+            return false;
+        };
+        p.ticket = None;
+        self.in_flight -= 1;
+        self.broken = true;
+        true
+    }
+
+    /// The front batch and where the target stored it, if it is acknowledged (acks may come
+    /// out of order; the map takes them in order).
+    pub fn front_acked(&self) -> Option<(i64, &Pending)> {
+        match self.queue.front() {
+            Some(Step::Write(p)) => p.acked.map(|base| (base, &**p)),
             _ => None,
         }
     }
@@ -241,7 +411,6 @@ impl PartitionRun {
             unreachable!("front was a write")
         };
         self.queued_bytes -= p.bytes();
-        self.in_flight = false;
         let stored = self.map.last_entry().cloned().unwrap_or(entry);
         Ok((stored, *p))
     }
@@ -274,12 +443,17 @@ impl PartitionRun {
     }
 
     /// Drops queued work so fetching restarts from the map position (after an error or a
-    /// reconcile), returning the bytes released from the budget.
+    /// reconcile), returning the bytes released from the budget. Writes sent under the current
+    /// producer id may have landed, so an idempotent partition needs a fresh id.
     pub fn reset_to_map(&mut self) -> usize {
         let freed = self.queued_bytes;
         self.queue.clear();
         self.queued_bytes = 0;
-        self.in_flight = false;
+        self.in_flight = 0;
+        self.broken = false;
+        if self.producer != Producer::Plain {
+            self.producer = Producer::Needed;
+        }
         self.fetch_offset = self.map.next_source().0;
         self.txn = TxnFilter::default();
         freed

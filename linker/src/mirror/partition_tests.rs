@@ -50,6 +50,7 @@ fn run() -> PartitionRun {
         TopicPartition::new("t", 0),
         OffsetMap::new(SourceOffset(0), TargetOffset(0)),
         1 << 20,
+        false,
     )
 }
 
@@ -69,7 +70,6 @@ fn write_all(r: &mut PartitionRun) -> Vec<i64> {
         let Some(p) = r.next_write() else { break };
         let _ = p;
         let base = r.map.next_target().0;
-        r.in_flight = true;
         r.on_written(base, None).unwrap();
         bases.push(base);
     }
@@ -203,7 +203,6 @@ fn committed_transactions_are_written() {
 fn an_unexpected_target_offset_is_a_foreign_write() {
     let mut r = run();
     r.accept_fetch(batch(0, 2, -1, false, false), &[]).unwrap();
-    r.in_flight = true;
     let err = r.on_written(5, None).unwrap_err();
     assert!(err.0.contains("another producer wrote"), "{}", err.0);
     assert_eq!(r.map.next_target(), TargetOffset(0), "nothing recorded");
@@ -219,7 +218,6 @@ fn a_matching_target_tail_is_recorded_not_rewritten() {
     let stored = RawBatch::from_bytes(b1).unwrap().without_producer();
     r.target_tail.push_back(stored);
     assert_eq!(r.match_tail(), Some(Ok(0)));
-    r.in_flight = true;
     r.on_written(0, None).unwrap();
     assert!(r.match_tail().is_none(), "tail consumed");
     assert_eq!(write_all(&mut r), vec![2]);
@@ -260,6 +258,7 @@ fn a_fetch_starting_inside_a_batch_keeps_the_whole_batch() {
         TopicPartition::new("t", 0),
         OffsetMap::new(SourceOffset(3), TargetOffset(0)),
         1 << 20,
+        false,
     );
     r.accept_fetch(
         blob(&[batch(0, 2, -1, false, false), batch(2, 3, -1, false, false)]),
@@ -272,4 +271,186 @@ fn a_fetch_starting_inside_a_batch_keeps_the_whole_batch() {
         "the batch ending before the start is dropped"
     );
     assert_eq!(r.fetch_offset, 5);
+}
+
+/// A partition with an idempotent producer id, holding `n` queued batches of 2 records.
+fn pipelined(n: i64) -> PartitionRun {
+    let mut r = PartitionRun::new(
+        TopicPartition::new("t", 0),
+        OffsetMap::new(SourceOffset(0), TargetOffset(0)),
+        1 << 20,
+        true,
+    );
+    let parts: Vec<Bytes> = (0..n).map(|i| batch(i * 2, 2, -1, false, false)).collect();
+    r.accept_fetch(blob(&parts), &[]).unwrap();
+    r
+}
+
+#[test]
+fn an_idempotent_partition_waits_for_its_producer_id() {
+    let mut r = pipelined(2);
+    assert_eq!(r.producer, Producer::Needed);
+    assert!(!r.can_send(5), "no write before a producer id");
+    assert!(r.has_writes());
+    r.producer = Producer::Id {
+        id: 7,
+        epoch: 1,
+        next_seq: 0,
+        confirmed: true,
+    };
+    assert!(r.can_send(5));
+}
+
+#[test]
+fn pipelined_writes_carry_consecutive_sequences_and_stay_byte_identical() {
+    let mut r = pipelined(3);
+    r.producer = Producer::Id {
+        id: 7,
+        epoch: 1,
+        next_seq: 0,
+        confirmed: true,
+    };
+    let sent: Vec<RawBatch> = (0..3)
+        .map(|t| {
+            assert!(r.can_send(5));
+            RawBatch::from_bytes(r.send_next(t).unwrap()).unwrap()
+        })
+        .collect();
+    assert!(!r.can_send(5), "nothing left to send");
+    assert_eq!(r.in_flight, 3);
+    for (i, b) in sent.iter().enumerate() {
+        let h = b.header();
+        assert_eq!((h.producer_id, h.producer_epoch), (7, 1));
+        assert_eq!(
+            h.base_sequence,
+            2 * i as i32,
+            "sequence advances by record count"
+        );
+        assert_eq!(h.base_offset, 0);
+        b.verify_crc()
+            .expect("CRC recomputed over the new producer fields");
+        let Step::Write(p) = &r.queue[i] else {
+            panic!("write expected")
+        };
+        assert_eq!(b.records_section(), p.source.records_section());
+    }
+}
+
+#[test]
+fn the_depth_limits_writes_in_flight_and_plain_partitions_send_one() {
+    let mut r = pipelined(4);
+    r.producer = Producer::Id {
+        id: 1,
+        epoch: 0,
+        next_seq: 0,
+        confirmed: true,
+    };
+    r.send_next(0).unwrap();
+    r.send_next(1).unwrap();
+    assert!(!r.can_send(2), "depth 2 reached");
+    let mut plain = run();
+    plain
+        .accept_fetch(
+            blob(&[batch(0, 1, -1, false, false), batch(1, 1, -1, false, false)]),
+            &[],
+        )
+        .unwrap();
+    assert!(plain.can_send(5));
+    plain.send_next(0).unwrap();
+    assert!(
+        !plain.can_send(5),
+        "one write at a time without a producer id"
+    );
+}
+
+#[test]
+fn acks_out_of_order_are_recorded_in_queue_order() {
+    let mut r = pipelined(3);
+    r.producer = Producer::Id {
+        id: 1,
+        epoch: 0,
+        next_seq: 0,
+        confirmed: true,
+    };
+    for t in 0..3 {
+        r.send_next(t).unwrap();
+    }
+    assert!(r.on_ack(2, 4));
+    assert!(r.on_ack(1, 2));
+    assert!(
+        r.front_acked().is_none(),
+        "the first write is not acknowledged yet"
+    );
+    assert!(r.on_ack(0, 0));
+    let mut bases = Vec::new();
+    while let Some((base, _)) = r.front_acked() {
+        r.on_written(base, None).unwrap();
+        bases.push(base);
+    }
+    assert_eq!(bases, vec![0, 2, 4]);
+    assert_eq!(r.in_flight, 0);
+    assert_eq!(r.map.next_source(), SourceOffset(6));
+    assert!(
+        !r.on_ack(0, 0),
+        "an answer for nothing in flight is ignored"
+    );
+}
+
+#[test]
+fn a_failed_write_stops_sending_and_a_reset_asks_for_a_fresh_producer_id() {
+    let mut r = pipelined(3);
+    r.producer = Producer::Id {
+        id: 1,
+        epoch: 0,
+        next_seq: 0,
+        confirmed: true,
+    };
+    for t in 0..2 {
+        r.send_next(t).unwrap();
+    }
+    assert!(r.on_failed(0));
+    assert!(r.broken);
+    assert!(!r.can_send(5), "a broken partition sends nothing");
+    assert!(r.on_failed(1));
+    assert_eq!(r.in_flight, 0);
+    r.reset_to_map();
+    assert!(!r.broken);
+    assert_eq!(
+        r.producer,
+        Producer::Needed,
+        "sequences restart under a new id"
+    );
+    assert_eq!(r.fetch_offset, 0);
+}
+
+#[test]
+fn the_first_write_under_a_new_producer_id_goes_alone() {
+    let mut r = pipelined(3);
+    r.producer = Producer::Id {
+        id: 1,
+        epoch: 0,
+        next_seq: 0,
+        confirmed: false,
+    };
+    r.send_next(0).unwrap();
+    assert!(
+        !r.can_send(5),
+        "a second write could land before a failed first one"
+    );
+    assert!(r.on_ack(0, 0));
+    assert!(r.can_send(5), "the target now holds the sequence state");
+    r.unconfirm();
+    assert!(!r.can_send(5) || r.in_flight == 0);
+    r.send_next(1).unwrap();
+    assert!(
+        !r.can_send(5),
+        "after a long idle time the next write goes alone again"
+    );
+}
+
+#[test]
+fn sequences_wrap_like_kafkas() {
+    assert_eq!(next_sequence(0, 5), 5);
+    assert_eq!(next_sequence(i32::MAX - 1, 2), 0);
+    assert_eq!(next_sequence(i32::MAX, 3), 2);
 }

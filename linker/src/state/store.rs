@@ -124,20 +124,72 @@ impl StateStore {
         entry: Option<&MapEntry>,
         checkpoint: &PartitionCheckpoint,
     ) -> Result<(), StateError> {
-        let checkpoint_key = keys::checkpoint(tp)?;
-        self.check_follows_stored(tp, entry, checkpoint)?;
+        self.record_batches_written(
+            tp,
+            entry.map(std::slice::from_ref).unwrap_or_default(),
+            checkpoint,
+        )
+    }
+
+    /// Persists the effect of several mirrored (or skipped) batches in one atomic write:
+    /// `entries` are the map entries they created or extended, in map order (each one's
+    /// latest version, as [`OffsetMap::entries`] holds it), and `checkpoint` the map's new
+    /// cursors. The same checks as [`Self::record_batch_written`] apply to the first entry,
+    /// and each further entry must follow the one before it.
+    pub fn record_batches_written(
+        &self,
+        tp: &TopicPartition,
+        entries: &[MapEntry],
+        checkpoint: &PartitionCheckpoint,
+    ) -> Result<(), StateError> {
         let mut batch = sled::Batch::default();
-        if let Some(entry) = entry {
-            let key = keys::entry(&keys::entry_prefix(tp)?, entry.source_first);
+        self.add_written(&mut batch, tp, entries, checkpoint)?;
+        self.inner
+            .partitions
+            .apply_batch(batch)
+            .map_err(|e| StateError::db(format!("recording a batch of {tp}"), e))
+    }
+
+    /// [`Self::record_batches_written`] for several partitions in one atomic write (the
+    /// mirror persists its progress this way, a few times a second). If any partition's
+    /// update fails its checks, nothing is written.
+    pub fn record_partitions_written<'a>(
+        &self,
+        updates: impl IntoIterator<Item = (&'a TopicPartition, &'a [MapEntry], &'a PartitionCheckpoint)>,
+    ) -> Result<(), StateError> {
+        let mut batch = sled::Batch::default();
+        let mut any = false;
+        for (tp, entries, checkpoint) in updates {
+            self.add_written(&mut batch, tp, entries, checkpoint)?;
+            any = true;
+        }
+        if !any {
+            return Ok(());
+        }
+        self.inner
+            .partitions
+            .apply_batch(batch)
+            .map_err(|e| StateError::db("recording mirrored batches", e))
+    }
+
+    fn add_written(
+        &self,
+        batch: &mut sled::Batch,
+        tp: &TopicPartition,
+        entries: &[MapEntry],
+        checkpoint: &PartitionCheckpoint,
+    ) -> Result<(), StateError> {
+        let checkpoint_key = keys::checkpoint(tp)?;
+        self.check_follows_stored(tp, entries, checkpoint)?;
+        let prefix = keys::entry_prefix(tp)?;
+        for entry in entries {
+            let key = keys::entry(&prefix, entry.source_first);
             let value = encode(entry, || keys::describe(&key))?;
             batch.insert(key, value);
         }
         let value = encode(checkpoint, || keys::describe(&checkpoint_key))?;
         batch.insert(checkpoint_key, value);
-        self.inner
-            .partitions
-            .apply_batch(batch)
-            .map_err(|e| StateError::db(format!("recording a batch of {tp}"), e))
+        Ok(())
     }
 
     /// Refuses a write that would leave the stored (map, checkpoint) pair inconsistent: one
@@ -147,24 +199,26 @@ impl StateStore {
     fn check_follows_stored(
         &self,
         tp: &TopicPartition,
-        entry: Option<&MapEntry>,
+        entries: &[MapEntry],
         checkpoint: &PartitionCheckpoint,
     ) -> Result<(), StateError> {
         let map_error = |source| StateError::Map {
             tp: tp.clone(),
             source,
         };
-        let inconsistent = |reason| {
+        let inconsistent = |entry: Option<&MapEntry>, reason| {
             let what = entry.map_or_else(|| "the checkpoint".to_string(), describe_entry);
             map_error(MapError::Inconsistent {
                 reason: format!("cannot record {what}: {reason}"),
             })
         };
         let cursors = format!("({}, {})", checkpoint.next_source, checkpoint.next_target);
-        if let Some(entry) = entry {
+        let mut previous: Option<&MapEntry> = None;
+        for entry in entries {
             entry.check().map_err(map_error)?;
             if entry.is_full_dense() {
                 return Err(inconsistent(
+                    Some(entry),
                     "a Dense entry covering its whole range (pass the entry OffsetMap::push kept)"
                         .to_string(),
                 ));
@@ -172,11 +226,22 @@ impl StateStore {
             if entry.source_last >= checkpoint.next_source
                 || entry.target_end() > checkpoint.next_target
             {
-                return Err(inconsistent(format!(
-                    "it reaches past the checkpoint's cursors {cursors}"
-                )));
+                return Err(inconsistent(
+                    Some(entry),
+                    format!("it reaches past the checkpoint's cursors {cursors}"),
+                ));
             }
+            if let Some(p) = previous
+                && !(p.source_last < entry.source_first && p.target_end() <= entry.target_first)
+            {
+                return Err(inconsistent(
+                    Some(entry),
+                    format!("it does not follow {}", describe_entry(p)),
+                ));
+            }
+            previous = Some(entry);
         }
+        let entry = entries.first();
         let prefix = keys::entry_prefix(tp)?;
         let last = self
             .inner
@@ -210,11 +275,14 @@ impl StateStore {
         if follows {
             Ok(())
         } else {
-            Err(inconsistent(format!(
-                "the last stored entry is {}, the cursors {cursors} (record \
-                 OffsetMap::last_entry() after each push)",
-                describe_entry(&stored)
-            )))
+            Err(inconsistent(
+                entry,
+                format!(
+                    "the last stored entry is {}, the cursors {cursors} (record \
+                     OffsetMap::last_entry() after each push)",
+                    describe_entry(&stored)
+                ),
+            ))
         }
     }
 

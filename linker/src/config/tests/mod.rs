@@ -129,6 +129,7 @@ fn minimal_config_takes_defaults() {
     assert_eq!(mirror.max_in_flight_bytes.bytes(), 256 << 20);
     assert_eq!(mirror.fetch_max_bytes.bytes(), 64 << 20);
     assert_eq!(mirror.partition_fetch_max_bytes.bytes(), 8 << 20);
+    assert_eq!(mirror.max_in_flight_per_partition, 5);
     assert!(!mirror.include_internal);
     assert_eq!(config.groups, GroupsConfig::default());
     assert!(config.groups.selector().matches("any-group"));
@@ -168,6 +169,7 @@ max_in_flight_bytes = 1073741824
 fetch_max_wait = "250ms"
 fetch_max_bytes = "100 MB"
 partition_fetch_max_bytes = "1MiB"
+max_in_flight_per_partition = 1
 include_internal = true
 
 [state]
@@ -217,6 +219,7 @@ fn full_config_parses_and_maps_to_client_configs() {
     assert_eq!(mirror.max_in_flight_bytes.bytes(), 1 << 30);
     assert_eq!(mirror.fetch_max_bytes.bytes(), 100_000_000);
     assert_eq!(mirror.partition_fetch_max_bytes.bytes(), 1 << 20);
+    assert_eq!(mirror.max_in_flight_per_partition, 1);
     assert!(!mirror.selector().matches("__consumer_offsets"));
     let groups = config.groups.selector();
     assert!(groups.matches("billing-eu"));
@@ -380,6 +383,14 @@ fn validation_errors_name_their_field() {
 max_in_flight_bytes = "4GiB""#,
             ),
             &["mirror.fetch_max_bytes: 3GiB exceeds Kafka's limit"],
+        ),
+        (
+            with("mirror", "max_in_flight_per_partition = 6"),
+            &["mirror.max_in_flight_per_partition: 6 is outside 1..=5"],
+        ),
+        (
+            with("mirror", "max_in_flight_per_partition = 0"),
+            &["mirror.max_in_flight_per_partition: 0 is outside 1..=5"],
         ),
         (
             with("mirror", r#"partition_fetch_max_bytes = "65MiB""#),
