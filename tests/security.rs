@@ -311,13 +311,22 @@ async fn mirror_with(source_mech: Mechanism, target_mech: Mechanism, env_passwor
         );
         for (g, w) in got.batches.iter().zip(&want.batches) {
             assert_eq!(g.header().base_offset, w.header().base_offset, "{label}");
-            // Everything from the magic byte on (CRC, attributes, records) is byte-exact; the
-            // partition leader epoch before it is the target broker's own.
+            // The records section is byte-exact, and so is every header field a consumer
+            // sees. The producer id, epoch and sequence are strait's own on the target (and
+            // the CRC follows them); the partition leader epoch is the target broker's.
             assert_eq!(
-                g.bytes()[16..],
-                w.bytes()[16..],
-                "{label}: batch bytes differ"
+                g.records_section(),
+                w.records_section(),
+                "{label}: records differ"
             );
+            let (gh, wh) = (g.header(), w.header());
+            assert_eq!(
+                (gh.attributes, gh.last_offset_delta, gh.base_timestamp, gh.max_timestamp),
+                (wh.attributes, wh.last_offset_delta, wh.base_timestamp, wh.max_timestamp),
+                "{label}: batch header differs"
+            );
+            assert_eq!(gh.record_count, wh.record_count, "{label}");
+            g.verify_crc().expect("the target batch's CRC holds");
         }
     }
     drop(strait);
