@@ -11,15 +11,17 @@
 //!    MirrorMaker 2, dedicated mode, identity policy (Kafka target only) ─► time
 //!  latency: 1 KiB records at half the 1KB ceiling, strait mirroring, source vs target readers
 //!  group sync delay: read from target/bench/group_sync_delay.json (its own bench)
+//!  cutover write pause: `strait scenario run benches/playbooks/write-pause-<target>.yaml`
 //! ```
 //!
 //! `cargo bench --bench mirror -- [--mb N] [--large-mb N] [--large-partitions N]
 //!  [--targets kafka,tansu] [--workloads 1kb,1kb-zstd,100b,1000p] [--no-mm2] [--no-naive]
-//!  [--latency-secs N] [--budget-mib N]`; `scripts/bench.sh` runs it with the group-sync
+//!  [--latency-secs N] [--budget-mib N] [--no-write-pause]`; `scripts/bench.sh` runs it with the group-sync
 //! bench. Prints a table, writes target/bench/mirror.json and target/bench/mirror.svg.
 
 mod data;
 mod latency;
+mod pause;
 mod report;
 mod systems;
 
@@ -43,6 +45,7 @@ struct Args {
     naive: bool,
     latency_secs: u64,
     budget_mib: u64,
+    write_pause: bool,
 }
 
 fn args() -> Args {
@@ -58,6 +61,7 @@ fn args() -> Args {
         naive: true,
         latency_secs: 15,
         budget_mib: 256,
+        write_pause: true,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -72,6 +76,10 @@ fn args() -> Args {
             "--workloads" => a.workloads = list(&v),
             "--latency-secs" => a.latency_secs = v.parse().expect("--latency-secs N"),
             "--budget-mib" => a.budget_mib = v.parse().expect("--budget-mib N"),
+            "--no-write-pause" => {
+                a.write_pause = false;
+                i -= 1;
+            }
             "--no-mm2" => {
                 a.mm2 = false;
                 i -= 1;
@@ -317,6 +325,28 @@ async fn main() -> Result<()> {
                 Ok(l) => report.latency.push((pair.clone(), l)),
                 Err(e) => eprintln!("[{pair}] latency FAILED: {e:#}"),
             }
+        }
+    }
+    if a.write_pause {
+        let mut lines = Vec::new();
+        for t in &a.targets {
+            eprintln!("[kafka->{t}] cutover write pause (benches/playbooks/write-pause-{t}.yaml)");
+            match pause::run(t) {
+                Ok(p) => {
+                    lines.push(format!(
+                        "{} {} ms (fenced to promoted; producers paused {} ms; {} records, 2,000/s)",
+                        p.pair,
+                        p.strait_ms,
+                        p.producers_ms.map_or("?".into(), |m| m.to_string()),
+                        p.records
+                    ));
+                    report.write_pauses.push(p);
+                }
+                Err(e) => eprintln!("[kafka->{t}] write pause FAILED: {e:#}"),
+            }
+        }
+        if !lines.is_empty() {
+            report.cutover_write_pause = Some(lines.join("; "));
         }
     }
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");

@@ -43,6 +43,7 @@ pub struct Report {
     pub latency: Vec<(String, Latency)>,
     pub group_sync: Option<serde_json::Value>,
     pub cutover_write_pause: Option<String>,
+    pub write_pauses: Vec<crate::pause::WritePause>,
 }
 
 fn opt(v: Option<f64>) -> String {

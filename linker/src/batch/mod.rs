@@ -480,7 +480,49 @@ impl RawBatch {
         base_sequence: i32,
         attributes: i16,
     ) -> RawBatch {
+        self.rewritten(
+            self.header.base_offset,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            attributes,
+        )
+    }
+
+    /// The batch as a producer sends it, in at most one copy: base offset 0, the given
+    /// producer identity `(id, epoch, base sequence)` or none (all -1), and the transactional
+    /// bit cleared. The records section is unchanged; the CRC is recomputed only when a
+    /// covered field changes (never for a batch that already carries exactly that identity).
+    pub fn for_produce(&self, producer: Option<(i64, i16, i32)>) -> RawBatch {
+        let (id, epoch, seq) = producer.unwrap_or((-1, -1, -1));
+        let h = &self.header;
+        let attributes = h.attributes & !attr::TRANSACTIONAL;
+        if (
+            h.producer_id,
+            h.producer_epoch,
+            h.base_sequence,
+            h.attributes,
+        ) == (id, epoch, seq, attributes)
+        {
+            return if h.base_offset == 0 {
+                self.clone()
+            } else {
+                self.with_base_offset(0)
+            };
+        }
+        self.rewritten(0, id, epoch, seq, attributes)
+    }
+
+    fn rewritten(
+        &self,
+        base_offset: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        attributes: i16,
+    ) -> RawBatch {
         let mut header = self.header;
+        header.base_offset = base_offset;
         header.producer_id = producer_id;
         header.producer_epoch = producer_epoch;
         header.base_sequence = base_sequence;

@@ -210,7 +210,7 @@ pub async fn copy_back(
                 let item = ProduceItem {
                     topic: tp.topic.clone(),
                     partition: tp.partition,
-                    batch: pending.to_write().clone(),
+                    batch: pending.to_write(),
                 };
                 let mut results = source
                     .produce(vec![item], -1, Duration::from_secs(30))

@@ -51,8 +51,9 @@ pub(crate) enum Step {
 pub(crate) struct Pending {
     /// The batch as fetched (CRC verified).
     pub source: RawBatch,
-    /// The batch to produce: producer identity stripped when present, base offset 0, and,
-    /// for a gapped batch on a target that refuses gaps, re-encoded with contiguous offsets.
+    /// The batch to produce, before its producer identity and base offset are set at send
+    /// time ([`RawBatch::for_produce`]): the fetched batch itself (no copy), or, for a gapped
+    /// batch on a target that refuses gaps, a re-encoding with contiguous offsets.
     pub written: RawBatch,
     /// Set when `written` was re-encoded: the source offset deltas of its records, in order.
     pub present: Option<Vec<u32>>,
@@ -64,20 +65,12 @@ pub(crate) struct Pending {
 
 impl Pending {
     fn new(source: RawBatch, reencode_gapped: bool) -> Result<Self, BatchError> {
-        let h = source.header();
-        let mut out = if h.producer_id >= 0 || h.is_transactional() {
-            source.without_producer()
+        let (written, present) = if reencode_gapped && is_gapped(&source) {
+            let (dense, deltas) = crate::records::reencode_contiguous(&source)?;
+            (dense, Some(deltas))
         } else {
-            source.clone()
+            (source.clone(), None)
         };
-        let mut present = None;
-        if reencode_gapped && is_gapped(&source) {
-            let (dense, deltas) = crate::records::reencode_contiguous(&out)?;
-            out = dense;
-            present = Some(deltas);
-        }
-        // Brokers require produced batches to start at base offset 0 (outside the CRC).
-        let written = out.with_base_offset(0);
         Ok(Self {
             source,
             written,
@@ -87,9 +80,11 @@ impl Pending {
         })
     }
 
-    /// The bytes to produce.
-    pub fn to_write(&self) -> &Bytes {
-        self.written.bytes()
+    /// The bytes to produce without a producer id: base offset 0 (brokers require it; it is
+    /// outside the CRC), producer identity and transactional bit cleared if present. A batch
+    /// that had no producer id at the source goes out with its exact header and CRC.
+    pub fn to_write(&self) -> Bytes {
+        self.written.for_produce(None).into_bytes()
     }
 
     /// Size counted against the in-flight byte budget.
@@ -299,21 +294,15 @@ impl PartitionRun {
             return None;
         };
         let bytes = match &mut self.producer {
-            Producer::Plain => p.written.bytes().clone(),
+            Producer::Plain => p.to_write(),
             Producer::Id {
                 id,
                 epoch,
                 next_seq,
                 ..
             } => {
-                let h = p.written.header();
-                let out = p.written.with_producer(
-                    *id,
-                    *epoch,
-                    *next_seq,
-                    h.attributes & !attr::TRANSACTIONAL,
-                );
-                *next_seq = next_sequence(*next_seq, h.last_offset_delta + 1);
+                let out = p.written.for_produce(Some((*id, *epoch, *next_seq)));
+                *next_seq = next_sequence(*next_seq, p.written.header().last_offset_delta + 1);
                 out.into_bytes()
             }
             Producer::Needed | Producer::Requested => return None,

@@ -89,7 +89,7 @@ fn plain_batches_are_written_byte_for_byte_and_map_identically() {
         panic!()
     };
     assert_eq!(
-        *p.to_write(),
+        p.to_write(),
         b1,
         "a batch without producer identity is produced unchanged"
     );
@@ -111,7 +111,7 @@ fn producer_identity_is_stripped_and_records_stay_identical() {
     let Some(Step::Write(p)) = r.queue.front() else {
         panic!()
     };
-    let written = p.written.clone();
+    let written = RawBatch::from_bytes(p.to_write()).unwrap();
     assert_eq!(written.header().producer_id, -1);
     assert_eq!(written.header().base_sequence, -1);
     assert_eq!(
