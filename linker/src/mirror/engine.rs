@@ -70,7 +70,8 @@ pub(super) enum Event {
     },
     /// InitProducerId answered for a partition.
     ProducerId {
-        tp: TopicPartition,
+        /// `None`: the mirror's shared producer id.
+        tp: Option<TopicPartition>,
         result: Result<ProducerIdentity, Error>,
     },
     Tail {
@@ -163,6 +164,9 @@ impl Mirror {
             next_ticket: 0,
             rounds: rounds_tx,
             unpersisted: BTreeMap::new(),
+            shared_producer: None,
+            shared_requested_at: None,
+            shared_used: BTreeSet::new(),
             progress_due: None,
             idempotent: e_idempotent,
             last_config_sync: Instant::now(),
@@ -253,6 +257,13 @@ pub(super) struct Engine {
     unpersisted: BTreeMap<TopicPartition, Vec<crate::state::MapEntry>>,
     /// When the unpersisted progress is written at the latest.
     progress_due: Option<Instant>,
+    /// The producer id partitions start with (see `request_producer_ids`), once the target
+    /// gave one.
+    pub(super) shared_producer: Option<ProducerIdentity>,
+    /// When the shared producer id was last asked for.
+    pub(super) shared_requested_at: Option<Instant>,
+    /// Partitions that have written under the shared producer id: they never take it again.
+    pub(super) shared_used: BTreeSet<TopicPartition>,
     /// Whether partitions write with strait's own idempotent producer ids (pipelined), or
     /// one batch at a time without one (the setting is 1, or the target refused an id).
     pub(super) idempotent: bool,
@@ -576,7 +587,7 @@ impl Engine {
         match ev {
             Event::Fetched { reserved, results } => self.on_fetched(reserved, results)?,
             Event::Produced { tickets, results } => self.on_produced(tickets, results, tx).await?,
-            Event::ProducerId { tp, result } => self.on_producer_id(&tp, result),
+            Event::ProducerId { tp, result } => self.on_producer_id(tp.as_ref(), result),
             Event::Tail { tp, result } => self.on_tail(tp, result, tx)?,
         }
         self.match_tails()?;

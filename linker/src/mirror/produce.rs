@@ -126,11 +126,17 @@ impl Engine {
         }
     }
 
-    /// Asks the target for a producer id for each partition that needs one and has something
-    /// to write (one InitProducerId each: a partition's id is never shared, so its sequence
-    /// numbers are its own).
+    /// Gives each partition that needs a producer id, and has something to write, one.
+    ///
+    /// A partition's first id is the mirror's shared one (one InitProducerId for all
+    /// partitions: at a thousand partitions, one call per partition costs seconds), with its
+    /// own sequence numbers from 0, which is sound because nothing was ever written to that
+    /// partition under it. After a reset, or for a partition that was written under the
+    /// shared id before (held and released), the partition asks for an id of its own, so no
+    /// sequence number is ever reused under one id.
     fn request_producer_ids(&mut self, tx: &mpsc::Sender<Event>) {
         let now = Instant::now();
+        let mut wants_shared = false;
         for slot in self.slots.values_mut() {
             if slot.run.producer != Producer::Needed
                 || !slot.view.state.is_running()
@@ -140,20 +146,78 @@ impl Engine {
             {
                 continue;
             }
+            if !self.shared_used.contains(&slot.run.tp) {
+                match self.shared_producer {
+                    Some(p) => {
+                        slot.run.producer = Producer::Id {
+                            id: p.producer_id,
+                            epoch: p.producer_epoch,
+                            next_seq: 0,
+                            confirmed: false,
+                        };
+                        self.shared_used.insert(slot.run.tp.clone());
+                    }
+                    None => wants_shared = true,
+                }
+                continue;
+            }
             slot.run.producer = Producer::Requested;
             let (client, tx, tp) = (self.target.clone(), tx.clone(), slot.run.tp.clone());
             tokio::spawn(async move {
                 let result = client.init_producer_id(None, PRODUCE_TIMEOUT).await;
-                let _ = tx.send(Event::ProducerId { tp, result }).await;
+                let _ = tx
+                    .send(Event::ProducerId {
+                        tp: Some(tp),
+                        result,
+                    })
+                    .await;
+            });
+        }
+        if wants_shared
+            && self
+                .shared_requested_at
+                .is_none_or(|t| t + RETRY_DELAY <= now)
+        {
+            self.shared_requested_at = Some(now);
+            let (client, tx) = (self.target.clone(), tx.clone());
+            tokio::spawn(async move {
+                let result = client.init_producer_id(None, PRODUCE_TIMEOUT).await;
+                let _ = tx.send(Event::ProducerId { tp: None, result }).await;
             });
         }
     }
 
+    /// A producer id arrived: the shared one (`tp` None) or a partition's own.
     pub(super) fn on_producer_id(
         &mut self,
-        tp: &TopicPartition,
+        tp: Option<&TopicPartition>,
         result: Result<ProducerIdentity, Error>,
     ) {
+        if let Err(e) = &result
+            && e.retry() == Retry::No
+        {
+            // The target cannot give strait an idempotent producer id (no InitProducerId,
+            // or not authorised): write one batch at a time without one, everywhere.
+            tracing::warn!(error = %e, "the target refused a producer id; writing one batch per partition at a time, without pipelining");
+            self.idempotent = false;
+            for s in self.slots.values_mut() {
+                if matches!(s.run.producer, Producer::Needed | Producer::Requested) {
+                    s.run.producer = Producer::Plain;
+                }
+            }
+            return;
+        }
+        let Some(tp) = tp else {
+            match result {
+                // Partitions take it up at the next round (`request_producer_ids`).
+                Ok(p) => self.shared_producer = Some(p),
+                Err(e) => {
+                    tracing::debug!(error = %e, "InitProducerId failed; retrying");
+                    crate::metrics::count_retry(e.class());
+                }
+            }
+            return;
+        };
         let Some(slot) = self.slots.get_mut(tp) else {
             return;
         };
@@ -168,17 +232,6 @@ impl Engine {
                     next_seq: 0,
                     confirmed: false,
                 };
-            }
-            Err(e) if e.retry() == Retry::No => {
-                // The target cannot give strait an idempotent producer id (no InitProducerId,
-                // or not authorised): write one batch at a time without one, everywhere.
-                tracing::warn!(error = %e, "the target refused a producer id; writing one batch per partition at a time, without pipelining");
-                self.idempotent = false;
-                for s in self.slots.values_mut() {
-                    if matches!(s.run.producer, Producer::Needed | Producer::Requested) {
-                        s.run.producer = Producer::Plain;
-                    }
-                }
             }
             Err(e) => {
                 tracing::debug!(partition = %tp, error = %e, "InitProducerId failed; retrying");
