@@ -321,8 +321,18 @@ async fn mirror_with(source_mech: Mechanism, target_mech: Mechanism, env_passwor
             );
             let (gh, wh) = (g.header(), w.header());
             assert_eq!(
-                (gh.attributes, gh.last_offset_delta, gh.base_timestamp, gh.max_timestamp),
-                (wh.attributes, wh.last_offset_delta, wh.base_timestamp, wh.max_timestamp),
+                (
+                    gh.attributes,
+                    gh.last_offset_delta,
+                    gh.base_timestamp,
+                    gh.max_timestamp
+                ),
+                (
+                    wh.attributes,
+                    wh.last_offset_delta,
+                    wh.base_timestamp,
+                    wh.max_timestamp
+                ),
                 "{label}: batch header differs"
             );
             assert_eq!(gh.record_count, wh.record_count, "{label}");
