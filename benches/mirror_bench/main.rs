@@ -334,7 +334,7 @@ async fn main() -> Result<()> {
             match pause::run(t) {
                 Ok(p) => {
                     lines.push(format!(
-                        "{} {} ms (fenced to promoted; producers paused {} ms; {} records, 2,000/s)",
+                        "{} {} ms (fenced to promoted; producers paused {} ms; {} records acknowledged)",
                         p.pair,
                         p.strait_ms,
                         p.producers_ms.map_or("?".into(), |m| m.to_string()),
