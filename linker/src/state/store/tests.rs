@@ -509,3 +509,64 @@ async fn flush_async_flushes() {
     store.flush_async().await.unwrap();
     store.flush().unwrap();
 }
+
+#[test]
+fn progress_of_several_partitions_is_written_at_once_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let (a, b) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+    // Partition a: several batches since the last write, one merged entry and one after a
+    // skipped range (two entries); partition b: only a skip (no entry).
+    let mut map_a = OffsetMap::new(so(0), to(0));
+    map_a.push(MapEntry::shifted(so(0), so(9), to(0))).unwrap();
+    map_a
+        .push(MapEntry::shifted(so(10), so(19), to(10)))
+        .unwrap();
+    map_a.skip_source(so(22)).unwrap();
+    map_a
+        .push(MapEntry::shifted(so(22), so(29), to(20)))
+        .unwrap();
+    let mut map_b = OffsetMap::new(so(0), to(0));
+    map_b.skip_source(so(5)).unwrap();
+    let (cp_a, cp_b) = (
+        checkpoint(&map_a, PartitionStatus::Active),
+        checkpoint(&map_b, PartitionStatus::Active),
+    );
+    let entries_a = map_a.entries().to_vec();
+    assert_eq!(entries_a.len(), 2, "{entries_a:?}");
+    store
+        .record_partitions_written([(&a, entries_a.as_slice(), &cp_a), (&b, &[][..], &cp_b)])
+        .unwrap();
+    assert_eq!(store.load_partition(&a).unwrap().unwrap().1, map_a);
+    assert_eq!(
+        store.load_partition(&b).unwrap().unwrap().0.next_source,
+        so(5)
+    );
+
+    // Entries out of order for one partition: refused, and the other partition's valid
+    // update is not written either.
+    map_b.push(MapEntry::shifted(so(5), so(9), to(0))).unwrap();
+    let cp_b2 = checkpoint(&map_b, PartitionStatus::Active);
+    let backwards = [
+        MapEntry::shifted(so(40), so(49), to(40)),
+        MapEntry::shifted(so(30), so(39), to(30)),
+    ];
+    let cp_a2 = PartitionCheckpoint {
+        next_source: so(50),
+        next_target: to(50),
+        ..cp_a.clone()
+    };
+    let result = store
+        .record_partitions_written([(&b, map_b.entries(), &cp_b2), (&a, &backwards[..], &cp_a2)]);
+    assert!(matches!(result, Err(StateError::Map { .. })), "{result:?}");
+    assert!(
+        store
+            .load_partition(&b)
+            .unwrap()
+            .unwrap()
+            .1
+            .entries()
+            .is_empty(),
+        "nothing of the refused write was stored"
+    );
+}
