@@ -159,6 +159,44 @@ async fn pipelined_responses_out_of_order_reach_their_callers() {
 }
 
 #[tokio::test]
+async fn queued_requests_reach_the_broker_in_queue_order() {
+    let (conn, mut broker) = connected(config()).await;
+    let server = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let r = read_request(&mut broker).await.unwrap();
+            seen.push(r.correlation_id);
+            broker
+                .write_all(&metadata_frame(&r, &format!("c{}", r.correlation_id)))
+                .await
+                .unwrap();
+        }
+        (seen, broker)
+    });
+    let req = MetadataRequest::default();
+    let mut queued = Vec::new();
+    for _ in 0..3 {
+        queued.push(
+            conn.queue_with_extra_time(&req, Duration::ZERO)
+                .await
+                .unwrap(),
+        );
+    }
+    // Answers are awaited only after all three were queued, last first.
+    let mut got = Vec::new();
+    for q in queued.into_iter().rev() {
+        got.push(cluster_of(&q.response().await.unwrap()));
+    }
+    let (seen, _broker) = server.await.unwrap();
+    assert!(
+        seen.windows(2).all(|w| w[0] < w[1]),
+        "written out of order: {seen:?}"
+    );
+    let want: Vec<String> = seen.iter().rev().map(|c| format!("c{c}")).collect();
+    assert_eq!(got, want, "each answer reaches its own request");
+}
+
+#[tokio::test]
 async fn hang_up_mid_response_fails_pending_and_later_requests() {
     let (conn, mut broker) = connected(config()).await;
     let server = tokio::spawn(async move {

@@ -301,56 +301,8 @@ impl KafkaClient {
         acks: i16,
         timeout: Duration,
     ) -> PartitionResults<ProduceAck> {
-        let (by_leader, failed) = self
-            .group_by_leader(&items, |i| (&i.topic, i.partition))
-            .await;
-        let mut out: PartitionResults<ProduceAck> = failed
-            .into_iter()
-            .map(|f| {
-                (
-                    (f.topic, f.partition),
-                    Err(f.error.expect("grouping failure has an error")),
-                )
-            })
-            .collect();
-        let mut set = JoinSet::new();
-        for (leader, batch) in by_leader {
-            let client = self.clone();
-            set.spawn(async move {
-                let keys: Vec<(String, i32)> = batch
-                    .iter()
-                    .map(|i| (i.topic.clone(), i.partition))
-                    .collect();
-                (keys, client.produce_to(leader, batch, acks, timeout).await)
-            });
-        }
-        while let Some(joined) = set.join_next().await {
-            let Ok((keys, r)) = joined else { continue };
-            match r {
-                Ok(results) => out.extend(results),
-                Err(e) => out.extend(keys.into_iter().map(|k| (k, Err(e.clone())))),
-            }
-        }
-        for e in out.values().filter_map(|r| r.as_ref().err()) {
-            self.note_partition_error(e);
-        }
-        out
-    }
-
-    /// Produces to one broker.
-    pub async fn produce_to(
-        &self,
-        node: i32,
-        items: Vec<ProduceItem>,
-        acks: i16,
-        timeout: Duration,
-    ) -> Result<PartitionResults<ProduceAck>> {
-        let conn = self.broker_connection(node).await?;
-        let req = produce_request(items, acks, timeout);
-        let started = Instant::now();
-        let resp = conn.send_with_extra_time(&req, timeout).await?;
-        crate::metrics::observe_produce(self.cluster(), started.elapsed());
-        Ok(produce_results(resp))
+        // Queued on every leader first, then awaited: the requests run concurrently.
+        self.queue_produce(items, acks, timeout).await.await
     }
 
     /// [`produce`](Self::produce) in two steps, for a caller that keeps several produces in

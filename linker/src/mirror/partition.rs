@@ -341,16 +341,16 @@ impl PartitionRun {
         }
     }
 
-    /// The write `ticket` failed: the partition is broken until reconciled. False if no
-    /// write in flight has that ticket.
-    pub fn on_failed(&mut self, ticket: u64) -> bool {
-        let Some(p) = self.sent_mut(ticket) else {
-            return false;
-        };
+    /// The write `ticket` failed: the partition is broken until reconciled. Returns whether
+    /// the batch has offset gaps, or `None` if no write in flight has that ticket (a stale
+    /// answer from before a reset).
+    pub fn on_failed(&mut self, ticket: u64) -> Option<bool> {
+        let p = self.sent_mut(ticket)?;
         p.ticket = None;
+        let gapped = is_gapped(&p.source);
         self.in_flight -= 1;
         self.broken = true;
-        true
+        Some(gapped)
     }
 
     /// The front batch and where the target stored it, if it is acknowledged (acks may come

@@ -286,30 +286,30 @@ fn pipelined(n: i64) -> PartitionRun {
     r
 }
 
+/// A producer id the target already holds sequence state for, from sequence 0.
+fn confirmed_id(id: i64, epoch: i16) -> Producer {
+    Producer::Id {
+        id,
+        epoch,
+        next_seq: 0,
+        confirmed: true,
+    }
+}
+
 #[test]
 fn an_idempotent_partition_waits_for_its_producer_id() {
     let mut r = pipelined(2);
     assert_eq!(r.producer, Producer::Needed);
     assert!(!r.can_send(5), "no write before a producer id");
     assert!(r.has_writes());
-    r.producer = Producer::Id {
-        id: 7,
-        epoch: 1,
-        next_seq: 0,
-        confirmed: true,
-    };
+    r.producer = confirmed_id(7, 1);
     assert!(r.can_send(5));
 }
 
 #[test]
 fn pipelined_writes_carry_consecutive_sequences_and_stay_byte_identical() {
     let mut r = pipelined(3);
-    r.producer = Producer::Id {
-        id: 7,
-        epoch: 1,
-        next_seq: 0,
-        confirmed: true,
-    };
+    r.producer = confirmed_id(7, 1);
     let sent: Vec<RawBatch> = (0..3)
         .map(|t| {
             assert!(r.can_send(5));
@@ -339,12 +339,7 @@ fn pipelined_writes_carry_consecutive_sequences_and_stay_byte_identical() {
 #[test]
 fn the_depth_limits_writes_in_flight_and_plain_partitions_send_one() {
     let mut r = pipelined(4);
-    r.producer = Producer::Id {
-        id: 1,
-        epoch: 0,
-        next_seq: 0,
-        confirmed: true,
-    };
+    r.producer = confirmed_id(1, 0);
     r.send_next(0).unwrap();
     r.send_next(1).unwrap();
     assert!(!r.can_send(2), "depth 2 reached");
@@ -366,12 +361,7 @@ fn the_depth_limits_writes_in_flight_and_plain_partitions_send_one() {
 #[test]
 fn acks_out_of_order_are_recorded_in_queue_order() {
     let mut r = pipelined(3);
-    r.producer = Producer::Id {
-        id: 1,
-        epoch: 0,
-        next_seq: 0,
-        confirmed: true,
-    };
+    r.producer = confirmed_id(1, 0);
     for t in 0..3 {
         r.send_next(t).unwrap();
     }
@@ -399,19 +389,19 @@ fn acks_out_of_order_are_recorded_in_queue_order() {
 #[test]
 fn a_failed_write_stops_sending_and_a_reset_asks_for_a_fresh_producer_id() {
     let mut r = pipelined(3);
-    r.producer = Producer::Id {
-        id: 1,
-        epoch: 0,
-        next_seq: 0,
-        confirmed: true,
-    };
+    r.producer = confirmed_id(1, 0);
     for t in 0..2 {
         r.send_next(t).unwrap();
     }
-    assert!(r.on_failed(0));
+    assert_eq!(r.on_failed(0), Some(false), "a batch without gaps failed");
     assert!(r.broken);
     assert!(!r.can_send(5), "a broken partition sends nothing");
-    assert!(r.on_failed(1));
+    assert_eq!(r.on_failed(1), Some(false));
+    assert_eq!(
+        r.on_failed(1),
+        None,
+        "an answer for nothing in flight is ignored"
+    );
     assert_eq!(r.in_flight, 0);
     r.reset_to_map();
     assert!(!r.broken);

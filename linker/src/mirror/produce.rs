@@ -118,7 +118,7 @@ impl Engine {
                 self.produce_in_flight -= 1;
                 for (tp, ticket) in round.tickets {
                     if let Some(slot) = self.slots.get_mut(&tp) {
-                        slot.run.on_failed(ticket);
+                        let _ = slot.run.on_failed(ticket);
                     }
                 }
                 return;
@@ -269,12 +269,9 @@ impl Engine {
                     }
                 }
                 Err(e) => {
-                    let gapped = slot.run.queue.iter().any(|s| {
-                        matches!(s, super::partition::Step::Write(p) if p.ticket == Some(ticket) && is_gapped(&p.source))
-                    });
-                    if !slot.run.on_failed(ticket) {
+                    let Some(gapped) = slot.run.on_failed(ticket) else {
                         continue; // stale: from before a reset
-                    }
+                    };
                     match e.retry() {
                         // Apache Kafka refuses batches whose records skip offsets (compacted
                         // data): from now on such batches are re-encoded with contiguous
