@@ -363,7 +363,12 @@ impl Connection {
             .with_correlation_id(correlation_id)
             .with_client_id(Some(self.client_id.clone()));
         let header_version = R::header_version(version);
-        let mut buf = BytesMut::new();
+        // Sized exactly up front: a produce request carries megabytes of record batches, and
+        // growing the buffer while encoding copied them again on every doubling.
+        let size = 4
+            + header.compute_size(header_version).map_err(proto)?
+            + req.compute_size(version).map_err(proto)?;
+        let mut buf = BytesMut::with_capacity(size);
         buf.put_i32(0); // length, patched below
         header.encode(&mut buf, header_version).map_err(proto)?;
         req.encode(&mut buf, version).map_err(proto)?;
@@ -535,9 +540,15 @@ async fn read_loop<R: AsyncRead>(read: R, state: Arc<Mutex<State>>, max_frame: u
                 );
             }
         };
-        let mut buf = BytesMut::zeroed(len);
-        if let Err(e) = read.read_exact(&mut buf).await {
-            return poison(&state, format!("response truncated: {e}"));
+        // Read into spare capacity: no zero-filling of up to `fetch_max_bytes` first.
+        let mut buf = BytesMut::with_capacity(len);
+        let mut frame = (&mut read).take(len as u64);
+        while buf.len() < len {
+            match frame.read_buf(&mut buf).await {
+                Ok(0) => return poison(&state, "response truncated: end of stream".to_owned()),
+                Ok(_) => {}
+                Err(e) => return poison(&state, format!("response truncated: {e}")),
+            }
         }
         let body = buf.freeze();
         let correlation_id = (&body[..4]).get_i32();
