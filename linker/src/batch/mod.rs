@@ -395,11 +395,24 @@ fn check_prefix(bytes: &[u8], position: usize) -> Result<Option<usize>, BatchErr
 ///
 /// Invariant: `bytes.len() == header.total_len() >= HEADER_LEN` and `header` is what the bytes
 /// say. The CRC is *not* implied to be valid; call [`RawBatch::verify_crc`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RawBatch {
     header: BatchHeader,
     bytes: Bytes,
+    /// The stored CRC was checked against these bytes ([`RawBatch::checked`]), so a rewrite
+    /// of the header need not compute it again to carry a mismatch over: one pass over the
+    /// records instead of two.
+    crc_checked: bool,
 }
+
+// Equality is about the bytes; whether the CRC was checked already is not part of it.
+impl PartialEq for RawBatch {
+    fn eq(&self, other: &Self) -> bool {
+        self.header == other.header && self.bytes == other.bytes
+    }
+}
+
+impl Eq for RawBatch {}
 
 impl RawBatch {
     /// Wraps exactly one complete batch (no CRC check). [`BatchError::Truncated`] if `bytes`
@@ -421,7 +434,11 @@ impl RawBatch {
                 reason: format!("{} bytes follow the end of the batch", bytes.len() - needed),
             });
         }
-        Ok(Self { header, bytes })
+        Ok(Self {
+            header,
+            bytes,
+            crc_checked: false,
+        })
     }
 
     /// The parsed header.
@@ -462,6 +479,14 @@ impl RawBatch {
                 computed,
             })
         }
+    }
+
+    /// [`verify_crc`](Self::verify_crc), keeping the batch with the fact that its CRC holds
+    /// (later header rewrites then read the records once, not twice).
+    pub fn checked(mut self) -> Result<RawBatch, BatchError> {
+        self.verify_crc()?;
+        self.crc_checked = true;
+        Ok(self)
     }
 
     /// A copy with new producer fields and attributes, and a CRC to match. The records section
@@ -531,7 +556,11 @@ impl RawBatch {
         // Carry over any existing mismatch (0 for a sound batch) instead of certifying bytes
         // nobody checked. The CRC field itself lies outside [21, end), so its placeholder value
         // in `to_bytes` does not matter.
-        let drift = self.header.crc ^ self.computed_crc();
+        let drift = if self.crc_checked {
+            0
+        } else {
+            self.header.crc ^ self.computed_crc()
+        };
         let covered_header = crc32c::crc32c(&header.to_bytes()[CRC_COVERED_FROM..]);
         header.crc = crc32c::crc32c_append(covered_header, self.records_section()) ^ drift;
         self.with_header(header)
@@ -560,9 +589,12 @@ impl RawBatch {
         let mut buf = BytesMut::with_capacity(self.bytes.len());
         buf.extend_from_slice(&header.to_bytes());
         buf.extend_from_slice(self.records_section());
+        // The records section is unchanged, and a rewritten CRC covers the new header exactly
+        // as the old one covered the old header, so a checked batch stays checked.
         RawBatch {
             header,
             bytes: buf.freeze(),
+            crc_checked: self.crc_checked,
         }
     }
 }
@@ -613,7 +645,11 @@ pub fn split(blob: Bytes) -> Result<Split, BatchError> {
                 });
             }
         };
-        out.batches.push(RawBatch { header, bytes });
+        out.batches.push(RawBatch {
+            header,
+            bytes,
+            crc_checked: false,
+        });
         pos += total;
     }
     Ok(out)

@@ -230,6 +230,25 @@ fn rewrites_never_launder_a_corrupt_batch() {
     assert!(corrupt.with_producer(1, 2, 3, 0).verify_crc().is_err());
     assert!(corrupt.without_producer().verify_crc().is_err());
     assert!(corrupt.with_base_offset(9).verify_crc().is_err());
+    assert!(corrupt.clone().checked().is_err(), "checked() refuses it");
+}
+
+#[test]
+fn a_checked_batch_rewrites_to_the_same_bytes_as_an_unchecked_one() {
+    for (kc, _) in CODECS {
+        let batch = one_batch(encode(&records(7, 4, false), kc));
+        let checked = batch.clone().checked().expect("sound batch");
+        for producer in [None, Some((42, 3, 17))] {
+            let a = batch.for_produce(producer);
+            let b = checked.for_produce(producer);
+            assert_eq!(a.bytes(), b.bytes());
+            b.verify_crc().expect("rewritten CRC holds");
+            // Still checked after the rewrite: a second rewrite is sound too.
+            let again = b.for_produce(Some((43, 0, 0)));
+            again.verify_crc().expect("second rewrite holds");
+            assert_eq!(again.bytes(), a.for_produce(Some((43, 0, 0))).bytes());
+        }
+    }
 }
 
 #[test]

@@ -203,13 +203,16 @@ impl PartitionRun {
             if h.last_offset() < self.fetch_offset {
                 continue; // fully before our position (a fetch may start mid-batch)
             }
-            if let Err(e) = b.verify_crc() {
-                self.crc_streak += 1;
-                return Ok(Accepted::CrcFailure {
-                    at: h.base_offset,
-                    error: e.to_string(),
-                });
-            }
+            let b = match b.checked() {
+                Ok(b) => b,
+                Err(e) => {
+                    self.crc_streak += 1;
+                    return Ok(Accepted::CrcFailure {
+                        at: h.base_offset,
+                        error: e.to_string(),
+                    });
+                }
+            };
             self.crc_streak = 0;
             let next = h.next_offset();
             if self.map.entries().is_empty()
