@@ -32,18 +32,24 @@ async fn start_mirror(
     topics: &[&str],
     tune: impl FnOnce(&mut MirrorSettings),
 ) -> Running {
+    start_mirror_between(client(source).await, client(target).await, topics, tune).await
+}
+
+/// [`start_mirror`] with given clients (for example one that reaches the target through a
+/// proxy).
+async fn start_mirror_between(
+    source: KafkaClient,
+    target: KafkaClient,
+    topics: &[&str],
+    tune: impl FnOnce(&mut MirrorSettings),
+) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(StateStore::open(dir.path()).unwrap());
     let wanted: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
     let mut settings = MirrorSettings::new(Arc::new(move |t: &str| wanted.iter().any(|w| w == t)));
     settings.topic_refresh = Duration::from_millis(500);
     tune(&mut settings);
-    let mirror = Mirror::new(
-        client(source).await,
-        client(target).await,
-        Arc::clone(&store),
-        settings,
-    );
+    let mirror = Mirror::new(source, target, Arc::clone(&store), settings);
     let status = mirror.status();
     let cancel = CancellationToken::new();
     let token = cancel.clone();
@@ -219,6 +225,65 @@ async fn data_matrix_mirrors_identically_kafka_to_kafka() {
 #[tokio::test(flavor = "multi_thread")]
 async fn data_matrix_mirrors_identically_kafka_to_tansu() {
     data_matrix(tansu_target()).await;
+}
+
+/// Writes spread over several connections to the target broker: each partition keeps to one,
+/// so with five batches in flight per partition every batch still lands in order at the
+/// source's offsets. The target sits behind a proxy, which counts strait's connections.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_spread_over_several_target_connections_stay_in_order() {
+    let source = kafka_source();
+    let sc = client(source).await;
+    let topic = unique("mirror-lanes");
+    create_topic(&sc, &topic, 6, &[]).await;
+    // Many small batches per partition, so several are in flight at once (idempotent, so
+    // a retry cannot reorder the source itself).
+    let p = producer(
+        source,
+        &[
+            ("batch.num.messages", "7"),
+            ("linger.ms", "0"),
+            ("enable.idempotence", "true"),
+        ],
+    );
+    let mut expected = Vec::new();
+    for partition in 0..6 {
+        let recs = sample_records(140, &format!("lane-{partition}"));
+        send_all(&p, &topic, partition, &recs).await;
+        expected.push(recs);
+    }
+    let mut ends = Vec::new();
+    for partition in 0..6 {
+        ends.push(source_end(&sc, &topic, partition).await);
+    }
+    let proxy = strait_testkit::FaultProxy::start(&kafka_target().bootstrap());
+    let via = KafkaClient::connect(strait_linker::client::ClientConfig::new(&proxy.bootstrap()))
+        .await
+        .unwrap();
+    let m = start_mirror_between(sc.clone(), via, &[&topic], |s| {
+        s.produce_connections = 3;
+        s.max_in_flight_per_partition = 5;
+    })
+    .await;
+    wait_caught_up(&m.status, &topic, &ends).await;
+    let (store, _dir) = m.stop().await;
+    // Bootstrap, then the broker's connection and two more lanes.
+    let stats = proxy.stats();
+    assert!(
+        stats.connections >= 4,
+        "expected writes over 3 connections to the broker (+ bootstrap): {stats:?}"
+    );
+    assert_verified(source, kafka_target(), &store, &topic).await;
+    for (partition, want) in expected.iter().enumerate() {
+        let theirs = consume_n(kafka_target(), &topic, partition as i32, want.len(), false);
+        assert_same(&format!("partition {partition}"), &recs(&theirs), want);
+        let offsets: Vec<i64> = theirs.iter().map(|(o, _)| *o).collect();
+        assert_eq!(
+            offsets,
+            (0..want.len() as i64).collect::<Vec<_>>(),
+            "partition {partition}: target offsets equal source offsets"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

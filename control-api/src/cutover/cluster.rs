@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use strait_linker::batch;
 use strait_linker::client::admin::{Acl, AclOperation, AclPattern, AclPermission, AclResource};
-use strait_linker::client::data::{FetchOptions, FetchPosition, Isolation, OffsetSpec};
+use strait_linker::client::data::{Isolation, OffsetSpec};
 use strait_linker::client::{Error, KafkaClient, Retry};
 use strait_linker::offset::TopicPartition;
 use strait_linker::state::{Layout, StateStore};
@@ -220,21 +220,9 @@ async fn fetch_first(
     tp: &TopicPartition,
     offset: i64,
 ) -> Result<Vec<batch::RawBatch>, String> {
-    let pos = FetchPosition {
-        topic: tp.topic.clone(),
-        partition: tp.partition,
-        offset,
-        max_bytes: 1,
-    };
-    let opts = FetchOptions {
-        max_wait: Duration::ZERO,
-        isolation: Isolation::ReadUncommitted,
-        ..FetchOptions::default()
-    };
     let f = client
-        .fetch(&[pos], opts)
+        .fetch_at(&tp.topic, tp.partition, offset)
         .await
-        .pop()
         .ok_or_else(|| format!("{tp}: empty fetch response"))?;
     if let Some(e) = f.error {
         return Err(format!("{tp}: fetch at {offset}: {e}"));

@@ -302,7 +302,7 @@ impl KafkaClient {
         timeout: Duration,
     ) -> PartitionResults<ProduceAck> {
         // Queued on every leader first, then awaited: the requests run concurrently.
-        self.queue_produce(items, acks, timeout).await.await
+        self.queue_produce(items, acks, timeout, 1).await.await
     }
 
     /// [`produce`](Self::produce) in two steps, for a caller that keeps several produces in
@@ -310,12 +310,19 @@ impl KafkaClient {
     /// queued on its leader's connection, behind those queued by earlier calls; the returned
     /// future waits for the answers. Call it from one task, one call after the other.
     ///
+    /// `lanes` spreads the partitions over that many connections per broker (1 = the
+    /// ordinary connection only). A partition always goes over the same lane
+    /// ([`produce_lane`]), so its writes still reach the broker in call order; Kafka handles
+    /// one request per connection at a time, so lanes let it append for several requests at
+    /// once.
+    ///
     /// Cancel safety: dropping the returned future abandons the answers, not the writes.
     pub async fn queue_produce(
         &self,
         items: Vec<ProduceItem>,
         acks: i16,
         timeout: Duration,
+        lanes: usize,
     ) -> impl std::future::Future<Output = PartitionResults<ProduceAck>> + Send + 'static {
         let (by_leader, failed) = self
             .group_by_leader(&items, |i| (&i.topic, i.partition))
@@ -329,14 +336,22 @@ impl KafkaClient {
                 )
             })
             .collect();
-        let mut queued = Vec::new();
+        let lanes = lanes.max(1);
+        let mut by_lane: BTreeMap<(i32, usize), Vec<ProduceItem>> = BTreeMap::new();
         for (leader, batch) in by_leader {
+            for item in batch {
+                let lane = produce_lane(&item.topic, item.partition, lanes);
+                by_lane.entry((leader, lane)).or_default().push(item);
+            }
+        }
+        let mut queued = Vec::new();
+        for ((leader, lane), batch) in by_lane {
             let keys: Vec<(String, i32)> = batch
                 .iter()
                 .map(|i| (i.topic.clone(), i.partition))
                 .collect();
             let req = produce_request(batch, acks, timeout);
-            let inflight = match self.broker_connection(leader).await {
+            let inflight = match self.broker_connection_on(leader, lane).await {
                 Ok(conn) => conn.queue_with_extra_time(&req, timeout).await,
                 Err(e) => Err(e),
             };
@@ -363,6 +378,29 @@ impl KafkaClient {
             }
             out
         }
+    }
+
+    /// The batch at `offset` of `topic`/`partition` and whatever follows it in one small
+    /// response: a Fetch for 1 byte (brokers still return the whole first batch), read
+    /// uncommitted, without waiting. `None` if the response has no entry for the partition.
+    pub async fn fetch_at(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Option<FetchedPartition> {
+        let pos = FetchPosition {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            max_bytes: 1,
+        };
+        let opts = FetchOptions {
+            max_wait: Duration::ZERO,
+            isolation: Isolation::ReadUncommitted,
+            ..FetchOptions::default()
+        };
+        self.fetch(&[pos], opts).await.pop()
     }
 
     /// Where each partition's log starts and ends (high watermark), read with a 1-byte Fetch
@@ -638,4 +676,49 @@ fn produce_results(resp: ProduceResponse) -> PartitionResults<ProduceAck> {
         }
     }
     out
+}
+
+/// The connection lane (`0..lanes`) that `topic`/`partition` is produced over: fixed for the
+/// life of the process, and consecutive partitions of a topic go to consecutive lanes so a
+/// topic's partitions spread evenly.
+pub fn produce_lane(topic: &str, partition: i32, lanes: usize) -> usize {
+    if lanes <= 1 {
+        return 0;
+    }
+    // FNV-1a: stable across runs and platforms (the std hasher is not promised to be).
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in topic.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let lanes = lanes as u64;
+    ((h % lanes + u64::from(partition.unsigned_abs()) % lanes) % lanes) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::produce_lane;
+
+    #[test]
+    fn a_topics_partitions_spread_evenly_over_lanes_and_keep_their_lane() {
+        assert_eq!(produce_lane("orders", 7, 1), 0);
+        for lanes in 2..=5 {
+            let mut count = vec![0; lanes];
+            for p in 0..(lanes as i32 * 4) {
+                let lane = produce_lane("orders", p, lanes);
+                assert!(lane < lanes);
+                assert_eq!(lane, produce_lane("orders", p, lanes), "stable");
+                count[lane] += 1;
+            }
+            assert!(count.iter().all(|c| *c == 4), "{lanes} lanes: {count:?}");
+        }
+        // Consecutive partitions take consecutive lanes, cycling.
+        assert_eq!(
+            (0..6)
+                .map(|p| produce_lane("orders", p, 3))
+                .collect::<Vec<_>>(),
+            (0..6)
+                .map(|p| produce_lane("orders", p + 3, 3))
+                .collect::<Vec<_>>()
+        );
+    }
 }

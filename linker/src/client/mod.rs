@@ -80,8 +80,10 @@ pub struct KafkaClient {
 struct Inner {
     config: ClientConfig,
     metadata: RwLock<MetadataCache>,
-    /// Open connections by node id. Bootstrap connections use negative pseudo ids.
-    conns: AsyncMutex<HashMap<i32, Arc<Connection>>>,
+    /// Open connections by node id and lane. Bootstrap connections use negative pseudo ids.
+    /// Lane 0 carries everything; produces may be spread over further lanes
+    /// ([`KafkaClient::queue_produce`]).
+    conns: AsyncMutex<HashMap<(i32, usize), Arc<Connection>>>,
     coordinators: Mutex<HashMap<String, i32>>,
     /// Which cluster this is, for metric labels ([`crate::metrics::Cluster`] as u8).
     cluster: AtomicU8,
@@ -140,7 +142,11 @@ impl KafkaClient {
     pub async fn any_connection(&self) -> Result<Arc<Connection>> {
         {
             let conns = self.inner.conns.lock().await;
-            if let Some(c) = conns.values().find(|c| !c.is_poisoned()) {
+            if let Some(c) = conns
+                .iter()
+                .find(|((_, lane), c)| *lane == 0 && !c.is_poisoned())
+                .map(|(_, c)| c)
+            {
                 return Ok(Arc::clone(c));
             }
         }
@@ -155,7 +161,7 @@ impl KafkaClient {
         }
         let mut last = None;
         for (id, addr) in targets {
-            match self.connection_to(id, &addr).await {
+            match self.connection_to(id, 0, &addr).await {
                 Ok(c) => return Ok(c),
                 // Authentication and configuration failures are not cured by another broker.
                 Err(e @ (Error::Auth { .. } | Error::Config(_))) => return Err(e),
@@ -167,6 +173,14 @@ impl KafkaClient {
 
     /// Connection to broker `node_id`, opening it if needed.
     pub async fn broker_connection(&self, node_id: i32) -> Result<Arc<Connection>> {
+        self.broker_connection_on(node_id, 0).await
+    }
+
+    /// Connection `lane` to broker `node_id`, opening it if needed. Lane 0 is the connection
+    /// [`broker_connection`](Self::broker_connection) returns; further lanes are separate TCP
+    /// connections, so a broker that handles one request per connection at a time (Kafka)
+    /// works on several at once.
+    pub async fn broker_connection_on(&self, node_id: i32, lane: usize) -> Result<Arc<Connection>> {
         let addr = read(&self.inner.metadata).brokers.get(&node_id).cloned();
         let addr = match addr {
             Some(a) => a,
@@ -184,23 +198,28 @@ impl KafkaClient {
                     })?
             }
         };
-        self.connection_to(node_id, &addr).await
+        self.connection_to(node_id, lane, &addr).await
     }
 
-    async fn connection_to(&self, node_id: i32, addr: &str) -> Result<Arc<Connection>> {
+    async fn connection_to(
+        &self,
+        node_id: i32,
+        lane: usize,
+        addr: &str,
+    ) -> Result<Arc<Connection>> {
         // Holding the pool lock while connecting serialises connection setup, which keeps two
         // callers from opening duplicate connections to one broker; setup is rare and bounded
         // by connect_timeout.
         let mut conns = self.inner.conns.lock().await;
-        if let Some(c) = conns.get(&node_id)
+        if let Some(c) = conns.get(&(node_id, lane))
             && !c.is_poisoned()
             && c.broker() == addr
         {
             return Ok(Arc::clone(c));
         }
         let conn = Arc::new(Connection::open(addr, &self.inner.config).await?);
-        tracing::debug!(broker = addr, node_id, "connected");
-        conns.insert(node_id, Arc::clone(&conn));
+        tracing::debug!(broker = addr, node_id, lane, "connected");
+        conns.insert((node_id, lane), Arc::clone(&conn));
         Ok(conn)
     }
 

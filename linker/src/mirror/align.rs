@@ -23,7 +23,7 @@ use std::time::Duration;
 use super::engine::Engine;
 use crate::batch::RawBatch;
 use crate::client::Error;
-use crate::client::data::{FetchOptions, FetchPosition, Isolation, ProduceItem};
+use crate::client::data::ProduceItem;
 use crate::offset::TopicPartition;
 use crate::records;
 
@@ -58,18 +58,7 @@ impl Engine {
         tp: &TopicPartition,
         start: i64,
     ) -> Result<i64, Error> {
-        let pos = FetchPosition {
-            topic: tp.topic.clone(),
-            partition: tp.partition,
-            offset: start,
-            max_bytes: 1,
-        };
-        let opts = FetchOptions {
-            max_wait: Duration::ZERO,
-            isolation: Isolation::ReadUncommitted,
-            ..FetchOptions::default()
-        };
-        let f = self.source.fetch(&[pos], opts).await.pop();
+        let f = self.source.fetch_at(&tp.topic, tp.partition, start).await;
         let Some(f) = f else { return Ok(start) };
         if let Some(e) = f.error {
             return Err(e);

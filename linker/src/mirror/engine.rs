@@ -181,6 +181,7 @@ impl Mirror {
             e.target.clone(),
             rounds_rx,
             tx.clone(),
+            e.settings.produce_connections,
         ));
         e.discover(&tx).await?;
         let mut next_discovery = Instant::now() + e.settings.topic_refresh;

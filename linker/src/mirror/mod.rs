@@ -85,6 +85,9 @@ pub struct MirrorSettings {
     /// Batches in flight per partition (1..=5). Above 1, writes carry strait's own idempotent
     /// producer id so the target keeps them in order; 1 writes without one.
     pub max_in_flight_per_partition: usize,
+    /// Connections per target broker that writes are spread over (a partition always uses
+    /// the same one).
+    pub produce_connections: usize,
     /// Consecutive CRC failures on one batch before the partition stops.
     pub max_crc_retries: u32,
     /// Principals denied writes to mirror topics on the target ([`protect`]); empty: off.
@@ -106,6 +109,7 @@ impl MirrorSettings {
             partition_fetch_max_bytes: 8 << 20,
             max_produce_requests: 8,
             max_in_flight_per_partition: 5,
+            produce_connections: 1,
             max_crc_retries: 5,
             protect_principals: Vec::new(),
         }
@@ -127,6 +131,7 @@ impl fmt::Debug for MirrorSettings {
                 "max_in_flight_per_partition",
                 &self.max_in_flight_per_partition,
             )
+            .field("produce_connections", &self.produce_connections)
             .field("protect_principals", &self.protect_principals)
             .finish_non_exhaustive()
     }
@@ -151,6 +156,7 @@ impl From<&crate::config::MirrorConfig> for MirrorSettings {
             fetch_max_bytes: clamp(c.fetch_max_bytes.bytes()),
             partition_fetch_max_bytes: clamp(c.partition_fetch_max_bytes.bytes()),
             max_in_flight_per_partition: usize::from(c.max_in_flight_per_partition),
+            produce_connections: usize::from(c.target_connections_per_broker),
             protect_principals: c.protect_principals.clone(),
             ..Self::new(Arc::new(|_: &str| true))
         }

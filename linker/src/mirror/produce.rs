@@ -21,9 +21,7 @@ use tokio::sync::mpsc;
 use super::engine::{Engine, Event, MirrorError};
 use super::partition::{Producer, WriteMismatch, is_gapped};
 use crate::batch;
-use crate::client::data::{
-    FetchOptions, FetchPosition, Isolation, PartitionResults, ProduceAck, ProduceItem,
-};
+use crate::client::data::{PartitionResults, ProduceAck, ProduceItem};
 use crate::client::groups::ProducerIdentity;
 use crate::client::{Error, KafkaClient, Retry};
 use crate::offset::TopicPartition;
@@ -51,13 +49,18 @@ pub(super) struct Round {
 /// engine made them, so each partition's batches reach its leader in sequence order (tasks
 /// spawned per round could overtake each other), and hands each round's answers back as an
 /// event. The number of rounds in flight is bounded by the engine (`max_produce_requests`).
+/// Each round is spread over `lanes` connections per target broker, a partition always on
+/// the same one.
 pub(super) async fn send_rounds(
     client: KafkaClient,
     mut rounds: mpsc::UnboundedReceiver<Round>,
     events: mpsc::Sender<Event>,
+    lanes: usize,
 ) {
     while let Some(Round { items, tickets }) = rounds.recv().await {
-        let answers = client.queue_produce(items, -1, PRODUCE_TIMEOUT).await;
+        let answers = client
+            .queue_produce(items, -1, PRODUCE_TIMEOUT, lanes)
+            .await;
         let events = events.clone();
         tokio::spawn(async move {
             let results = answers.await;
@@ -346,18 +349,7 @@ impl Engine {
     async fn target_layout(&self, tp: &TopicPartition, base: i64) -> Option<Vec<u32>> {
         let slot = self.slots.get(tp)?;
         let source = &slot.run.front_acked()?.1.source;
-        let pos = FetchPosition {
-            topic: tp.topic.clone(),
-            partition: tp.partition,
-            offset: base,
-            max_bytes: 1,
-        };
-        let opts = FetchOptions {
-            max_wait: Duration::ZERO,
-            isolation: Isolation::ReadUncommitted,
-            ..FetchOptions::default()
-        };
-        let f = self.target.fetch(&[pos], opts).await.pop()?;
+        let f = self.target.fetch_at(&tp.topic, tp.partition, base).await?;
         let stored = batch::split(f.records).ok()?.batches.into_iter().next()?;
         if stored.header().last_offset_delta == source.header().last_offset_delta {
             return None;
