@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
@@ -208,7 +209,15 @@ async fn produce_loop(
     let mut txns: u32 = 0;
     let mut producer: Option<(Side, FutureProducer)> = None;
     let mut made = 0u32;
-    let unit = setup.spec.transactions.as_ref().map_or(1, |t| t.records);
+    // A unit is written with all its records in flight at once and fully acknowledged
+    // before the next; commands are obeyed between units. Plain producers write 10 ms worth
+    // of records per unit: one record at a time, each waiting for its acknowledgement, tops
+    // out at a few hundred records/s, far below the rates a write-pause measurement needs.
+    let unit = setup
+        .spec
+        .transactions
+        .as_ref()
+        .map_or((setup.spec.rate / 100).max(1), |t| t.records);
     let interval = Duration::from_secs_f64(f64::from(unit) / f64::from(setup.spec.rate));
     loop {
         let c = *ctl.borrow_and_update();
@@ -249,6 +258,22 @@ async fn produce_loop(
             match results {
                 Ok(Written::Acked(acks)) => record_acks(&mut l, &setup, c.epoch, &ids, acks),
                 Ok(Written::Aborted) => l.aborted.extend(ids.into_iter().map(|(_, id)| id)),
+                Ok(Written::Partly(acks, e)) => {
+                    // Acknowledged records are in the ledger as such; only the others are
+                    // uncertain.
+                    let (done, unknown): (Vec<_>, Vec<_>) =
+                        ids.into_iter().zip(acks).partition(|(_, a)| a.is_some());
+                    let (done_ids, done_acks): (Vec<_>, Vec<_>) = done
+                        .into_iter()
+                        .map(|(id, a)| (id, a.expect("some")))
+                        .unzip();
+                    record_acks(&mut l, &setup, c.epoch, &done_ids, done_acks);
+                    l.uncertain
+                        .extend(unknown.into_iter().map(|((_, id), _)| id));
+                    l.produce_errors += 1;
+                    l.first_produce_error
+                        .get_or_insert_with(|| format!("{name}: {e:#}"));
+                }
                 Err(e) => {
                     l.uncertain.extend(ids.into_iter().map(|(_, id)| id));
                     l.produce_errors += 1;
@@ -318,6 +343,7 @@ pub async fn load(
                     acks,
                 );
             }
+            Written::Partly(_, e) => return Err(e),
             Written::Aborted => unreachable!("no transactions"),
         }
     }
@@ -339,6 +365,9 @@ fn key_of(spec: &ProducerSpec, seq: u64) -> String {
 
 enum Written {
     Acked(Vec<(i32, i64)>),
+    /// A plain unit that failed in part: the acknowledgement of each record, or `None` for
+    /// one whose outcome is unknown, and the first error.
+    Partly(Vec<Option<(i32, i64)>>, anyhow::Error),
     Aborted,
 }
 
@@ -368,28 +397,56 @@ async fn write_unit(
         let value = value_of(id, *seq, setup.spec.value_bytes);
         records.push((partition, key, value, headers));
     }
+    // Enqueued here with `send_result`, so the unit's records are in flight together:
+    // `FutureProducer::send` is async and enqueues a record only when awaited, which made a
+    // unit one record after the other.
+    let queue_deadline = Instant::now() + Duration::from_secs(30);
     let mut futures = Vec::with_capacity(ids.len());
     for (partition, key, value, headers) in &records {
-        let record = FutureRecord::to(&setup.topic)
+        let mut record = FutureRecord::to(&setup.topic)
             .partition(*partition)
             .key(key.as_bytes())
             .payload(value.as_bytes())
             .headers(headers.clone());
-        futures.push(p.send(record, Duration::from_secs(30)));
+        let queued = loop {
+            match p.send_result(record) {
+                Ok(delivery) => break Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                    if Instant::now() < queue_deadline =>
+                {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => break Err(e),
+            }
+        };
+        futures.push(queued);
     }
     let mut acks = Vec::with_capacity(ids.len());
     let mut failure = None;
     for f in futures {
-        match f.await {
-            Ok(d) => acks.push((d.partition, d.offset)),
-            Err((e, _)) => {
+        let outcome = match f {
+            Ok(delivery) => match delivery.await {
+                Ok(Ok(d)) => Ok((d.partition, d.offset)),
+                Ok(Err((e, _))) => Err(e),
+                Err(_) => Err(KafkaError::Canceled),
+            },
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(ack) => acks.push(Some(ack)),
+            Err(e) => {
+                acks.push(None);
                 failure.get_or_insert(e);
             }
         }
     }
     match (txn, failure) {
-        (None, None) => Ok(Written::Acked(acks)),
-        (None, Some(e)) => Err(e).context("produce"),
+        (None, None) => Ok(Written::Acked(acks.into_iter().flatten().collect())),
+        (None, Some(e)) => Ok(Written::Partly(
+            acks,
+            anyhow::Error::new(e).context("produce"),
+        )),
         (Some(_), Some(e)) => {
             let _ = tokio::task::block_in_place(|| p.abort_transaction(Duration::from_secs(10)));
             Err(e).context("produce in a transaction")
@@ -402,7 +459,7 @@ async fn write_unit(
             } else {
                 tokio::task::block_in_place(|| p.commit_transaction(Duration::from_secs(30)))
                     .context("commit_transaction")?;
-                Ok(Written::Acked(acks))
+                Ok(Written::Acked(acks.into_iter().flatten().collect()))
             }
         }
     }
