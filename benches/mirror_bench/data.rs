@@ -11,11 +11,18 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use strait_linker::client::admin::NewTopic;
-use strait_linker::client::data::{FetchOptions, FetchPosition, Isolation, ProduceItem};
+use strait_linker::client::data::{
+    FetchOptions, FetchPosition, Isolation, PartitionResults, ProduceAck, ProduceItem,
+};
 use strait_linker::client::{KafkaClient, Retry};
 
 /// Producer batch size the workloads are cut into (the Java client's default).
 pub const BATCH_BYTES: usize = 16 << 10;
+
+/// Connections per broker for the raw produce ceiling: strait's default
+/// `target_connections_per_broker`, so the ceiling is what the broker takes the way strait
+/// writes (`benches/produce_probe.rs` compares connection counts).
+pub const RAW_LANES: usize = 1;
 
 /// One workload: a topic shape and record shape.
 #[derive(Debug, Clone)]
@@ -199,47 +206,85 @@ pub fn generate(w: &Workload) -> Vec<Vec<Bytes>> {
     out
 }
 
-/// Produces `batches` to `topic`: each request carries one batch per partition (Kafka takes
-/// no more), `window` requests in flight. Returns the elapsed time.
+/// Produces `batches` to `topic`: each round carries one batch per partition (Kafka takes
+/// no more), spread over `lanes` connections per broker, `window` rounds in flight. Rounds
+/// are queued on the connections in order from this task, as strait's mirror does (spawning
+/// a task per round measured about a third slower into Kafka); a partition whose write
+/// fails (a new topic's leader may not take writes yet) is written again. Returns the
+/// elapsed time.
 pub async fn produce_all(
     c: &KafkaClient,
     topic: &str,
     batches: &[Vec<Bytes>],
     window: usize,
+    lanes: usize,
 ) -> Result<Duration> {
     let rounds = batches.iter().map(Vec::len).max().unwrap_or(0);
     let started = Instant::now();
-    let mut set = tokio::task::JoinSet::new();
+    let mut inflight = std::collections::VecDeque::new();
     for r in 0..rounds {
-        let items: Vec<ProduceItem> = batches
-            .iter()
-            .enumerate()
-            .filter_map(|(p, bs)| {
-                bs.get(r).map(|b| ProduceItem {
-                    topic: topic.to_owned(),
-                    partition: p as i32,
-                    batch: b.clone(),
-                })
-            })
-            .collect();
-        while set.len() >= window {
-            check(set.join_next().await.expect("non-empty")?)?;
+        let items = round(topic, batches, r);
+        if inflight.len() >= window {
+            let (items, answers) = inflight.pop_front().expect("non-empty");
+            settle(c, items, answers, lanes).await?;
         }
-        let c = c.clone();
-        set.spawn(async move { produce_retrying(&c, items).await });
+        let answers = c
+            .queue_produce(items.clone(), -1, Duration::from_secs(60), lanes)
+            .await;
+        inflight.push_back((items, tokio::spawn(answers)));
     }
-    while let Some(r) = set.join_next().await {
-        check(r?)?;
+    while let Some((items, answers)) = inflight.pop_front() {
+        settle(c, items, answers, lanes).await?;
     }
     Ok(started.elapsed())
 }
 
+/// Round `r` of `batches` (per partition): the `r`-th batch of every partition that has one.
+pub fn round(topic: &str, batches: &[Vec<Bytes>], r: usize) -> Vec<ProduceItem> {
+    batches
+        .iter()
+        .enumerate()
+        .filter_map(|(p, bs)| {
+            bs.get(r).map(|b| ProduceItem {
+                topic: topic.to_owned(),
+                partition: p as i32,
+                batch: b.clone(),
+            })
+        })
+        .collect()
+}
+
+/// Awaits one round of [`produce_all`] and writes its failed partitions again.
+async fn settle(
+    c: &KafkaClient,
+    items: Vec<ProduceItem>,
+    answers: tokio::task::JoinHandle<PartitionResults<ProduceAck>>,
+    lanes: usize,
+) -> Result<()> {
+    let results = answers.await?;
+    let again: Vec<ProduceItem> = items
+        .into_iter()
+        .filter(|i| !matches!(results.get(&(i.topic.clone(), i.partition)), Some(Ok(_))))
+        .collect();
+    if again.is_empty() {
+        return Ok(());
+    }
+    produce_retrying(c, again, lanes).await
+}
+
 /// Produces `items`, retrying partitions that fail with a retriable error (a new topic's
 /// leader may not accept writes yet) for up to 30 s.
-pub async fn produce_retrying(c: &KafkaClient, mut items: Vec<ProduceItem>) -> Result<()> {
+pub async fn produce_retrying(
+    c: &KafkaClient,
+    mut items: Vec<ProduceItem>,
+    lanes: usize,
+) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let results = c.produce(items.clone(), -1, Duration::from_secs(60)).await;
+        let results = c
+            .queue_produce(items.clone(), -1, Duration::from_secs(60), lanes)
+            .await
+            .await;
         let mut again = Vec::new();
         for i in items {
             match &results[&(i.topic.clone(), i.partition)] {
@@ -259,15 +304,11 @@ pub async fn produce_retrying(c: &KafkaClient, mut items: Vec<ProduceItem>) -> R
     }
 }
 
-fn check(r: Result<()>) -> Result<()> {
-    r
-}
-
 /// Loads the workload into a new source topic.
 pub async fn load(c: &KafkaClient, w: &Workload, topic: &str) -> Result<Backlog> {
     create_topic(c, topic, w.partitions).await?;
     let batches = generate(w);
-    produce_all(c, topic, &batches, 8).await?;
+    produce_all(c, topic, &batches, 8, RAW_LANES).await?;
     let per_batch = (BATCH_BYTES / w.record_bytes).max(1) as u64;
     let n: u64 = batches.iter().map(|b| b.len() as u64).sum();
     let wire_bytes = batches.iter().flatten().map(|b| b.len() as u64).sum();

@@ -1,8 +1,8 @@
 //! End-to-end latency at a steady rate: a paced producer writes 1 KiB JSON-like records in
 //! 16 KiB batches to an 8-partition source topic while `strait run` mirrors it. Two readers
 //! (strait's client, 10 ms fetch wait) follow the source and the target topic; each batch's
-//! latency is the time it became readable minus its first timestamp (set when it was
-//! encoded, just before the produce). The source reader gives the brokers' own
+//! latency is the time it became readable minus its first timestamp (stamped just before
+//! the produce into one of a pool of batches encoded up front). The source reader gives the brokers' own
 //! produce-to-fetch latency, the target reader strait's end-to-end latency.
 
 use std::time::{Duration, Instant};
@@ -25,6 +25,9 @@ pub struct Latency {
     pub broker_p99_ms: f64,
     pub strait_p50_ms: f64,
     pub strait_p99_ms: f64,
+    /// Time from the last produce on the source until the target's high watermarks held
+    /// every record.
+    pub copied_after_ms: f64,
     pub strait_peak_rss_mib: f64,
 }
 
@@ -68,6 +71,11 @@ pub async fn run(
     let src_reader = tokio::spawn(follow(src_read, topic.clone(), total));
     let tgt_reader = tokio::spawn(follow(tgt_read, topic.clone(), total));
 
+    // Encoded up front and only re-stamped when sent: encoding 1 KiB records at this rate
+    // took a good part of a core, which the brokers and strait then lacked.
+    let pool: Vec<bytes::Bytes> = (0..64)
+        .map(|b| data::encode_batch((b * per_batch) as u64, per_batch, RECORD, false, 0))
+        .collect();
     let started = Instant::now();
     let mut sent = 0usize;
     let mut set = tokio::task::JoinSet::new();
@@ -81,18 +89,12 @@ pub async fn run(
                 .map(|k| ProduceItem {
                     topic: topic.clone(),
                     partition: ((sent + k) % PARTITIONS as usize) as i32,
-                    batch: data::encode_batch(
-                        ((sent + k) * per_batch) as u64,
-                        per_batch,
-                        RECORD,
-                        false,
-                        ts,
-                    ),
+                    batch: restamp(&pool[(sent + k) % pool.len()], ts),
                 })
                 .collect();
             sent += n;
             let c = source.clone();
-            set.spawn(async move { crate::data::produce_retrying(&c, items).await });
+            set.spawn(async move { crate::data::produce_retrying(&c, items, 1).await });
             while set.len() > 32 {
                 set.join_next().await;
             }
@@ -100,6 +102,27 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     while set.join_next().await.is_some() {}
+    let load_done = Instant::now();
+    // When the target's high watermarks hold everything: strait's own delivery, apart from
+    // how fast a reader can fetch it back from the target (tansu lists a partition's objects
+    // on every Fetch, which a follower at hundreds of MB/s cannot keep up with).
+    let want = (total * per_batch) as i64;
+    let copied_after_ms = loop {
+        let hw: i64 = target
+            .log_bounds(&keys)
+            .await
+            .values()
+            .filter_map(|b| b.as_ref().ok().map(|b| b.end))
+            .sum();
+        if hw >= want {
+            break load_done.elapsed().as_secs_f64() * 1e3;
+        }
+        anyhow::ensure!(
+            load_done.elapsed() < Duration::from_secs(600),
+            "strait did not copy the latency load within 600 s ({hw} of {want} records)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let mut broker = src_reader.await??;
     let mut strait = tgt_reader.await??;
     let rss = proc.peak_rss()? as f64 / (1 << 20) as f64;
@@ -112,8 +135,20 @@ pub async fn run(
         broker_p99_ms: percentile(&mut broker, 0.99),
         strait_p50_ms: percentile(&mut strait, 0.5),
         strait_p99_ms: percentile(&mut strait, 0.99),
+        copied_after_ms,
         strait_peak_rss_mib: rss,
     })
+}
+
+/// `batch` (records with timestamp delta 0) with first and max timestamp `ts` and the CRC
+/// to match. Layout: CRC at 17..21 covering 21..end, first timestamp at 27, max at 35.
+fn restamp(batch: &bytes::Bytes, ts: i64) -> bytes::Bytes {
+    let mut b = batch.to_vec();
+    b[27..35].copy_from_slice(&ts.to_be_bytes());
+    b[35..43].copy_from_slice(&ts.to_be_bytes());
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    bytes::Bytes::from(b)
 }
 
 /// Reads `topic` from offset 0 until `batches` batches were seen; returns each batch's

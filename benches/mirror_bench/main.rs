@@ -16,7 +16,7 @@
 //!
 //! `cargo bench --bench mirror -- [--mb N] [--large-mb N] [--large-partitions N]
 //!  [--targets kafka,tansu] [--workloads 1kb,1kb-zstd,100b,1000p] [--no-mm2] [--no-naive]
-//!  [--latency-secs N] [--budget-mib N] [--no-write-pause]`; `scripts/bench.sh` runs it with the group-sync
+//!  [--latency-secs N] [--latency-mb-s N] [--budget-mib N] [--no-write-pause]`; `scripts/bench.sh` runs it with the group-sync
 //! bench. Prints a table, writes target/bench/mirror.json and target/bench/mirror.svg.
 
 mod data;
@@ -44,6 +44,8 @@ struct Args {
     mm2: bool,
     naive: bool,
     latency_secs: u64,
+    /// Latency load in MB/s instead of half the pair's 1 KB ceiling.
+    latency_mb_s: Option<f64>,
     budget_mib: u64,
     write_pause: bool,
 }
@@ -60,6 +62,7 @@ fn args() -> Args {
         mm2: true,
         naive: true,
         latency_secs: 15,
+        latency_mb_s: None,
         budget_mib: 256,
         write_pause: true,
     };
@@ -75,6 +78,7 @@ fn args() -> Args {
             "--targets" => a.targets = list(&v),
             "--workloads" => a.workloads = list(&v),
             "--latency-secs" => a.latency_secs = v.parse().expect("--latency-secs N"),
+            "--latency-mb-s" => a.latency_mb_s = Some(v.parse().expect("--latency-mb-s N")),
             "--budget-mib" => a.budget_mib = v.parse().expect("--budget-mib N"),
             "--no-write-pause" => {
                 a.write_pause = false;
@@ -132,6 +136,42 @@ async fn drop_topics(c: &KafkaClient, topics: &[String]) {
     let _ = c.delete_topics(topics, Duration::from_secs(30)).await;
 }
 
+/// Warms the brokers' JIT before anything is measured: a fresh JVM broker took writes at half
+/// the speed it reached a minute later (measured with `benches/produce_probe.rs`), which made
+/// whatever ran first (the raw ceiling) look slow and whatever ran last (the naive mirror,
+/// MirrorMaker 2) fast. Writes and reads a 1 KiB backlog on the source, and writes it twice
+/// to the target (and MirrorMaker 2's target).
+async fn warm_up(
+    a: &Args,
+    pair: &str,
+    sc: &KafkaClient,
+    tc: &KafkaClient,
+    mc: Option<&KafkaClient>,
+) -> Result<()> {
+    let started = Instant::now();
+    let w = Workload {
+        name: "warm-up",
+        record_bytes: 1024,
+        partitions: 8,
+        zstd: false,
+        total_bytes: a.mb << 20,
+    };
+    let topic = strait_testkit::unique("bench-warm-up");
+    let backlog = data::load(sc, &w, &topic).await?;
+    data::raw_fetch(sc, &backlog).await?;
+    for c in std::iter::once(tc).chain(mc) {
+        for _ in 0..2 {
+            let t = strait_testkit::unique("bench-warm-up-target");
+            data::create_topic(c, &t, w.partitions).await?;
+            data::produce_all(c, &t, &backlog.batches, 8, data::RAW_LANES).await?;
+            drop_topics(c, &[t]).await;
+        }
+    }
+    drop_topics(sc, &[topic]).await;
+    eprintln!("[{pair}] brokers warmed up in {:?}", started.elapsed());
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn one_workload(
     a: &Args,
@@ -166,7 +206,7 @@ async fn one_workload(
     eprintln!("[{pair} {}] raw produce", w.name);
     let raw_topic = format!("{topic}.raw");
     data::create_topic(tc, &raw_topic, w.partitions).await?;
-    let produce = data::produce_all(tc, &raw_topic, &backlog.batches, 8).await?;
+    let produce = data::produce_all(tc, &raw_topic, &backlog.batches, 8, data::RAW_LANES).await?;
     row.raw_produce_mb_s = mb_s(records, w.record_bytes, produce);
     drop_topics(tc, &[raw_topic]).await;
 
@@ -277,6 +317,7 @@ async fn main() -> Result<()> {
             None => None,
         };
         let pair = format!("kafka->{t}");
+        warm_up(&a, &pair, &sc, &tc, mc.as_ref()).await?;
         for w in workloads(&a) {
             let mm2_target = mm2.as_ref().zip(mc.as_ref());
             match one_workload(
@@ -311,6 +352,7 @@ async fn main() -> Result<()> {
                 .iter()
                 .find(|r| r.pair == pair && r.workload == "1kb")
                 .map_or(20e6, |r| r.ceiling() * 1e6);
+            let ceiling = a.latency_mb_s.map_or(ceiling, |r| 2.0 * r * 1e6);
             eprintln!("[{pair}] latency at {:.1} MB/s", ceiling / 2e6);
             match latency::run(
                 &sc,

@@ -102,7 +102,7 @@ pub fn table(r: &Report) -> String {
     for (pair, l) in &r.latency {
         let _ = writeln!(
             s,
-            "latency {pair} at {:.1} MB/s for {} s: brokers' own produce->fetch p50 {:.0} ms p99 {:.0} ms; strait end-to-end p50 {:.0} ms p99 {:.0} ms (target p99 <= {:.0} ms); RSS {:.0} MiB",
+            "latency {pair} at {:.1} MB/s for {} s: brokers' own produce->fetch p50 {:.0} ms p99 {:.0} ms; strait end-to-end p50 {:.0} ms p99 {:.0} ms (target p99 <= {:.0} ms); all copied {:.0} ms after the last produce; RSS {:.0} MiB",
             l.rate_mb_s,
             l.seconds,
             l.broker_p50_ms,
@@ -110,6 +110,7 @@ pub fn table(r: &Report) -> String {
             l.strait_p50_ms,
             l.strait_p99_ms,
             2.0 * l.broker_p99_ms + 50.0,
+            l.copied_after_ms,
             l.strait_peak_rss_mib
         );
     }

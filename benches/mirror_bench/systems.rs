@@ -77,12 +77,16 @@ impl StraitProc {
         let dir = tempfile::tempdir()?;
         let cfg = dir.path().join("strait.toml");
         let level = std::env::var("STRAIT_BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
+        // STRAIT_BENCH_MIRROR='key = value; ...' adds settings to [mirror], to compare them.
+        let extra = std::env::var("STRAIT_BENCH_MIRROR")
+            .unwrap_or_default()
+            .replace(';', "\n");
         std::fs::write(
             &cfg,
             format!(
                 "[source]\nbootstrap_servers = \"{source}\"\n\
                  [target]\nbootstrap_servers = \"{target}\"\n\
-                 [mirror]\ntopics = ['{topic}']\nmax_in_flight_bytes = \"{budget_mib}MiB\"\n\
+                 [mirror]\ntopics = ['{topic}']\nmax_in_flight_bytes = \"{budget_mib}MiB\"\n{extra}\n\
                  [state]\ndir = \"{}\"\n\
                  [groups]\ninclude = ['strait-bench-no-such-group']\n\
                  [log]\nlevel = \"{level}\"\n",

@@ -1,0 +1,227 @@
+//! Benchmark: what a target broker's produce path costs, by batch size and by number of
+//! connections, with strait's own client. It answers where the Kafka-target ceiling of the
+//! mirror bench comes from (one appended batch per partition per request, one request per
+//! connection at a time) and whether spreading partitions over connections lifts it.
+//!
+//! ```text
+//!  for each target (Kafka, tansu) x batch size (16 KiB .. 1 MiB) x connections (1, 2, 4):
+//!    (first a warm-up write: a fresh JVM broker takes writes at half speed until its JIT
+//!    has compiled the produce path)
+//!    fresh 8-partition topic; 1 KiB JSON-like records pre-encoded into batches;
+//!    rounds of one batch per partition, 8 rounds in flight, each spread over C connections
+//!    (a partition always on the same one, as the mirror writes)  ─► MB/s of record payload
+//!    plain (no producer id) and idempotent (one InitProducerId, consecutive sequences per
+//!    partition, rounds queued in order: the way strait writes)
+//! ```
+//!
+//! `cargo bench --bench produce_probe -- [--mb N] [--targets kafka,tansu]
+//!  [--batch-kib 16,64,256,1024] [--connections 1,2,4] [--modes plain,idempotent]`
+
+#[path = "mirror_bench/data.rs"]
+#[allow(dead_code)]
+mod data;
+
+use anyhow::Result;
+use bytes::Bytes;
+use strait_linker::client::{ClientConfig, KafkaClient};
+use strait_testkit::{KafkaOptions, TansuStorage};
+
+const RECORD: usize = 1024;
+const PARTITIONS: i32 = 8;
+
+struct Args {
+    mb: usize,
+    targets: Vec<String>,
+    batch_kib: Vec<usize>,
+    connections: Vec<usize>,
+    modes: Vec<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        mb: 64,
+        targets: vec!["kafka".into(), "tansu".into()],
+        batch_kib: vec![16, 64, 256, 1024],
+        connections: vec![1, 2, 4],
+        modes: vec!["plain".into(), "idempotent".into()],
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    let list = |s: &str| -> Vec<String> { s.split(',').map(|x| x.trim().to_owned()).collect() };
+    let nums = |s: &str| -> Vec<usize> {
+        list(s)
+            .iter()
+            .map(|x| x.parse().expect("a list of numbers"))
+            .collect()
+    };
+    while i < argv.len() {
+        let v = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--mb" => a.mb = v.parse().expect("--mb N"),
+            "--targets" => a.targets = list(&v),
+            "--batch-kib" => a.batch_kib = nums(&v),
+            "--connections" => a.connections = nums(&v),
+            "--modes" => a.modes = list(&v),
+            // cargo bench passes --bench; ignore what is not ours.
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+/// Batches of about `batch_bytes` of 1 KiB records, round-robin over the partitions.
+fn generate(total: usize, batch_bytes: usize) -> Vec<Vec<Bytes>> {
+    let per_batch = (batch_bytes / RECORD).max(1);
+    let batches = total.div_ceil(per_batch * RECORD);
+    let mut out = vec![Vec::new(); PARTITIONS as usize];
+    let ts = data::now_ms();
+    for b in 0..batches {
+        out[b % PARTITIONS as usize].push(data::encode_batch(
+            (b * per_batch) as u64,
+            per_batch,
+            RECORD,
+            false,
+            ts,
+        ));
+    }
+    out
+}
+
+/// Like `data::produce_all` (which writes plain batches), but under one producer id with consecutive sequence numbers per
+/// partition, rounds queued on the connections in order from this task (as the mirror's
+/// `send_rounds` does), `window` rounds in flight.
+async fn produce_idempotent(
+    c: &KafkaClient,
+    topic: &str,
+    batches: &[Vec<Bytes>],
+    window: usize,
+    lanes: usize,
+) -> Result<std::time::Duration> {
+    use strait_linker::batch::RawBatch;
+    // A fresh broker answers COORDINATOR_LOAD_IN_PROGRESS for a while.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let id = loop {
+        match c
+            .init_producer_id(None, std::time::Duration::from_secs(60))
+            .await
+        {
+            Ok(id) => break id,
+            Err(e) if std::time::Instant::now() < deadline => {
+                eprintln!("InitProducerId: {e}; again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    // Stamped before the clock starts: the mirror stamps as it sends, but the copy is the
+    // same for both modes' comparison only if it is left out of both.
+    let mut seq = vec![0i32; batches.len()];
+    let stamped: Vec<Vec<Bytes>> = batches
+        .iter()
+        .enumerate()
+        .map(|(p, bs)| {
+            bs.iter()
+                .map(|b| {
+                    let raw = RawBatch::from_bytes(b.clone()).expect("own batch");
+                    let n = raw.header().record_count;
+                    let out = raw
+                        .for_produce(Some((id.producer_id, id.producer_epoch, seq[p])))
+                        .into_bytes();
+                    seq[p] += n;
+                    out
+                })
+                .collect()
+        })
+        .collect();
+    // Until every partition takes writes (a new topic's leaders may not yet), with a plain
+    // write that is not timed: the idempotent rounds below cannot be retried one by one.
+    let warm = data::round(topic, batches, 0);
+    data::produce_retrying(c, warm, lanes).await?;
+    let rounds = stamped.iter().map(Vec::len).max().unwrap_or(0);
+    let started = std::time::Instant::now();
+    let mut inflight = std::collections::VecDeque::new();
+    for r in 0..rounds {
+        let items = data::round(topic, &stamped, r);
+        if inflight.len() >= window {
+            check_round(inflight.pop_front().expect("non-empty")).await?;
+        }
+        let answers = c
+            .queue_produce(items, -1, std::time::Duration::from_secs(60), lanes)
+            .await;
+        inflight.push_back(tokio::spawn(answers));
+    }
+    while let Some(h) = inflight.pop_front() {
+        check_round(h).await?;
+    }
+    Ok(started.elapsed())
+}
+
+async fn check_round(
+    h: tokio::task::JoinHandle<
+        strait_linker::client::data::PartitionResults<strait_linker::client::data::ProduceAck>,
+    >,
+) -> Result<()> {
+    for ((t, p), r) in h.await? {
+        if let Err(e) = r {
+            anyhow::bail!("idempotent produce to {t}-{p}: {e}");
+        }
+    }
+    Ok(())
+}
+
+async fn probe(bootstrap: &str, a: &Args, target: &str) -> Result<()> {
+    let admin = KafkaClient::connect(ClientConfig::new(bootstrap)).await?;
+    let warm = format!("probe-warm-{}", data::now_ms());
+    data::create_topic(&admin, &warm, PARTITIONS).await?;
+    let started = std::time::Instant::now();
+    data::produce_all(&admin, &warm, &generate(a.mb << 20, 16 << 10), 8, 1).await?;
+    eprintln!("{target}: warm-up write took {:?}", started.elapsed());
+    let _ = admin
+        .delete_topics(&[warm], std::time::Duration::from_secs(30))
+        .await;
+    for &kib in &a.batch_kib {
+        let batches = generate(a.mb << 20, kib << 10);
+        let records: usize = batches.iter().flatten().count() * ((kib << 10) / RECORD).max(1);
+        for (&conns, mode) in a
+            .connections
+            .iter()
+            .flat_map(|c| a.modes.iter().map(move |m| (c, m)))
+        {
+            let topic = format!("probe-{kib}k-{conns}c-{mode}-{}", data::now_ms());
+            data::create_topic(&admin, &topic, PARTITIONS).await?;
+            let elapsed = match mode.as_str() {
+                "plain" => data::produce_all(&admin, &topic, &batches, 8, conns).await?,
+                "idempotent" => produce_idempotent(&admin, &topic, &batches, 8, conns).await?,
+                other => anyhow::bail!("unknown mode {other}"),
+            };
+            let secs = elapsed.as_secs_f64();
+            println!(
+                "{target:6} batch {kib:5} KiB  connections {conns}  {mode:10}  {:8.1} MB/s  {:9.0} rec/s",
+                (records * RECORD) as f64 / 1e6 / secs,
+                records as f64 / secs
+            );
+            let _ = admin
+                .delete_topics(&[topic], std::time::Duration::from_secs(30))
+                .await;
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<()> {
+    let a = args();
+    for t in a.targets.clone() {
+        let broker = match t.as_str() {
+            "kafka" => strait_testkit::start_kafka(KafkaOptions::new().heap("1g")),
+            "tansu" => strait_testkit::start_tansu(TansuStorage::Memory),
+            other => anyhow::bail!("unknown target {other}"),
+        };
+        probe(&broker.bootstrap(), &a, &t).await?;
+    }
+    Ok(())
+}
