@@ -60,7 +60,7 @@ fn spawn_strait(config: &Path, log: &Path) -> Child {
 
 async fn crash_loop(target: &'static Broker) {
     let source = kafka_source();
-    let (sc, tc) = (client(source).await, client(target).await);
+    let sc = client(source).await;
     let topic = unique("crash");
     create_topic(&sc, &topic, PARTITIONS, &[]).await;
     let dir = tempfile::tempdir().unwrap();
@@ -107,17 +107,25 @@ async fn crash_loop(target: &'static Broker) {
     }
     stop.store(true, Ordering::Relaxed);
     let per_partition = writer.await.unwrap();
+    final_run_and_check(target, &topic, &config, &log, per_partition).await;
+}
 
-    // A final clean run until the target has everything, then a graceful stop.
-    let mut child = spawn_strait(&config, &log);
+/// A final clean run until the target has everything, a graceful stop, then independent
+/// checks: `strait verify`, no error logged, and every partition `p` holds exactly the
+/// records keyed `p-0`..`p-{per_partition}`, once each and in order, and nothing more.
+async fn final_run_and_check(
+    target: &'static Broker,
+    topic: &str,
+    config: &Path,
+    log: &Path,
+    per_partition: usize,
+) {
+    let (sc, tc) = (client(kafka_source()).await, client(target).await);
+    let mut child = spawn_strait(config, log);
     let ends: Vec<i64> = {
         let mut v = Vec::new();
         for p in 0..PARTITIONS {
-            v.push(
-                fetch_all(&sc, &topic, p, Isolation::ReadCommitted)
-                    .await
-                    .end,
-            );
+            v.push(fetch_all(&sc, topic, p, Isolation::ReadCommitted).await.end);
         }
         v
     };
@@ -125,7 +133,7 @@ async fn crash_loop(target: &'static Broker) {
     loop {
         let mut done = true;
         for (p, end) in ends.iter().enumerate() {
-            done &= fetch_all(&tc, &topic, p as i32, Isolation::ReadUncommitted)
+            done &= fetch_all(&tc, topic, p as i32, Isolation::ReadUncommitted)
                 .await
                 .end
                 >= *end;
@@ -136,7 +144,7 @@ async fn crash_loop(target: &'static Broker) {
         assert!(
             child.try_wait().unwrap().is_none(),
             "strait exited early; log: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            std::fs::read_to_string(log).unwrap_or_default()
         );
         assert!(
             Instant::now() < deadline,
@@ -150,7 +158,7 @@ async fn crash_loop(target: &'static Broker) {
     // Independent checks: strait verify, then an rdkafka consumer on the target.
     let out = Command::new(env!("CARGO_BIN_EXE_strait"))
         .args(["verify", "--json", "--config"])
-        .arg(&config)
+        .arg(config)
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stdout);
@@ -159,9 +167,20 @@ async fn crash_loop(target: &'static Broker) {
         "verify failed: {report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Errors the runs logged (a partition that stopped), shown with any failure below.
+    let errors: String = std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        errors.is_empty(),
+        "a partition stopped with an error:\n{errors}"
+    );
     for p in 0..PARTITIONS {
         let want = per_partition;
-        let got = consume_n(target, &topic, p, want, false);
+        let got = consume_n(target, topic, p, want, false);
         let keys: Vec<String> = got
             .iter()
             .map(|(_, r)| String::from_utf8(r.key.clone().unwrap()).unwrap())
@@ -170,12 +189,15 @@ async fn crash_loop(target: &'static Broker) {
         assert_eq!(
             unique_keys.len(),
             keys.len(),
-            "partition {p}: duplicates on the target"
+            "partition {p}: duplicates on the target; errors logged:\n{errors}"
         );
         let expected: Vec<String> = (0..want).map(|n| format!("{p}-{n}")).collect();
-        assert_eq!(keys, expected, "partition {p}: every record once, in order");
         assert_eq!(
-            fetch_all(&tc, &topic, p, Isolation::ReadUncommitted)
+            keys, expected,
+            "partition {p}: every record once, in order; errors logged:\n{errors}"
+        );
+        assert_eq!(
+            fetch_all(&tc, topic, p, Isolation::ReadUncommitted)
                 .await
                 .end,
             ends[p as usize],
@@ -184,11 +206,61 @@ async fn crash_loop(target: &'static Broker) {
     }
     // How often a restart found batches on the target past its checkpoint (written just
     // before a kill) and matched them instead of writing them again.
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let text = std::fs::read_to_string(log).unwrap_or_default();
     let reconciled = text.matches("matching them with the source").count();
     println!(
         "{KILLS} SIGKILLs, {per_partition} records per partition mirrored exactly; {reconciled} tail reconciliations"
     );
+}
+
+/// A new partition's first checkpoint must be on disk before its first write: killed the
+/// moment the first records appear on the target (well inside sled's background flush
+/// interval), a restart must neither take the target's end for the start and write the
+/// records again, nor refuse the topic as holding data strait did not write.
+async fn killed_at_the_first_write(target: &'static Broker) {
+    let source = kafka_source();
+    let (sc, tc) = (client(source).await, client(target).await);
+    let topic = unique("first-write");
+    create_topic(&sc, &topic, PARTITIONS, &[]).await;
+    let per_partition = 300;
+    let p = producer(source, &[("enable.idempotence", "true")]);
+    for part in 0..PARTITIONS {
+        let mut recs = sample_records(per_partition, "first");
+        for (i, r) in recs.iter_mut().enumerate() {
+            r.key = Some(format!("{part}-{i}").into_bytes());
+        }
+        send_all(&p, &topic, part, &recs).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), source, target, &topic);
+    let log = dir.path().join("strait.log");
+    let mut child = spawn_strait(&config, &log);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    'written: loop {
+        for part in 0..PARTITIONS {
+            let key = (topic.clone(), part);
+            if let Some(Ok(b)) = tc.log_bounds(std::slice::from_ref(&key)).await.remove(&key)
+                && b.end > 0
+            {
+                break 'written;
+            }
+        }
+        assert!(Instant::now() < deadline, "strait wrote nothing in 60 s");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    final_run_and_check(target, &topic, &config, &log, per_partition).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_at_the_first_write_kafka() {
+    killed_at_the_first_write(kafka_target()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_at_the_first_write_tansu() {
+    killed_at_the_first_write(tansu_target()).await;
 }
 
 fn terminate(child: &mut Child) {

@@ -79,7 +79,7 @@ impl Engine {
     /// everything before `to`. Idempotent; refuses to write if the target's end is not where
     /// the filler so far says it is.
     pub(super) async fn fill_and_delete(&self, tp: &TopicPartition, to: i64) -> Result<(), Error> {
-        let mut end = self.target_end(tp).await?;
+        let mut end = self.target_bounds(tp).await?.end;
         if end > to {
             return Err(Error::Protocol {
                 broker: String::new(),

@@ -12,7 +12,7 @@ use super::engine::{Engine, Event, MirrorError, Slot};
 use super::partition::PartitionRun;
 use super::status::{PartitionState, PartitionView, TopicProblem};
 use super::{Start, topics};
-use crate::client::data::{Isolation, OffsetSpec};
+use crate::client::data::{Isolation, LogBounds, OffsetSpec};
 use crate::client::{Error, Retry, TopicMetadata};
 use crate::offset::{SourceOffset, TargetOffset, TopicPartition};
 use crate::state::{OffsetMap, PartitionCheckpoint, PartitionStatus, StateError};
@@ -42,6 +42,7 @@ impl Engine {
             self.store.partitions()?.into_iter().collect();
         let mut problems = Vec::new();
         let mut live = BTreeSet::new();
+        let mut fresh = false;
         for src in &selected {
             live.insert(src.name.clone());
             if let Err(message) = self
@@ -57,15 +58,19 @@ impl Engine {
             for p in &src.partitions {
                 let tp = TopicPartition::new(&src.name, p.index);
                 if !self.slots.contains_key(&tp) {
-                    self.init_partition(
-                        tp,
-                        src,
-                        known.get(&TopicPartition::new(&src.name, p.index)),
-                        tx,
-                    )
-                    .await?;
+                    let checkpoint = known.get(&tp);
+                    fresh |= checkpoint.is_none();
+                    self.init_partition(tp, src, checkpoint, tx).await?;
                 }
             }
+        }
+        if fresh {
+            // A new partition's first checkpoint says where its map starts on the target. It
+            // must be on disk before the first write (none happens until discovery returns):
+            // without it, a restart would take the target's end, past what this run wrote, for
+            // the start and write those records a second time. Later checkpoints may lag (the
+            // target's tail is matched on restart); the first one may not.
+            self.store.flush_async().await?;
         }
         // Partitions of topics that vanished from the source stop; their target stays.
         let gone: Vec<TopicPartition> = self
@@ -276,13 +281,41 @@ impl Engine {
                         return Ok(());
                     }
                 };
-                let target_end = match brief_retry(|| self.target_end(&tp)).await {
-                    Ok(t) => t,
+                let bounds = match brief_retry(|| self.target_bounds(&tp)).await {
+                    Ok(b) => b,
                     Err(e) => {
                         tracing::warn!(partition = %tp, error = %e, "cannot read the target end offset; retrying at next discovery");
                         return Ok(());
                     }
                 };
+                if bounds.end > bounds.start {
+                    // The topic is strait's (created by it, found empty, or with other
+                    // partitions on record), yet this partition holds records strait has no
+                    // record of: its state was lost, or someone else wrote there. Mirroring
+                    // after them would hide them behind the map; stop instead.
+                    let message = format!(
+                        "target partition holds offsets {}..{} that strait has no record of (state lost, or another producer wrote to it); not mirrored",
+                        bounds.start, bounds.end
+                    );
+                    tracing::error!(topic = %tp.topic, partition = tp.partition, "{message}");
+                    let cp = PartitionCheckpoint {
+                        topic_id: Some(src.id.to_string()),
+                        next_source: SourceOffset(start),
+                        next_target: TargetOffset(bounds.end),
+                        status: PartitionStatus::Error {
+                            message: message.clone(),
+                        },
+                    };
+                    self.store.record_batch_written(&tp, None, &cp)?;
+                    view.state = PartitionState::Error { message };
+                    view.next_source = start;
+                    view.next_target = bounds.end;
+                    self.status.update(|s| {
+                        s.partitions.insert(tp.clone(), view);
+                    });
+                    return Ok(());
+                }
+                let target_end = bounds.end;
                 // An empty target whose source starts above 0: align the offsets (align.rs).
                 let mut target_start = target_end;
                 if target_end == 0
@@ -305,6 +338,7 @@ impl Engine {
                         status: PartitionStatus::Active,
                     };
                     self.store.record_batch_written(&tp, None, &cp)?;
+                    self.store.flush_async().await?;
                     if let Err(e) = self.fill_and_delete(&tp, base).await {
                         tracing::warn!(partition = %tp, error = %e, "aligning target offsets failed; retrying at next discovery");
                         return Ok(());
@@ -386,16 +420,14 @@ impl Engine {
             .offset)
     }
 
-    /// The target partition's end offset ([`KafkaClient::log_bounds`]: correct on targets
-    /// whose ListOffsets latest is not).
-    pub(super) async fn target_end(&self, tp: &TopicPartition) -> Result<i64, Error> {
+    /// Where the target partition's log starts and ends ([`KafkaClient::log_bounds`]: correct
+    /// on targets whose ListOffsets latest is not).
+    pub(super) async fn target_bounds(&self, tp: &TopicPartition) -> Result<LogBounds, Error> {
         let key = (tp.topic.clone(), tp.partition);
         let mut r = self.target.log_bounds(std::slice::from_ref(&key)).await;
-        r.remove(&key)
-            .unwrap_or(Err(Error::NoLeader {
-                context: crate::client::Context::partition(&tp.topic, tp.partition),
-            }))
-            .map(|b| b.end)
+        r.remove(&key).unwrap_or(Err(Error::NoLeader {
+            context: crate::client::Context::partition(&tp.topic, tp.partition),
+        }))
     }
 }
 

@@ -29,9 +29,12 @@
 //! merges a batch into the last entry, that entry keeps its key and the write replaces it.
 //!
 //! sled makes writes durable only when it flushes (every few hundred milliseconds in the
-//! background, or on [`StateStore::flush`]). strait's recovery does not need the last writes
-//! to survive: it reconciles the checkpoint against the target's end offset on restart. It
-//! does need each (entry, checkpoint) pair to be atomic, which sled guarantees for a batch.
+//! background, or on [`StateStore::flush`]); a killed process loses what was not flushed.
+//! strait's recovery does not need the last progress writes to survive: it matches the
+//! target's tail past the checkpoint on restart. It does need each (entry, checkpoint) pair to
+//! be atomic, which sled guarantees for a batch, and it needs a partition's *first*
+//! checkpoint (where its map starts on the target) on disk before anything is written for
+//! it: the mirror flushes after setting up new partitions, before their first write.
 //!
 //! # Ownership
 //!
