@@ -413,6 +413,12 @@ async fn verify(cfg: StraitConfig, args: VerifyArgs) -> anyhow::Result<()> {
                 "{mark} {}-{}: {} identical, {} different, lag {} ({})",
                 p.topic, p.partition, p.matched, p.differences, p.lag_records, p.status
             );
+            if p.unrecorded > 0 {
+                println!(
+                    "       {} records past the recorded end are the next source records (written just before strait stopped; the next start records them)",
+                    p.unrecorded
+                );
+            }
             for d in &p.details {
                 println!("       {d}");
             }

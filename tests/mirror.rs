@@ -398,10 +398,29 @@ async fn a_foreign_write_to_a_mirror_topic_stops_that_partition() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (_store, _dir) = m.stop().await;
+    let (store, _dir) = m.stop().await;
     let tc = client(target).await;
     let f = fetch_all(&tc, &topic, 0, Isolation::ReadUncommitted).await;
     assert_eq!(f.end, 6, "5 mirrored + 1 foreign record, nothing more");
+
+    // verify sees what lies past the mirrored end. Partition 1: the next source records,
+    // as a write strait made just before it stopped would leave them (not a difference).
+    let next = sample_records(3, "next");
+    send_all(&producer(source, &[]), &topic, 1, &next).await;
+    send_all(&producer(target, &[]), &topic, 1, &next).await;
+    let report = verify::verify(&sc, &tc, &store, |t| t == topic)
+        .await
+        .unwrap();
+    let part = |p: i32| report.partitions.iter().find(|r| r.partition == p).unwrap();
+    assert!(!report.identical, "{report:#?}");
+    assert_eq!(part(0).matched, 5, "{report:#?}");
+    assert_eq!(part(0).differences, 1, "{report:#?}");
+    assert!(
+        part(0).details[0].contains("target offset 5 past the mirrored end (5)"),
+        "{report:#?}"
+    );
+    assert_eq!(part(1).differences, 0, "{report:#?}");
+    assert_eq!(part(1).unrecorded, 3, "{report:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

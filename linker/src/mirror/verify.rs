@@ -6,6 +6,20 @@
 //! mirror does), and the target over the same range. Every record must match (key, value,
 //! headers in order, timestamp), every batch CRC must verify on both sides, and the map must
 //! translate each source offset to the target offset that actually holds the record.
+//!
+//! Past the mapped end, the target must hold nothing but the next source records, in order:
+//! batches strait wrote just before it stopped without recording them (a crash; the next start
+//! matches and records them). Anything else there (a second copy of mapped records, another
+//! producer's writes) is a difference that a check through the map alone would never see.
+//! Partitions stopped on purpose (held, promoted) are not checked past their end: after a
+//! promotion the target's own producers write there.
+//!
+//! ```text
+//!  source  [map start ........ next_source) [next_source ...........)
+//!             │ compared record by record,      │ compared by content only
+//!             │ offsets through the map         │ (`unrecorded`)
+//!  target  [map start ........ next_target) [next_target .. target end)
+//! ```
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -40,6 +54,9 @@ pub struct PartitionReport {
     pub lag_records: i64,
     /// The partition's mirror status (`active`, or why it stopped).
     pub status: String,
+    /// Records on the target past the mapped end that are the next source records: written,
+    /// not yet recorded (strait stopped before it could); the next start records them.
+    pub unrecorded: u64,
 }
 
 /// The whole verification.
@@ -97,7 +114,9 @@ pub async fn verify_each(
         let Some((_, map)) = store.load_partition(&tp)? else {
             continue;
         };
-        let mut report = verify_partition(source, target, &tp, &map).await?;
+        // Held and promoted partitions' targets are written by others past the mirrored end.
+        let past_end = !matches!(cp.status, PartitionStatus::Stopped { .. });
+        let mut report = verify_partition(source, target, &tp, &map, past_end).await?;
         report.status = match cp.status {
             PartitionStatus::Active => "active".to_owned(),
             PartitionStatus::Stopped { reason } => format!("stopped: {reason}"),
@@ -118,6 +137,7 @@ async fn verify_partition(
     target: &KafkaClient,
     tp: &TopicPartition,
     map: &OffsetMap,
+    past_end: bool,
 ) -> Result<PartitionReport, VerifyError> {
     let src_cluster = |error| VerifyError::Cluster {
         side: "source",
@@ -178,6 +198,7 @@ async fn verify_partition(
         details: Vec::new(),
         lag_records: -1,
         status: String::new(),
+        unrecorded: 0,
     };
     let note = |report: &mut PartitionReport, d: String| {
         report.differences += 1;
@@ -219,6 +240,48 @@ async fn verify_partition(
                 } else {
                     report.matched += 1;
                 }
+            }
+        }
+    }
+    if past_end {
+        // Both streams go on from the mapped end: every target record there must be the next
+        // source record (offsets may differ: a re-encoded batch is denser on the target).
+        let mut src = Stream::new(
+            source,
+            tp,
+            map.next_source().0,
+            map.next_source().0,
+            i64::MAX,
+            Isolation::ReadCommitted,
+        );
+        let mut tgt = Stream::new(
+            target,
+            tp,
+            map.next_target().0,
+            map.next_target().0,
+            i64::MAX,
+            Isolation::ReadUncommitted,
+        );
+        while let Some(t) = tgt.next().await.map_err(tgt_cluster)? {
+            match src.next().await.map_err(src_cluster)? {
+                Some(s) if first_difference(&s, &t).is_none() => report.unrecorded += 1,
+                Some(s) => note(
+                    &mut report,
+                    format!(
+                        "target offset {} past the mirrored end ({}) is not the next source record (source offset {}): a second copy, or another producer's write",
+                        t.offset,
+                        map.next_target().0,
+                        s.offset
+                    ),
+                ),
+                None => note(
+                    &mut report,
+                    format!(
+                        "target offset {} past the mirrored end ({}) has no source record",
+                        t.offset,
+                        map.next_target().0
+                    ),
+                ),
             }
         }
     }
