@@ -361,9 +361,34 @@ async fn poll_drained(inner: &Inner, tps: &[TopicPartition]) -> Poll {
     if blockers.is_empty() {
         Poll::Drained(hw)
     } else {
-        Poll::Waiting(blockers.join("; "))
+        Poll::Waiting(summarize(&blockers))
     }
 }
+
+/// At most [`SHOWN_BLOCKERS`] reasons and how many more: a wave of a thousand partitions must
+/// not make a progress note of a thousand lines.
+fn summarize(blockers: &[String]) -> String {
+    let mut text = blockers
+        .iter()
+        .take(SHOWN_BLOCKERS)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if blockers.len() > SHOWN_BLOCKERS {
+        text.push_str(&format!(
+            "; and {} more partitions",
+            blockers.len() - SHOWN_BLOCKERS
+        ));
+    }
+    text
+}
+
+/// Reasons a waiting step shows in its progress note and expiry message.
+const SHOWN_BLOCKERS: usize = 3;
+
+/// How often a waiting step may rewrite its progress note (each write is a new version of the
+/// cutover, durable in the store).
+const PROGRESS_EVERY_MS: u64 = 5_000;
 
 /// Polls until the wave is drained (`Ok(Ok(source ends))`), or the step ends
 /// (`Ok(Err(..))`): superseded, its deadline passed (`step` and `limit_ms` name it in the
@@ -377,6 +402,9 @@ async fn wait_drained(
     (step, limit_ms): (&str, u64),
     why: &mut String,
 ) -> Result<Result<BTreeMap<TopicPartition, i64>, StepEnd>, ApiError> {
+    // What the progress note says, and when it was written: an operator following a step
+    // that waits longer than a moment sees why, not just that it started.
+    let mut shown = (String::new(), now_ms());
     loop {
         if !inner.still_current(&c.id, op) {
             return Ok(Err(StepEnd::Superseded));
@@ -391,6 +419,11 @@ async fn wait_drained(
             Poll::Drained(hw) => return Ok(Ok(hw)),
             Poll::Broken(e) => return Ok(Err(StepEnd::Failed(e))),
             Poll::Waiting(w) => {
+                let now = now_ms();
+                if shown.0 != w && now.saturating_sub(shown.1) >= PROGRESS_EVERY_MS {
+                    inner.set_progress(&c.id, op, format!("{step}: waiting: {w}"))?;
+                    shown = (w.clone(), now);
+                }
                 *why = w;
                 inner.pause(POLL_MS).await;
             }

@@ -94,17 +94,7 @@ fn finish(inner: &Inner, c: &Cutover, op: &Operation, message: &str) -> Result<(
 }
 
 fn progress(inner: &Inner, c: &Cutover, op: &Operation, text: String) -> Result<(), ApiError> {
-    inner.update(&c.id, |c| {
-        if let Some(o) = c
-            .operation
-            .as_mut()
-            .filter(|o| o.started_ms == op.started_ms)
-        {
-            o.progress = text.clone();
-        }
-        Ok(())
-    })?;
-    Ok(())
+    inner.set_progress(&c.id, op, text)
 }
 
 async fn failback(inner: &Inner, c: &Cutover, op: &Operation) -> Result<(), ApiError> {

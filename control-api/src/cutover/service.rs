@@ -379,6 +379,27 @@ impl Inner {
         }
     }
 
+    /// Sets the progress note of `op`, if it is still the cutover's operation (a note for
+    /// people: what the step is doing or waiting for).
+    pub(super) fn set_progress(
+        &self,
+        id: &str,
+        op: &Operation,
+        text: String,
+    ) -> Result<(), ApiError> {
+        self.update(id, |c| {
+            if let Some(o) = c
+                .operation
+                .as_mut()
+                .filter(|o| o.started_ms == op.started_ms)
+            {
+                o.progress.clone_from(&text);
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
     /// Makes sure a driver task runs for `id`.
     pub(super) fn ensure_driver(this: &Arc<Self>, id: &str) {
         let mut running = this.drivers.lock().unwrap_or_else(|e| e.into_inner());
