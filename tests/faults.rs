@@ -471,6 +471,12 @@ async fn corrupt_target_tail_is_re_read_not_taken_for_a_foreign_write() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_target_tail_that_never_reads_clean_stops_the_partition() {
+    let _report = Reporting::begin();
+    scenarios::target_tail_never_clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn source_broker_killed_and_restarted_mid_mirror() {
     let _report = Reporting::begin();
     scenarios::broker_restart(B::owned(start_kafka(KafkaOptions::new())), true).await;

@@ -176,7 +176,7 @@ fn partitions(out: &mut String, mirror: &MirrorStatus, now_ms: u64) {
         (
             "strait_crc_failures_total",
             "counter",
-            "Fetched record batches whose CRC-32C failed (fetched again, never written).",
+            "Record batches whose CRC-32C failed, fetched from the source or read from the target's tail (read again, never written).",
             |v, _| Some(v.crc_failures as f64),
         ),
     ];

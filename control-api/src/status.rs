@@ -101,7 +101,8 @@ pub struct PartitionStatus {
     pub records_mirrored: u64,
     /// Record batch bytes mirrored by this process.
     pub bytes_mirrored: u64,
-    /// Fetched batches whose CRC failed (each was fetched again, never written).
+    /// Batches whose CRC failed, fetched from the source or read from the target's tail (each
+    /// was read again, never written).
     pub crc_failures: u64,
 }
 

@@ -331,24 +331,19 @@ fn all_logs(s: &Scenario) -> String {
         .collect()
 }
 
-/// Corrupted fetches from the TARGET while strait reads its tail: strait is SIGKILLed under
-/// load (its last checkpoints are lost, so the target holds batches past them) and restarted
-/// with a byte flipped in the next target Fetch responses that carry a batch, which are the
-/// restart's tail reads (strait's other target fetches read at the end and carry none). The
-/// tail's batches must be CRC-checked and read again, never taken for a foreign write, and
-/// matched with the source so nothing is written twice.
-pub(crate) async fn corrupt_target_tail() {
-    let tp = FaultProxy::start(&kafka_target().bootstrap());
-    let via = Endpoints {
-        source: kafka_source().bootstrap(),
-        target: tp.bootstrap(),
-    };
-    let (source, target) = shared();
-    let mut s = Scenario::new("corrupt_target_tail", source, target, Some(&via), None).await;
-    let load = s.load();
-    let reader = s.reader(false);
+/// SIGKILLs strait under load until a restart's tail read got a corrupted response: its last
+/// checkpoints are lost, so the target holds batches past them, and `per_restart` target
+/// Fetch responses that carry a batch are corrupted after each restart (the restart's tail
+/// reads: strait's other target fetches read at the end and carry none). Returns the running
+/// strait, the kills, and how many responses had been corrupted when it started.
+async fn kill_until_tail_corrupted(
+    s: &mut Scenario,
+    tp: &FaultProxy,
+    per_restart: u32,
+) -> (StraitRun, u32, u64) {
     let mut strait = s.strait().await;
     let mut kills = 0;
+    let mut at_start = 0;
     // A kill leaves no tail now and then (the checkpoints were flushed): kill again.
     while tp.stats().corrupted == 0 {
         assert!(
@@ -360,10 +355,29 @@ pub(crate) async fn corrupt_target_tail() {
         strait.kill();
         kills += 1;
         let armed = tp.pending().1;
-        tp.corrupt_next_fetches(2u32.saturating_sub(armed));
+        tp.corrupt_next_fetches(per_restart.saturating_sub(armed));
+        at_start = tp.stats().corrupted;
         strait = s.strait().await;
         tokio::time::sleep(Duration::from_millis(1500)).await;
     }
+    (strait, kills, at_start)
+}
+
+/// Corrupted fetches from the TARGET while strait reads its tail
+/// ([`kill_until_tail_corrupted`], two corrupted responses per restart). The tail's batches
+/// must be CRC-checked and read again, counted in `strait_crc_failures_total`, never taken for
+/// a foreign write, and matched with the source so nothing is written twice.
+pub(crate) async fn corrupt_target_tail() {
+    let tp = FaultProxy::start(&kafka_target().bootstrap());
+    let via = Endpoints {
+        source: kafka_source().bootstrap(),
+        target: tp.bootstrap(),
+    };
+    let (source, target) = shared();
+    let mut s = Scenario::new("corrupt_target_tail", source, target, Some(&via), None).await;
+    let load = s.load();
+    let reader = s.reader(false);
+    let (strait, kills, at_start) = kill_until_tail_corrupted(&mut s, &tp, 2).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
     tp.clear();
     load.stop().await;
@@ -390,6 +404,13 @@ pub(crate) async fn corrupt_target_tail() {
         rereads as u64 >= corrupted,
         "{corrupted} corrupted tail fetches, {rereads} CRC warnings"
     );
+    // The running strait counts the re-reads of its own tail reads.
+    let counted = strait.metric_sum("strait_crc_failures_total").await;
+    assert!(
+        counted >= (corrupted - at_start) as f64,
+        "{} corrupted tail fetches since the last start, strait_crc_failures_total {counted}",
+        corrupted - at_start
+    );
     let matched = logs
         .matches("target holds batches past the checkpoint")
         .count();
@@ -404,6 +425,68 @@ pub(crate) async fn corrupt_target_tail() {
         &note,
     );
     assert_clean("corrupt target tail", tally);
+}
+
+/// A target tail that never reads clean (every response corrupted, more times than strait
+/// re-reads a batch) stops that partition with an error saying so, instead of retrying for
+/// ever or taking the tail for a foreign write; the other partitions keep mirroring.
+pub(crate) async fn target_tail_never_clean() {
+    let tp = FaultProxy::start(&kafka_target().bootstrap());
+    let via = Endpoints {
+        source: kafka_source().bootstrap(),
+        target: tp.bootstrap(),
+    };
+    let (source, target) = shared();
+    let mut s = Scenario::new("target_tail_never_clean", source, target, Some(&via), None).await;
+    let load = s.load();
+    let (strait, kills, _) = kill_until_tail_corrupted(&mut s, &tp, 100).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let failed = loop {
+        let status = strait.get("/v1/status").await;
+        let failed: Vec<Value> = status["partitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["topic"] == s.topic.as_str() && p["state"] == "error")
+            .cloned()
+            .collect();
+        if !failed.is_empty() {
+            break failed;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no partition stopped on a tail that never reads clean: {status:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    tp.clear();
+    load.stop().await;
+    let text = failed[0].to_string();
+    assert!(
+        text.contains("cannot read the target's tail") && text.contains("failed its CRC"),
+        "{failed:#?}"
+    );
+    let counted = strait.metric_sum("strait_crc_failures_total").await;
+    assert!(
+        counted >= 6.0,
+        "strait_crc_failures_total {counted}: {failed:#?}"
+    );
+    let logs = strait.log_text();
+    assert!(
+        !logs.contains("did not write"),
+        "a corrupted tail read was taken for a foreign write"
+    );
+    let corrupted = tp.stats().corrupted;
+    strait.kill();
+    s.record(
+        "flipped byte in every fetch (target tail)",
+        corrupted,
+        (0, 0, 0),
+        &format!(
+            "after strait SIGKILL x{kills}; {} partition(s) stopped with a clear error",
+            failed.len()
+        ),
+    );
 }
 
 /// A dedicated source or target broker SIGKILLed mid-mirror and restarted on the same port

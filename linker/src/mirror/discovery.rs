@@ -233,6 +233,11 @@ impl Engine {
         tx: &mpsc::Sender<Event>,
     ) -> Result<(), MirrorError> {
         let mut view = PartitionView::new();
+        self.status.update(|s| {
+            if let Some(earlier) = s.partitions.get(&tp) {
+                view.carry_counters(earlier);
+            }
+        });
         let (map, awaiting_tail) = match checkpoint {
             Some(cp) => {
                 match &cp.status {

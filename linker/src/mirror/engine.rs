@@ -74,9 +74,12 @@ pub(super) enum Event {
         tp: Option<TopicPartition>,
         result: Result<ProducerIdentity, Error>,
     },
+    /// The target's tail past the checkpoint was read (or could not be).
     Tail {
         tp: TopicPartition,
         result: Result<Vec<RawBatch>, Error>,
+        /// Batches that failed their CRC on the way and were read again.
+        crc_failures: u32,
     },
 }
 
@@ -407,14 +410,27 @@ impl Engine {
 
     /// Reads the target partition from the expected end to its actual end.
     pub(super) fn spawn_tail(&self, tp: &TopicPartition, tx: &mpsc::Sender<Event>) {
+        self.spawn_tail_after(tp, Duration::ZERO, tx);
+    }
+
+    /// [`Self::spawn_tail`] after `delay` (a retry).
+    fn spawn_tail_after(&self, tp: &TopicPartition, delay: Duration, tx: &mpsc::Sender<Event>) {
         let Some(slot) = self.slots.get(tp) else {
             return;
         };
         let from = slot.run.map.next_target().0;
         let (client, tx, tp) = (self.target.clone(), tx.clone(), tp.clone());
         tokio::spawn(async move {
-            let result = read_tail(&client, &tp, from).await;
-            let _ = tx.send(Event::Tail { tp, result }).await;
+            tokio::time::sleep(delay).await;
+            let mut crc_failures = 0;
+            let result = read_tail(&client, &tp, from, &mut crc_failures).await;
+            let _ = tx
+                .send(Event::Tail {
+                    tp,
+                    result,
+                    crc_failures,
+                })
+                .await;
         });
     }
 
@@ -422,11 +438,13 @@ impl Engine {
         &mut self,
         tp: TopicPartition,
         result: Result<Vec<RawBatch>, Error>,
+        crc_failures: u32,
         tx: &mpsc::Sender<Event>,
     ) -> Result<(), MirrorError> {
         let Some(slot) = self.slots.get_mut(&tp) else {
             return Ok(());
         };
+        slot.view.crc_failures += u64::from(crc_failures);
         match result {
             Ok(tail) => {
                 if !tail.is_empty() {
@@ -438,19 +456,16 @@ impl Engine {
                 self.budget_used -= freed;
                 self.publish(&tp);
             }
+            // A tail that is unreadable for good (a batch that fails its CRC on every read,
+            // data that does not parse) stops the partition: retrying cannot help, and
+            // writing past it would build on bytes nobody can check.
+            Err(e) if e.retry() == Retry::No => {
+                self.fail(&tp, format!("cannot read the target's tail: {e}"))?;
+            }
             Err(e) => {
                 tracing::warn!(partition = %tp, error = %e, "cannot read the target tail; retrying");
-                let (client, tx2, tp2, from) = (
-                    self.target.clone(),
-                    tx.clone(),
-                    tp.clone(),
-                    slot.run.map.next_target().0,
-                );
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    let result = read_tail(&client, &tp2, from).await;
-                    let _ = tx2.send(Event::Tail { tp: tp2, result }).await;
-                });
+                crate::metrics::count_retry(e.class());
+                self.spawn_tail_after(&tp, Duration::from_secs(1), tx);
             }
         }
         Ok(())
@@ -589,7 +604,11 @@ impl Engine {
             Event::Fetched { reserved, results } => self.on_fetched(reserved, results)?,
             Event::Produced { tickets, results } => self.on_produced(tickets, results, tx).await?,
             Event::ProducerId { tp, result } => self.on_producer_id(tp.as_ref(), result),
-            Event::Tail { tp, result } => self.on_tail(tp, result, tx)?,
+            Event::Tail {
+                tp,
+                result,
+                crc_failures,
+            } => self.on_tail(tp, result, crc_failures, tx)?,
         }
         self.match_tails()?;
         if !self.pending_holds.is_empty() {
@@ -721,11 +740,13 @@ const TAIL_CRC_RETRIES: u32 = 5;
 /// Every batch of a partition from `from` to its end (the target's tail after a crash; the
 /// source's in a failback). Every batch's CRC is checked, like a source fetch's: a batch that
 /// fails is read again (up to [`TAIL_CRC_RETRIES`] times in a row), so a byte flipped on the
-/// way is never taken for a batch strait did not write.
+/// way is never taken for a batch strait did not write. Each such re-read is counted in
+/// `crc_failures`. A batch that fails on every read is a [`Error::Protocol`] (not retriable).
 pub(super) async fn read_tail(
     client: &KafkaClient,
     tp: &TopicPartition,
     from: i64,
+    crc_failures: &mut u32,
 ) -> Result<Vec<RawBatch>, Error> {
     let mut out = Vec::new();
     let mut offset = from;
@@ -773,6 +794,7 @@ pub(super) async fn read_tail(
         if let Some(e) = corrupt {
             // Batches before the bad one are kept; the read resumes at the bad one.
             crc_streak += 1;
+            *crc_failures += 1;
             tracing::warn!(partition = %tp, offset, error = %e, "CRC mismatch reading the tail; re-reading");
             if crc_streak > TAIL_CRC_RETRIES {
                 return Err(Error::Protocol {

@@ -131,7 +131,8 @@ pub async fn copy_back(
         }
         if reconcile {
             run.reset_to_map();
-            let tail = read_tail(source, tp, run.map.next_target().0)
+            let mut tail_crc_failures = 0;
+            let tail = read_tail(source, tp, run.map.next_target().0, &mut tail_crc_failures)
                 .await
                 .map_err(|e| cluster("source", e))?;
             run.target_tail = tail.into();

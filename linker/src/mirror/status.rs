@@ -58,7 +58,8 @@ pub struct PartitionView {
     pub records_mirrored: u64,
     /// Batch bytes mirrored by this process.
     pub bytes_mirrored: u64,
-    /// Batches whose CRC failed on fetch (each was re-fetched, never written).
+    /// Batches whose CRC failed, fetched from the source or read from the target's tail
+    /// (each was read again, never written).
     pub crc_failures: u64,
 }
 
@@ -75,6 +76,16 @@ impl PartitionView {
             bytes_mirrored: 0,
             crc_failures: 0,
         }
+    }
+
+    /// Takes over the process-lifetime counters of `earlier`, this partition's view before it
+    /// was set up again (a released hold, a stopped partition looked at by a later discovery),
+    /// so counters never go backwards within a process.
+    pub(crate) fn carry_counters(&mut self, earlier: &PartitionView) {
+        self.records_mirrored = earlier.records_mirrored;
+        self.bytes_mirrored = earlier.bytes_mirrored;
+        self.crc_failures = earlier.crc_failures;
+        self.last_mirrored_timestamp = earlier.last_mirrored_timestamp;
     }
 }
 
