@@ -331,6 +331,18 @@ fn all_logs(s: &Scenario) -> String {
         .collect()
 }
 
+/// A scenario on the shared clusters whose strait reaches the target through a fault proxy.
+async fn behind_target_proxy(name: &'static str) -> (FaultProxy, Scenario) {
+    let tp = FaultProxy::start(&kafka_target().bootstrap());
+    let via = Endpoints {
+        source: kafka_source().bootstrap(),
+        target: tp.bootstrap(),
+    };
+    let (source, target) = shared();
+    let s = Scenario::new(name, source, target, Some(&via), None).await;
+    (tp, s)
+}
+
 /// SIGKILLs strait under load until a restart's tail read got a corrupted response: its last
 /// checkpoints are lost, so the target holds batches past them, and `per_restart` target
 /// Fetch responses that carry a batch are corrupted after each restart (the restart's tail
@@ -368,13 +380,7 @@ async fn kill_until_tail_corrupted(
 /// must be CRC-checked and read again, counted in `strait_crc_failures_total`, never taken for
 /// a foreign write, and matched with the source so nothing is written twice.
 pub(crate) async fn corrupt_target_tail() {
-    let tp = FaultProxy::start(&kafka_target().bootstrap());
-    let via = Endpoints {
-        source: kafka_source().bootstrap(),
-        target: tp.bootstrap(),
-    };
-    let (source, target) = shared();
-    let mut s = Scenario::new("corrupt_target_tail", source, target, Some(&via), None).await;
+    let (tp, mut s) = behind_target_proxy("corrupt_target_tail").await;
     let load = s.load();
     let reader = s.reader(false);
     let (strait, kills, at_start) = kill_until_tail_corrupted(&mut s, &tp, 2).await;
@@ -429,15 +435,9 @@ pub(crate) async fn corrupt_target_tail() {
 
 /// A target tail that never reads clean (every response corrupted, more times than strait
 /// re-reads a batch) stops that partition with an error saying so, instead of retrying for
-/// ever or taking the tail for a foreign write; the other partitions keep mirroring.
+/// ever or taking the tail for a foreign write.
 pub(crate) async fn target_tail_never_clean() {
-    let tp = FaultProxy::start(&kafka_target().bootstrap());
-    let via = Endpoints {
-        source: kafka_source().bootstrap(),
-        target: tp.bootstrap(),
-    };
-    let (source, target) = shared();
-    let mut s = Scenario::new("target_tail_never_clean", source, target, Some(&via), None).await;
+    let (tp, mut s) = behind_target_proxy("target_tail_never_clean").await;
     let load = s.load();
     let (strait, kills, _) = kill_until_tail_corrupted(&mut s, &tp, 100).await;
     let deadline = Instant::now() + Duration::from_secs(30);
