@@ -97,6 +97,13 @@ async fn start() -> Strait {
 }
 
 impl Strait {
+    /// The last `n` lines of strait's log, for a failure message.
+    fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
     async fn request(
         &self,
         method: &str,
@@ -766,7 +773,12 @@ async fn a_rehearsal_fails_back_by_itself_and_reports() {
         ],
     );
     let out = stdout(&run);
-    assert!(run.status.success(), "{out}{}", stderr(&run));
+    assert!(
+        run.status.success(),
+        "{out}{}\nstrait's log, last lines:\n{}",
+        stderr(&run),
+        strait.log_tail(80)
+    );
     assert!(out.starts_with("# Rehearsal report"), "{out}");
     assert!(out.contains("- **Result:** rolled_back\n"), "{out}");
     assert_eq!(
