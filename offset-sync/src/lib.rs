@@ -351,32 +351,34 @@ impl GroupSync {
             waiting: Vec::new(),
         };
 
-        if t_desc.is_active() || matches!(stopped, Some(SyncState::Moved | SyncState::Split)) {
-            let state = if t_desc.is_active() && s_desc.is_active() {
+        if let Some((state, observed)) =
+            stopped_state(s_desc.is_active(), t_desc.is_active(), stopped.as_ref())
+        {
+            if state == SyncState::Split {
                 tracing::error!(
                     group,
                     source_members = s_desc.members.len(),
                     target_members = t_desc.members.len(),
                     "SPLIT GROUP: live consumers on both clusters read the same data twice; strait stopped syncing it"
                 );
-                SyncState::Split
-            } else if t_desc.is_active() {
-                if stopped != Some(SyncState::Moved) {
-                    tracing::info!(
-                        group,
-                        "group is live on the target and idle on the source: it has moved; strait stopped syncing it"
-                    );
-                }
-                SyncState::Moved
-            } else {
-                stopped.clone().unwrap_or(SyncState::Moved)
-            };
-            self.records.put(
-                group,
-                &GroupRecord {
-                    state: state.clone(),
-                },
-            )?;
+            } else if observed && stopped != Some(SyncState::Moved) {
+                tracing::info!(
+                    group,
+                    "group is live on the target and idle on the source: it has moved; strait stopped syncing it"
+                );
+            }
+            // Only what this pass observed is written. A state carried over from the record
+            // read before the describes may have been reset meanwhile (a rollback's
+            // `reset_group`); writing it back would undo the reset and stop the group's sync
+            // for good.
+            if observed {
+                self.records.put(
+                    group,
+                    &GroupRecord {
+                        state: state.clone(),
+                    },
+                )?;
+            }
             status.state = state.clone();
             self.status.set(group, status);
             return Ok(outcome(state));
@@ -482,5 +484,67 @@ impl GroupSync {
         }
         self.status.set(group, status);
         Ok(result)
+    }
+}
+
+/// Whether a sync pass must leave the group alone, and as what: `Some((state, observed))`
+/// when its consumers are live on the target (`observed`: seen in this pass, so the state is
+/// to be recorded) or when a cutover or an earlier pass stopped it (`stopped`, carried over,
+/// not recorded again); `None` to sync it.
+fn stopped_state(
+    source_active: bool,
+    target_active: bool,
+    stopped: Option<&SyncState>,
+) -> Option<(SyncState, bool)> {
+    match (source_active, target_active, stopped) {
+        (true, true, _) => Some((SyncState::Split, true)),
+        (false, true, _) => Some((SyncState::Moved, true)),
+        (_, false, Some(s @ (SyncState::Moved | SyncState::Split))) => Some((s.clone(), false)),
+        (_, false, _) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SyncState, stopped_state};
+
+    #[test]
+    fn only_an_observed_move_or_split_is_recorded() {
+        let moved = SyncState::Moved;
+        // Live on the target: recorded as seen now.
+        assert_eq!(
+            stopped_state(true, true, None),
+            Some((SyncState::Split, true))
+        );
+        assert_eq!(
+            stopped_state(false, true, None),
+            Some((SyncState::Moved, true))
+        );
+        assert_eq!(
+            stopped_state(false, true, Some(&SyncState::Split)),
+            Some((SyncState::Moved, true))
+        );
+        // Stopped by a cutover, idle everywhere: left alone, but the record read before the
+        // describes is not written back (a rollback may have reset it meanwhile).
+        assert_eq!(
+            stopped_state(false, false, Some(&moved)),
+            Some((SyncState::Moved, false))
+        );
+        assert_eq!(
+            stopped_state(true, false, Some(&SyncState::Split)),
+            Some((SyncState::Split, false))
+        );
+        // Otherwise it is synced.
+        assert_eq!(stopped_state(true, false, None), None);
+        assert_eq!(
+            stopped_state(
+                false,
+                false,
+                Some(&SyncState::Error {
+                    message: "x".into()
+                })
+            ),
+            None
+        );
     }
 }
