@@ -12,10 +12,13 @@
 //!    (a partition always on the same one, as the mirror writes)  ─► MB/s of record payload
 //!    plain (no producer id) and idempotent (one InitProducerId, consecutive sequences per
 //!    partition, rounds queued in order: the way strait writes)
+//!    --stack S: S consecutive batches of a partition in one request's records (Kafka
+//!    refuses more than one; tansu takes them), to see what a target's per-request cost is
 //! ```
 //!
 //! `cargo bench --bench produce_probe -- [--mb N] [--targets kafka,tansu]
-//!  [--batch-kib 16,64,256,1024] [--connections 1,2,4] [--modes plain,idempotent]`
+//!  [--batch-kib 16,64,256,1024] [--connections 1,2,4] [--modes plain,idempotent]
+//!  [--stack 1,8,64]`
 
 #[path = "mirror_bench/data.rs"]
 #[allow(dead_code)]
@@ -35,6 +38,7 @@ struct Args {
     batch_kib: Vec<usize>,
     connections: Vec<usize>,
     modes: Vec<String>,
+    stack: Vec<usize>,
 }
 
 fn args() -> Args {
@@ -44,6 +48,7 @@ fn args() -> Args {
         batch_kib: vec![16, 64, 256, 1024],
         connections: vec![1, 2, 4],
         modes: vec!["plain".into(), "idempotent".into()],
+        stack: vec![1],
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -62,6 +67,7 @@ fn args() -> Args {
             "--batch-kib" => a.batch_kib = nums(&v),
             "--connections" => a.connections = nums(&v),
             "--modes" => a.modes = list(&v),
+            "--stack" => a.stack = nums(&v),
             // cargo bench passes --bench; ignore what is not ours.
             _ => {
                 i += 1;
@@ -91,6 +97,18 @@ fn generate(total: usize, batch_bytes: usize) -> Vec<Vec<Bytes>> {
     out
 }
 
+/// Each partition's batches in runs of `stack`, concatenated: one request's records.
+fn stacked(batches: &[Vec<Bytes>], stack: usize) -> Vec<Vec<Bytes>> {
+    batches
+        .iter()
+        .map(|bs| {
+            bs.chunks(stack.max(1))
+                .map(|run| Bytes::from(run.concat()))
+                .collect()
+        })
+        .collect()
+}
+
 /// Like `data::produce_all` (which writes plain batches), but under one producer id with consecutive sequence numbers per
 /// partition, rounds queued on the connections in order from this task (as the mirror's
 /// `send_rounds` does), `window` rounds in flight.
@@ -100,6 +118,7 @@ async fn produce_idempotent(
     batches: &[Vec<Bytes>],
     window: usize,
     lanes: usize,
+    stack: usize,
 ) -> Result<std::time::Duration> {
     use strait_linker::batch::RawBatch;
     // A fresh broker answers COORDINATOR_LOAD_IN_PROGRESS for a while.
@@ -137,6 +156,7 @@ async fn produce_idempotent(
                 .collect()
         })
         .collect();
+    let stamped = stacked(&stamped, stack);
     // Until every partition takes writes (a new topic's leaders may not yet), with a plain
     // write that is not timed: the idempotent rounds below cannot be retried one by one.
     let warm = data::round(topic, batches, 0);
@@ -158,6 +178,16 @@ async fn produce_idempotent(
         check_round(h).await?;
     }
     Ok(started.elapsed())
+}
+
+/// Records stored in `topic` (the sum of its partitions' end offsets; -1 if unknown).
+async fn stored(c: &KafkaClient, topic: &str) -> i64 {
+    let parts: Vec<(String, i32)> = (0..PARTITIONS).map(|p| (topic.to_owned(), p)).collect();
+    c.log_bounds(&parts)
+        .await
+        .into_values()
+        .map(|b| b.map_or(-1, |b| b.end))
+        .sum()
 }
 
 async fn check_round(
@@ -186,21 +216,26 @@ async fn probe(bootstrap: &str, a: &Args, target: &str) -> Result<()> {
     for &kib in &a.batch_kib {
         let batches = generate(a.mb << 20, kib << 10);
         let records: usize = batches.iter().flatten().count() * ((kib << 10) / RECORD).max(1);
-        for (&conns, mode) in a
-            .connections
-            .iter()
-            .flat_map(|c| a.modes.iter().map(move |m| (c, m)))
-        {
-            let topic = format!("probe-{kib}k-{conns}c-{mode}-{}", data::now_ms());
+        for (&conns, mode, &stack) in a.connections.iter().flat_map(|c| {
+            a.modes
+                .iter()
+                .flat_map(move |m| a.stack.iter().map(move |s| (c, m, s)))
+        }) {
+            let topic = format!("probe-{kib}k-{conns}c-{mode}-{stack}s-{}", data::now_ms());
             data::create_topic(&admin, &topic, PARTITIONS).await?;
             let elapsed = match mode.as_str() {
-                "plain" => data::produce_all(&admin, &topic, &batches, 8, conns).await?,
-                "idempotent" => produce_idempotent(&admin, &topic, &batches, 8, conns).await?,
+                "plain" => {
+                    data::produce_all(&admin, &topic, &stacked(&batches, stack), 8, conns).await?
+                }
+                "idempotent" => {
+                    produce_idempotent(&admin, &topic, &batches, 8, conns, stack).await?
+                }
                 other => anyhow::bail!("unknown mode {other}"),
             };
             let secs = elapsed.as_secs_f64();
+            let end = stored(&admin, &topic).await;
             println!(
-                "{target:6} batch {kib:5} KiB  connections {conns}  {mode:10}  {:8.1} MB/s  {:9.0} rec/s",
+                "{target:6} batch {kib:5} KiB  stack {stack:3}  connections {conns}  {mode:10}  {:8.1} MB/s  {:9.0} rec/s  stored {end} of {records}",
                 (records * RECORD) as f64 / 1e6 / secs,
                 records as f64 / secs
             );
