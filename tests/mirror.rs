@@ -230,14 +230,19 @@ async fn data_matrix_mirrors_identically_kafka_to_tansu() {
 /// Writes spread over several connections to the target broker: each partition keeps to one,
 /// so with five batches in flight per partition every batch still lands in order at the
 /// source's offsets. The target sits behind a proxy, which counts strait's connections.
-#[tokio::test(flavor = "multi_thread")]
-async fn writes_spread_over_several_target_connections_stay_in_order() {
+/// Six partitions of many small batches (several in flight at once, idempotent at the
+/// source so a retry cannot reorder it), mirrored to `target` through a connection-counting
+/// proxy with `tune`'s settings: exact records at exact offsets, and verify agrees. Returns
+/// how many connections the proxy saw.
+async fn many_small_batches_mirror_exactly(
+    target: &'static Broker,
+    name: &str,
+    tune: impl FnOnce(&mut MirrorSettings),
+) -> u64 {
     let source = kafka_source();
     let sc = client(source).await;
-    let topic = unique("mirror-lanes");
+    let topic = unique(name);
     create_topic(&sc, &topic, 6, &[]).await;
-    // Many small batches per partition, so several are in flight at once (idempotent, so
-    // a retry cannot reorder the source itself).
     let p = producer(
         source,
         &[
@@ -248,7 +253,7 @@ async fn writes_spread_over_several_target_connections_stay_in_order() {
     );
     let mut expected = Vec::new();
     for partition in 0..6 {
-        let recs = sample_records(140, &format!("lane-{partition}"));
+        let recs = sample_records(140, &format!("{name}-{partition}"));
         send_all(&p, &topic, partition, &recs).await;
         expected.push(recs);
     }
@@ -256,26 +261,20 @@ async fn writes_spread_over_several_target_connections_stay_in_order() {
     for partition in 0..6 {
         ends.push(source_end(&sc, &topic, partition).await);
     }
-    let proxy = strait_testkit::FaultProxy::start(&kafka_target().bootstrap());
+    let proxy = strait_testkit::FaultProxy::start(&target.bootstrap());
     let via = KafkaClient::connect(strait_linker::client::ClientConfig::new(&proxy.bootstrap()))
         .await
         .unwrap();
     let m = start_mirror_between(sc.clone(), via, &[&topic], |s| {
-        s.produce_connections = 3;
         s.max_in_flight_per_partition = 5;
+        tune(s);
     })
     .await;
     wait_caught_up(&m.status, &topic, &ends).await;
     let (store, _dir) = m.stop().await;
-    // Bootstrap, then the broker's connection and two more lanes.
-    let stats = proxy.stats();
-    assert!(
-        stats.connections >= 4,
-        "expected writes over 3 connections to the broker (+ bootstrap): {stats:?}"
-    );
-    assert_verified(source, kafka_target(), &store, &topic).await;
+    assert_verified(source, target, &store, &topic).await;
     for (partition, want) in expected.iter().enumerate() {
-        let theirs = consume_n(kafka_target(), &topic, partition as i32, want.len(), false);
+        let theirs = consume_n(target, &topic, partition as i32, want.len(), false);
         assert_same(&format!("partition {partition}"), &recs(&theirs), want);
         let offsets: Vec<i64> = theirs.iter().map(|(o, _)| *o).collect();
         assert_eq!(
@@ -284,6 +283,29 @@ async fn writes_spread_over_several_target_connections_stay_in_order() {
             "partition {partition}: target offsets equal source offsets"
         );
     }
+    proxy.stats().connections
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_spread_over_several_target_connections_stay_in_order() {
+    let connections = many_small_batches_mirror_exactly(kafka_target(), "mirror-lanes", |s| {
+        s.produce_connections = 3;
+    })
+    .await;
+    // Bootstrap, then the broker's connection and two more lanes.
+    assert!(
+        connections >= 4,
+        "expected writes over 3 connections to the broker (+ bootstrap): {connections}"
+    );
+}
+
+/// Several batches of a partition per produce request: tansu takes them; Apache Kafka
+/// refuses (INVALID_RECORD) and the mirror falls back to one per request. Exact either way.
+#[tokio::test(flavor = "multi_thread")]
+async fn several_batches_per_request_to_tansu_and_back_to_one_on_kafka() {
+    let stack = |s: &mut MirrorSettings| s.batches_per_request = 8;
+    many_small_batches_mirror_exactly(tansu_target(), "mirror-stack-tansu", stack).await;
+    many_small_batches_mirror_exactly(kafka_target(), "mirror-stack-kafka", stack).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -88,6 +88,9 @@ pub struct MirrorSettings {
     /// Connections per target broker that writes are spread over (a partition always uses
     /// the same one).
     pub produce_connections: usize,
+    /// Batches of a partition per produce request, for targets that take several (tansu);
+    /// the mirror falls back to 1 when the target refuses (Apache Kafka).
+    pub batches_per_request: usize,
     /// Consecutive CRC failures on one batch before the partition stops.
     pub max_crc_retries: u32,
     /// Principals denied writes to mirror topics on the target ([`protect`]); empty: off.
@@ -110,6 +113,7 @@ impl MirrorSettings {
             max_produce_requests: 8,
             max_in_flight_per_partition: 5,
             produce_connections: 1,
+            batches_per_request: 1,
             max_crc_retries: 5,
             protect_principals: Vec::new(),
         }
@@ -132,6 +136,7 @@ impl fmt::Debug for MirrorSettings {
                 &self.max_in_flight_per_partition,
             )
             .field("produce_connections", &self.produce_connections)
+            .field("batches_per_request", &self.batches_per_request)
             .field("protect_principals", &self.protect_principals)
             .finish_non_exhaustive()
     }
@@ -157,6 +162,7 @@ impl From<&crate::config::MirrorConfig> for MirrorSettings {
             partition_fetch_max_bytes: clamp(c.partition_fetch_max_bytes.bytes()),
             max_in_flight_per_partition: usize::from(c.max_in_flight_per_partition),
             produce_connections: usize::from(c.target_connections_per_broker),
+            batches_per_request: usize::from(c.max_batches_per_request),
             protect_principals: c.protect_principals.clone(),
             ..Self::new(Arc::new(|_: &str| true))
         }

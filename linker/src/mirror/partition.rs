@@ -291,44 +291,82 @@ impl PartitionRun {
     /// Marks the next unsent batch as sent under `ticket` and returns the bytes to produce:
     /// with strait's producer id and the next sequence number, or as prepared if `Plain`.
     /// Call only when [`Self::can_send`] said yes.
+    #[cfg(test)]
     pub fn send_next(&mut self, ticket: u64) -> Option<Bytes> {
-        let i = self.first_unsent()?;
-        let Some(Step::Write(p)) = self.queue.get_mut(i) else {
-            return None;
-        };
-        let bytes = match &mut self.producer {
-            Producer::Plain => p.to_write(),
-            Producer::Id {
-                id,
-                epoch,
-                next_seq,
-                ..
-            } => {
-                let out = p.written.for_produce(Some((*id, *epoch, *next_seq)));
-                *next_seq = next_sequence(*next_seq, p.written.header().last_offset_delta + 1);
-                out.into_bytes()
-            }
-            Producer::Needed | Producer::Requested => return None,
-        };
-        p.ticket = Some(ticket);
-        self.in_flight += 1;
-        Some(bytes)
+        self.send_run(ticket, 1)
     }
 
-    fn sent_mut(&mut self, ticket: u64) -> Option<&mut Pending> {
-        self.queue.iter_mut().find_map(|s| match s {
-            Step::Write(p) if p.ticket == Some(ticket) && p.acked.is_none() => Some(&mut **p),
-            _ => None,
+    /// [`Self::send_next`] for up to `max` consecutive unsent batches, one after the other in
+    /// one records blob (one write to the target, for targets that take several batches of a
+    /// partition per request). Until the target confirmed the producer id, one batch: a
+    /// target without state for the id would take any first sequence.
+    pub fn send_run(&mut self, ticket: u64, max: usize) -> Option<Bytes> {
+        let first = self.first_unsent()?;
+        let max = match self.producer {
+            Producer::Id {
+                confirmed: false, ..
+            } => 1,
+            Producer::Needed | Producer::Requested => return None,
+            _ => max.max(1),
+        };
+        let mut parts = Vec::new();
+        for step in self.queue.iter_mut().skip(first) {
+            if parts.len() == max {
+                break;
+            }
+            // Skipped source ranges write nothing: the batches around them go together.
+            let Step::Write(p) = step else { continue };
+            if p.ticket.is_some() {
+                break;
+            }
+            let bytes = match &mut self.producer {
+                Producer::Plain => p.to_write(),
+                Producer::Id {
+                    id,
+                    epoch,
+                    next_seq,
+                    ..
+                } => {
+                    let out = p.written.for_produce(Some((*id, *epoch, *next_seq)));
+                    *next_seq = next_sequence(*next_seq, p.written.header().last_offset_delta + 1);
+                    out.into_bytes()
+                }
+                Producer::Needed | Producer::Requested => unreachable!("checked above"),
+            };
+            p.ticket = Some(ticket);
+            parts.push(bytes);
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        self.in_flight += 1;
+        Some(if parts.len() == 1 {
+            parts.pop().expect("one part")
+        } else {
+            Bytes::from(parts.concat())
         })
     }
 
-    /// The target acknowledged the write `ticket` at `target_base`. False if no write in
-    /// flight has that ticket (a stale answer from before a reset).
+    /// The target acknowledged the write `ticket` at `target_base`: its batches lie one
+    /// after the other from there, each taking its offset span (`last_offset_delta + 1`, as
+    /// a target assigns offsets). False if no write in flight has that ticket (a stale answer
+    /// from before a reset).
     pub fn on_ack(&mut self, ticket: u64, target_base: i64) -> bool {
-        let Some(p) = self.sent_mut(ticket) else {
+        let mut base = target_base;
+        let mut found = false;
+        for step in &mut self.queue {
+            if let Step::Write(p) = step
+                && p.ticket == Some(ticket)
+                && p.acked.is_none()
+            {
+                p.acked = Some(base);
+                base += i64::from(p.written.header().last_offset_delta) + 1;
+                found = true;
+            }
+        }
+        if !found {
             return false;
-        };
-        p.acked = Some(target_base);
+        }
         self.in_flight -= 1;
         if let Producer::Id { confirmed, .. } = &mut self.producer {
             *confirmed = true;
@@ -344,16 +382,29 @@ impl PartitionRun {
         }
     }
 
-    /// The write `ticket` failed: the partition is broken until reconciled. Returns whether
-    /// the batch has offset gaps, or `None` if no write in flight has that ticket (a stale
-    /// answer from before a reset).
-    pub fn on_failed(&mut self, ticket: u64) -> Option<bool> {
-        let p = self.sent_mut(ticket)?;
-        p.ticket = None;
-        let gapped = is_gapped(&p.source);
+    /// The write `ticket` failed: the partition is broken until reconciled. `None` if no
+    /// write in flight has that ticket (a stale answer from before a reset).
+    pub fn on_failed(&mut self, ticket: u64) -> Option<FailedWrite> {
+        let mut failed = FailedWrite {
+            gapped: false,
+            batches: 0,
+        };
+        for step in &mut self.queue {
+            if let Step::Write(p) = step
+                && p.ticket == Some(ticket)
+                && p.acked.is_none()
+            {
+                p.ticket = None;
+                failed.gapped |= is_gapped(&p.source);
+                failed.batches += 1;
+            }
+        }
+        if failed.batches == 0 {
+            return None;
+        }
         self.in_flight -= 1;
         self.broken = true;
-        Some(gapped)
+        Some(failed)
     }
 
     /// The front batch and where the target stored it, if it is acknowledged (acks may come
@@ -499,6 +550,15 @@ impl TxnFilter {
 pub(crate) fn is_gapped(b: &RawBatch) -> bool {
     let h = b.header();
     i64::from(h.record_count) != i64::from(h.last_offset_delta) + 1
+}
+
+/// What a failed write carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FailedWrite {
+    /// One of its batches has offset gaps (compacted).
+    pub gapped: bool,
+    /// How many batches it carried.
+    pub batches: usize,
 }
 
 /// The target does not hold what strait expected.

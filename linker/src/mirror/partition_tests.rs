@@ -393,10 +393,14 @@ fn a_failed_write_stops_sending_and_a_reset_asks_for_a_fresh_producer_id() {
     for t in 0..2 {
         r.send_next(t).unwrap();
     }
-    assert_eq!(r.on_failed(0), Some(false), "a batch without gaps failed");
+    let one = Some(FailedWrite {
+        gapped: false,
+        batches: 1,
+    });
+    assert_eq!(r.on_failed(0), one, "a batch without gaps failed");
     assert!(r.broken);
     assert!(!r.can_send(5), "a broken partition sends nothing");
-    assert_eq!(r.on_failed(1), Some(false));
+    assert_eq!(r.on_failed(1), one);
     assert_eq!(
         r.on_failed(1),
         None,
@@ -443,4 +447,115 @@ fn sequences_wrap_like_kafkas() {
     assert_eq!(next_sequence(0, 5), 5);
     assert_eq!(next_sequence(i32::MAX - 1, 2), 0);
     assert_eq!(next_sequence(i32::MAX, 3), 2);
+}
+
+#[test]
+fn several_batches_go_in_one_write_with_consecutive_sequences() {
+    let mut r = pipelined(5);
+    // Until the target confirmed the id, one batch per write.
+    r.producer = Producer::Id {
+        id: 7,
+        epoch: 1,
+        next_seq: 0,
+        confirmed: false,
+    };
+    let first = r.send_run(0, 8).unwrap();
+    assert_eq!(batch::split(first).unwrap().batches.len(), 1);
+    assert!(r.on_ack(0, 100));
+    // Confirmed: up to `max` batches, one after the other, each stamped and CRC-sound.
+    let run_bytes = r.send_run(1, 3).unwrap();
+    assert_eq!(r.in_flight, 1, "one write, however many batches");
+    let sent = batch::split(run_bytes).unwrap().batches;
+    assert_eq!(sent.len(), 3);
+    for (i, b) in sent.iter().enumerate() {
+        assert_eq!(b.header().base_sequence, 2 + 2 * i as i32);
+        b.verify_crc().unwrap();
+        let Step::Write(p) = &r.queue[i + 1] else {
+            panic!("write expected")
+        };
+        assert_eq!(b.records_section(), p.source.records_section());
+        assert_eq!(p.ticket, Some(1));
+    }
+    // The answer places them one after the other from its base.
+    assert!(r.on_ack(1, 102));
+    let bases: Vec<Option<i64>> = r
+        .queue
+        .iter()
+        .map(|s| match s {
+            Step::Write(p) => p.acked,
+            Step::Skip(_) => None,
+        })
+        .collect();
+    assert_eq!(bases, [Some(100), Some(102), Some(104), Some(106), None]);
+    assert_eq!(r.in_flight, 0);
+    assert!(
+        !r.on_ack(1, 102),
+        "a second answer for the same write is stale"
+    );
+}
+
+#[test]
+fn a_failed_write_of_several_batches_unsends_them_all() {
+    let mut r = pipelined(4);
+    r.producer = confirmed_id(7, 1);
+    r.send_run(0, 2).unwrap();
+    r.send_run(1, 2).unwrap();
+    assert_eq!(r.in_flight, 2);
+    let failed = r.on_failed(0).unwrap();
+    assert_eq!(
+        failed,
+        FailedWrite {
+            gapped: false,
+            batches: 2
+        }
+    );
+    assert!(r.broken);
+    assert_eq!(r.in_flight, 1);
+    assert!(r.on_failed(0).is_none(), "stale");
+    let unsent = r
+        .queue
+        .iter()
+        .filter(|s| matches!(s, Step::Write(p) if p.ticket.is_none()))
+        .count();
+    assert_eq!(unsent, 2, "the failed write's batches may be sent again");
+}
+
+#[test]
+fn batches_around_a_skipped_range_go_together() {
+    let mut r = PartitionRun::new(
+        TopicPartition::new("t", 0),
+        OffsetMap::new(SourceOffset(0), TargetOffset(0)),
+        1 << 20,
+        false,
+    );
+    // Data, an aborted transaction's batch (skipped), data.
+    let parts = [
+        batch(0, 2, -1, false, false),
+        batch(2, 2, 9, true, false),
+        batch(4, 1, 9, true, true),
+        batch(5, 2, -1, false, false),
+    ];
+    let aborted = [AbortedTransaction {
+        producer_id: 9,
+        first_offset: 2,
+    }];
+    r.accept_fetch(blob(&parts), &aborted).unwrap();
+    let sent = batch::split(r.send_run(0, 8).unwrap()).unwrap().batches;
+    assert_eq!(sent.len(), 2, "both data batches, not the skipped ones");
+    assert!(r.on_ack(0, 10));
+    assert_eq!(r.front_acked().map(|(b, _)| b), Some(10));
+    let (_, second) = r
+        .queue
+        .iter()
+        .rev()
+        .find_map(|s| match s {
+            Step::Write(p) => p.acked.map(|a| (a, p)),
+            Step::Skip(_) => None,
+        })
+        .unwrap();
+    assert_eq!(
+        second.acked,
+        Some(12),
+        "placed right after the first on the target"
+    );
 }

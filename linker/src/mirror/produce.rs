@@ -2,8 +2,9 @@
 //! target producer ids, and matching a reconciled target tail.
 //!
 //! ```text
-//!  start_produces: one Produce per round, ≤1 batch per partition, ≤`depth` rounds in flight
-//!        │ per partition (strait's idempotent producer id + sequence; 1 without one)
+//!  start_produces: one Produce per round, one write per partition (≤`batches_per_request`
+//!        │ consecutive batches; 1 on Kafka), ≤`depth` writes in flight per partition
+//!        │ (strait's idempotent producer id + sequence; 1 without one)
 //!        ▼
 //!  on_produced ─► ack: Pending.acked ─► settle: map entries in queue order ─► one sled write
 //!              └► error: partition broken ─► all in flight answered ─► read target tail
@@ -94,7 +95,7 @@ impl Engine {
                     continue;
                 }
                 let ticket = self.next_ticket;
-                let Some(bytes) = slot.run.send_next(ticket) else {
+                let Some(bytes) = slot.run.send_run(ticket, self.batches_per_request) else {
                     continue;
                 };
                 self.next_ticket += 1;
@@ -272,14 +273,24 @@ impl Engine {
                     }
                 }
                 Err(e) => {
-                    let Some(gapped) = slot.run.on_failed(ticket) else {
+                    let Some(failed) = slot.run.on_failed(ticket) else {
                         continue; // stale: from before a reset
                     };
                     match e.retry() {
+                        // Apache Kafka takes one batch per partition per request and refuses
+                        // more with INVALID_RECORD: from now on one per request, everywhere
+                        // (writes of several already in flight fail the same way and land
+                        // here too). Nothing was written; the reconcile below confirms it.
+                        _ if e.code() == Some(87) && failed.batches > 1 => {
+                            if self.batches_per_request > 1 {
+                                tracing::info!(partition = %tp, "target refuses several batches of a partition per request; sending one");
+                                self.batches_per_request = 1;
+                            }
+                        }
                         // Apache Kafka refuses batches whose records skip offsets (compacted
                         // data): from now on such batches are re-encoded with contiguous
                         // offsets. Nothing was written; the reconcile below confirms it.
-                        _ if e.code() == Some(87) && gapped && !slot.run.reencode_gapped => {
+                        _ if e.code() == Some(87) && failed.gapped && !slot.run.reencode_gapped => {
                             tracing::info!(partition = %tp, "target refuses batches with offset gaps; re-encoding compacted batches densely");
                             slot.run.reencode_gapped = true;
                         }
