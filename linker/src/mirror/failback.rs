@@ -131,8 +131,9 @@ pub async fn copy_back(
         }
         if reconcile {
             run.reset_to_map();
-            let mut tail_crc_failures = 0;
-            let tail = read_tail(source, tp, run.map.next_target().0, &mut tail_crc_failures)
+            // Re-reads of the source's tail are not counted: the metric is the forward
+            // mirror's, per partition it runs.
+            let tail = read_tail(source, tp, run.map.next_target().0, &mut 0)
                 .await
                 .map_err(|e| cluster("source", e))?;
             run.target_tail = tail.into();
