@@ -18,7 +18,9 @@
 //!
 //! `cargo bench --bench produce_probe -- [--mb N] [--targets kafka,tansu]
 //!  [--batch-kib 16,64,256,1024] [--connections 1,2,4] [--modes plain,idempotent]
-//!  [--stack 1,8,64]`
+//!  [--stack 1,8,64] [--partitions N] [--brokers-on-disk]`
+//!
+//! The brokers' logs go on a tmpfs unless `--brokers-on-disk` (see `data::broker_storage`).
 
 #[path = "mirror_bench/data.rs"]
 #[allow(dead_code)]
@@ -30,7 +32,6 @@ use strait_linker::client::{ClientConfig, KafkaClient};
 use strait_testkit::{KafkaOptions, TansuStorage};
 
 const RECORD: usize = 1024;
-const PARTITIONS: i32 = 8;
 
 struct Args {
     mb: usize,
@@ -39,6 +40,8 @@ struct Args {
     connections: Vec<usize>,
     modes: Vec<String>,
     stack: Vec<usize>,
+    partitions: i32,
+    brokers_on_disk: bool,
 }
 
 fn args() -> Args {
@@ -49,6 +52,8 @@ fn args() -> Args {
         connections: vec![1, 2, 4],
         modes: vec!["plain".into(), "idempotent".into()],
         stack: vec![1],
+        partitions: 8,
+        brokers_on_disk: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -68,6 +73,12 @@ fn args() -> Args {
             "--connections" => a.connections = nums(&v),
             "--modes" => a.modes = list(&v),
             "--stack" => a.stack = nums(&v),
+            "--partitions" => a.partitions = v.parse().expect("--partitions N"),
+            "--brokers-on-disk" => {
+                a.brokers_on_disk = true;
+                i += 1;
+                continue;
+            }
             // cargo bench passes --bench; ignore what is not ours.
             _ => {
                 i += 1;
@@ -80,13 +91,13 @@ fn args() -> Args {
 }
 
 /// Batches of about `batch_bytes` of 1 KiB records, round-robin over the partitions.
-fn generate(total: usize, batch_bytes: usize) -> Vec<Vec<Bytes>> {
+fn generate(total: usize, batch_bytes: usize, partitions: i32) -> Vec<Vec<Bytes>> {
     let per_batch = (batch_bytes / RECORD).max(1);
     let batches = total.div_ceil(per_batch * RECORD);
-    let mut out = vec![Vec::new(); PARTITIONS as usize];
+    let mut out = vec![Vec::new(); partitions as usize];
     let ts = data::now_ms();
     for b in 0..batches {
-        out[b % PARTITIONS as usize].push(data::encode_batch(
+        out[b % partitions as usize].push(data::encode_batch(
             (b * per_batch) as u64,
             per_batch,
             RECORD,
@@ -181,8 +192,8 @@ async fn produce_idempotent(
 }
 
 /// Records stored in `topic` (the sum of its partitions' end offsets; -1 if unknown).
-async fn stored(c: &KafkaClient, topic: &str) -> i64 {
-    let parts: Vec<(String, i32)> = (0..PARTITIONS).map(|p| (topic.to_owned(), p)).collect();
+async fn stored(c: &KafkaClient, topic: &str, partitions: i32) -> i64 {
+    let parts: Vec<(String, i32)> = (0..partitions).map(|p| (topic.to_owned(), p)).collect();
     c.log_bounds(&parts)
         .await
         .into_values()
@@ -206,15 +217,22 @@ async fn check_round(
 async fn probe(bootstrap: &str, a: &Args, target: &str) -> Result<()> {
     let admin = KafkaClient::connect(ClientConfig::new(bootstrap)).await?;
     let warm = format!("probe-warm-{}", data::now_ms());
-    data::create_topic(&admin, &warm, PARTITIONS).await?;
+    data::create_topic(&admin, &warm, a.partitions).await?;
     let started = std::time::Instant::now();
-    data::produce_all(&admin, &warm, &generate(a.mb << 20, 16 << 10), 8, 1).await?;
+    data::produce_all(
+        &admin,
+        &warm,
+        &generate(a.mb << 20, 16 << 10, a.partitions),
+        8,
+        1,
+    )
+    .await?;
     eprintln!("{target}: warm-up write took {:?}", started.elapsed());
     let _ = admin
         .delete_topics(&[warm], std::time::Duration::from_secs(30))
         .await;
     for &kib in &a.batch_kib {
-        let batches = generate(a.mb << 20, kib << 10);
+        let batches = generate(a.mb << 20, kib << 10, a.partitions);
         let records: usize = batches.iter().flatten().count() * ((kib << 10) / RECORD).max(1);
         for (&conns, mode, &stack) in a.connections.iter().flat_map(|c| {
             a.modes
@@ -222,7 +240,7 @@ async fn probe(bootstrap: &str, a: &Args, target: &str) -> Result<()> {
                 .flat_map(move |m| a.stack.iter().map(move |s| (c, m, s)))
         }) {
             let topic = format!("probe-{kib}k-{conns}c-{mode}-{stack}s-{}", data::now_ms());
-            data::create_topic(&admin, &topic, PARTITIONS).await?;
+            data::create_topic(&admin, &topic, a.partitions).await?;
             let elapsed = match mode.as_str() {
                 "plain" => {
                     data::produce_all(&admin, &topic, &stacked(&batches, stack), 8, conns).await?
@@ -233,7 +251,7 @@ async fn probe(bootstrap: &str, a: &Args, target: &str) -> Result<()> {
                 other => anyhow::bail!("unknown mode {other}"),
             };
             let secs = elapsed.as_secs_f64();
-            let end = stored(&admin, &topic).await;
+            let end = stored(&admin, &topic, a.partitions).await;
             println!(
                 "{target:6} batch {kib:5} KiB  stack {stack:3}  connections {conns}  {mode:10}  {:8.1} MB/s  {:9.0} rec/s  stored {end} of {records}",
                 (records * RECORD) as f64 / 1e6 / secs,
@@ -250,6 +268,8 @@ async fn probe(bootstrap: &str, a: &Args, target: &str) -> Result<()> {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let a = args();
+    let storage = data::broker_storage(a.brokers_on_disk);
+    eprintln!("brokers' logs: {}", storage.describe());
     for t in a.targets.clone() {
         let broker = match t.as_str() {
             "kafka" => strait_testkit::start_kafka(KafkaOptions::new().heap("1g")),

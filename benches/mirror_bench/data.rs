@@ -364,3 +364,65 @@ pub async fn raw_fetch(c: &KafkaClient, b: &Backlog) -> Result<(Duration, u64)> 
     }
     Ok((started.elapsed(), bytes))
 }
+
+/// Where the benchmark's brokers keep their logs.
+#[derive(Debug, Clone)]
+pub enum BrokerStorage {
+    /// Under this directory on a tmpfs.
+    Tmpfs(std::path::PathBuf),
+    /// The testkit's default (`target/strait-test-brokers`, or `$STRAIT_TEST_BROKERS_DIR`).
+    Disk(&'static str),
+}
+
+impl BrokerStorage {
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Tmpfs(root) => format!("on tmpfs ({})", root.display()),
+            Self::Disk(why) => format!("on disk ({why})"),
+        }
+    }
+}
+
+/// Free space a tmpfs needs before the brokers' logs go there.
+const TMPFS_MIN_FREE: u64 = 4 << 30;
+
+/// Puts the brokers' logs on `/dev/shm` unless `on_disk`, `$STRAIT_TEST_BROKERS_DIR` is set,
+/// or it has less than 4 GiB free. Call before the first broker starts.
+///
+/// Why: Kafka appends an index entry per batch through memory-mapped index files, and on a
+/// VM disk (this machine: ext4 on virtio) the first write to each index page and every write
+/// to a page under writeback wait for the disk. At 1,000 partitions that made Kafka take
+/// 2-3 MB/s of 16 KiB batches on disk against 46 MB/s on a tmpfs (`produce_probe
+/// --partitions 1000`), so every system measured was timing the VM's disk, and systems that
+/// write more (smaller) batches were hit harder. The ratios on a tmpfs compare the mirrors.
+pub fn broker_storage(on_disk: bool) -> BrokerStorage {
+    if on_disk {
+        return BrokerStorage::Disk("--brokers-on-disk");
+    }
+    if std::env::var_os("STRAIT_TEST_BROKERS_DIR").is_some() {
+        return BrokerStorage::Disk("STRAIT_TEST_BROKERS_DIR");
+    }
+    let shm = std::path::Path::new("/dev/shm");
+    if tmpfs_free(shm).is_none_or(|free| free < TMPFS_MIN_FREE) {
+        return BrokerStorage::Disk("no tmpfs with 4 GiB free at /dev/shm");
+    }
+    let root = shm.join("strait-bench-brokers");
+    if strait_testkit::set_brokers_root(root.clone()) {
+        BrokerStorage::Tmpfs(root)
+    } else {
+        BrokerStorage::Disk("a broker had already started")
+    }
+}
+
+/// Free bytes of the tmpfs mounted at `dir` (`None` if it is not a tmpfs).
+fn tmpfs_free(dir: &std::path::Path) -> Option<u64> {
+    let out = std::process::Command::new("df")
+        .args(["-k", "--output=fstype,avail"])
+        .arg(dir)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut fields = text.lines().nth(1)?.split_whitespace();
+    let (fstype, avail) = (fields.next()?, fields.next()?);
+    (fstype == "tmpfs").then_some(avail.parse::<u64>().ok()? * 1024)
+}

@@ -16,7 +16,8 @@
 //!
 //! `cargo bench --bench mirror -- [--mb N] [--large-mb N] [--large-partitions N]
 //!  [--targets kafka,tansu] [--workloads 1kb,1kb-zstd,100b,1000p] [--no-mm2] [--no-naive]
-//!  [--latency-secs N] [--latency-mb-s N] [--budget-mib N] [--no-write-pause]`; `scripts/bench.sh` runs it with the group-sync
+//!  [--latency-secs N] [--latency-mb-s N] [--budget-mib N] [--no-write-pause]
+//!  [--brokers-on-disk]`; `scripts/bench.sh` runs it with the group-sync
 //! bench. Prints a table, writes target/bench/mirror.json and target/bench/mirror.svg.
 
 mod data;
@@ -48,6 +49,8 @@ struct Args {
     latency_mb_s: Option<f64>,
     budget_mib: u64,
     write_pause: bool,
+    /// Keep the brokers' logs on disk instead of a tmpfs.
+    brokers_on_disk: bool,
 }
 
 fn args() -> Args {
@@ -65,6 +68,7 @@ fn args() -> Args {
         latency_mb_s: None,
         budget_mib: 256,
         write_pause: true,
+        brokers_on_disk: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -80,6 +84,10 @@ fn args() -> Args {
             "--latency-secs" => a.latency_secs = v.parse().expect("--latency-secs N"),
             "--latency-mb-s" => a.latency_mb_s = Some(v.parse().expect("--latency-mb-s N")),
             "--budget-mib" => a.budget_mib = v.parse().expect("--budget-mib N"),
+            "--brokers-on-disk" => {
+                a.brokers_on_disk = true;
+                i -= 1;
+            }
             "--no-write-pause" => {
                 a.write_pause = false;
                 i -= 1;
@@ -290,13 +298,16 @@ async fn one_workload(
 async fn main() -> Result<()> {
     let a = args();
     eprintln!("{a:?}");
+    let storage = data::broker_storage(a.brokers_on_disk);
+    eprintln!("brokers' logs: {}", storage.describe());
     let scratch = tempfile::tempdir()?;
     let source = strait_testkit::start_kafka(KafkaOptions::new().heap("1g"));
     let sc = connect(&source).await?;
     let mut report = Report {
         machine: format!(
-            "{} cores, Kafka 4.3.1 source",
-            std::thread::available_parallelism().map_or(0, |n| n.get())
+            "{} cores, Kafka 4.3.1 source, brokers' logs {}",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            storage.describe()
         ),
         budget_mib: a.budget_mib,
         ..Report::default()
@@ -373,7 +384,7 @@ async fn main() -> Result<()> {
         let mut lines = Vec::new();
         for t in &a.targets {
             eprintln!("[kafka->{t}] cutover write pause (benches/playbooks/write-pause-{t}.yaml)");
-            match pause::run(t) {
+            match pause::run(t, &storage) {
                 Ok(p) => {
                     lines.push(format!(
                         "{} {} ms (fenced to promoted; producers paused {} ms; {} records acknowledged)",

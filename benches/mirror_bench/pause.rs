@@ -20,11 +20,15 @@ pub struct WritePause {
 }
 
 /// Runs `benches/playbooks/write-pause-<target>.yaml`.
-pub fn run(target: &str) -> Result<WritePause> {
+pub fn run(target: &str, storage: &crate::data::BrokerStorage) -> Result<WritePause> {
     let playbook = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("benches/playbooks")
         .join(format!("write-pause-{target}.yaml"));
-    let out = Command::new(env!("CARGO_BIN_EXE_strait"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strait"));
+    if let crate::data::BrokerStorage::Tmpfs(root) = storage {
+        cmd.env("STRAIT_TEST_BROKERS_DIR", root);
+    }
+    let out = cmd
         .args(["scenario", "run", "--json"])
         .arg(&playbook)
         .output()

@@ -88,15 +88,28 @@ fn binary_name() -> String {
     }
 }
 
-/// `<target>/strait-test-brokers` (or `$STRAIT_TEST_BROKERS_DIR`).
+/// This process's broker directories, made on first use ([`run_dir`]).
+static RUN_DIR: OnceLock<PathBuf> = OnceLock::new();
+/// Set by [`set_brokers_root`]; wins over the environment.
+static BROKERS_ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+/// Puts this process's broker directories under `root` (benchmarks use a tmpfs). Only
+/// before the first broker starts; `false` if it was too late or already set.
+pub fn set_brokers_root(root: PathBuf) -> bool {
+    RUN_DIR.get().is_none() && BROKERS_ROOT.set(root).is_ok()
+}
+
+/// `<target>/strait-test-brokers` (or `$STRAIT_TEST_BROKERS_DIR`, or [`set_brokers_root`]).
 pub(crate) fn brokers_root() -> PathBuf {
+    if let Some(root) = BROKERS_ROOT.get() {
+        return root.clone();
+    }
     env_path("STRAIT_TEST_BROKERS_DIR").unwrap_or_else(|| target_dir().join("strait-test-brokers"))
 }
 
 /// `<brokers_root>/<test-binary>-<pid>`: this process's broker directories. Created on first
 /// use, which also removes run directories of dead processes that are older than a day.
 pub(crate) fn run_dir() -> &'static Path {
-    static RUN_DIR: OnceLock<PathBuf> = OnceLock::new();
     RUN_DIR.get_or_init(|| {
         let root = brokers_root();
         prune_stale_run_dirs(&root);
