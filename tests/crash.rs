@@ -20,15 +20,11 @@ use support::*;
 const KILLS: usize = 20;
 const PARTITIONS: i32 = 3;
 
-/// strait's config for mirroring `topic`. tansu targets take several batches of a partition
-/// per request, which is how an operator runs strait against them: the crash tests cover it.
+/// strait's config for mirroring `topic`, with the defaults an operator gets: up to 8
+/// batches of a partition per request, which tansu takes and Apache Kafka refuses once per
+/// start (the crash tests cover both the stacked writes and that refusal).
 fn write_config(dir: &Path, source: &Broker, target: &Broker, topic: &str) -> std::path::PathBuf {
     let path = dir.join("strait.toml");
-    let stack = if target.kind() == strait_testkit::BrokerKind::Tansu {
-        "max_batches_per_request = 8"
-    } else {
-        ""
-    };
     let toml = format!(
         r#"[source]
 bootstrap_servers = "{}"
@@ -37,7 +33,6 @@ bootstrap_servers = "{}"
 [mirror]
 topics = ["{topic}"]
 topic_refresh_interval = "1s"
-{stack}
 [state]
 dir = "{}"
 [log]

@@ -238,7 +238,7 @@ async fn many_small_batches_mirror_exactly(
     target: &'static Broker,
     name: &str,
     tune: impl FnOnce(&mut MirrorSettings),
-) -> u64 {
+) -> (u64, Option<usize>) {
     let source = kafka_source();
     let sc = client(source).await;
     let topic = unique(name);
@@ -271,6 +271,7 @@ async fn many_small_batches_mirror_exactly(
     })
     .await;
     wait_caught_up(&m.status, &topic, &ends).await;
+    let learned = m.status.snapshot().target_batches_per_request;
     let (store, _dir) = m.stop().await;
     assert_verified(source, target, &store, &topic).await;
     for (partition, want) in expected.iter().enumerate() {
@@ -283,12 +284,12 @@ async fn many_small_batches_mirror_exactly(
             "partition {partition}: target offsets equal source offsets"
         );
     }
-    proxy.stats().connections
+    (proxy.stats().connections, learned)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn writes_spread_over_several_target_connections_stay_in_order() {
-    let connections = many_small_batches_mirror_exactly(kafka_target(), "mirror-lanes", |s| {
+    let (connections, _) = many_small_batches_mirror_exactly(kafka_target(), "mirror-lanes", |s| {
         s.produce_connections = 3;
     })
     .await;
@@ -303,9 +304,14 @@ async fn writes_spread_over_several_target_connections_stay_in_order() {
 /// refuses (INVALID_RECORD) and the mirror falls back to one per request. Exact either way.
 #[tokio::test(flavor = "multi_thread")]
 async fn several_batches_per_request_to_tansu_and_back_to_one_on_kafka() {
-    let stack = |s: &mut MirrorSettings| s.batches_per_request = 8;
-    many_small_batches_mirror_exactly(tansu_target(), "mirror-stack-tansu", stack).await;
-    many_small_batches_mirror_exactly(kafka_target(), "mirror-stack-kafka", stack).await;
+    // The default (8): learned from the target, not configured per kind.
+    let stack = |s: &mut MirrorSettings| assert_eq!(s.batches_per_request, 8);
+    let (_, learned) =
+        many_small_batches_mirror_exactly(tansu_target(), "mirror-stack-tansu", stack).await;
+    assert_eq!(learned, Some(8), "tansu takes several batches per request");
+    let (_, learned) =
+        many_small_batches_mirror_exactly(kafka_target(), "mirror-stack-kafka", stack).await;
+    assert_eq!(learned, Some(1), "Apache Kafka takes one");
 }
 
 #[tokio::test(flavor = "multi_thread")]

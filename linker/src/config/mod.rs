@@ -215,12 +215,15 @@ pub struct MirrorConfig {
     /// for a large Kafka target whose request handler threads sit idle.
     #[serde(default = "default_target_connections_per_broker")]
     pub target_connections_per_broker: u8,
-    /// Record batches of one partition sent in one produce request, 1 to 64, one after the
-    /// other in the partition's records (each batch still byte-identical, with its own
-    /// sequence number). tansu takes several and pays its per-request cost once for them:
+    /// Record batches of one partition sent in one produce request, at most, 1 to 64, one
+    /// after the other in the partition's records (each batch still byte-identical, with its
+    /// own sequence number). tansu takes several and pays its per-request cost once for them:
     /// 8 lifted its idempotent write rate from 348 to 635 MB/s in `produce_probe` (16 KiB
-    /// batches). Apache Kafka takes one batch per partition per request; on its refusal
-    /// (INVALID_RECORD) strait falls back to 1 by itself. Default 1.
+    /// batches). Apache Kafka takes one batch per partition per request. strait learns which
+    /// from one write: until the target has answered a write of several batches, only one
+    /// partition sends several; if the target refuses it (INVALID_RECORD, nothing written),
+    /// strait sends one per request from then on. A Kafka target therefore costs one refused
+    /// write per start (and that partition re-reads its tail). Set 1 to never try. Default 8.
     #[serde(default = "default_max_batches_per_request")]
     pub max_batches_per_request: u8,
     /// Whether Kafka's internal topics (names starting with `__`, such as
@@ -259,7 +262,7 @@ fn default_target_connections_per_broker() -> u8 {
     1
 }
 fn default_max_batches_per_request() -> u8 {
-    1
+    8
 }
 fn default_fetch_max_wait() -> HumanDuration {
     duration("10ms")

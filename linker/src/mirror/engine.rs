@@ -153,7 +153,7 @@ impl Mirror {
     /// reconciles the target's tail.)
     pub async fn run(self, cancel: CancellationToken) -> Result<(), MirrorError> {
         let e_idempotent = self.settings.max_in_flight_per_partition > 1;
-        let batches_per_request = self.settings.batches_per_request.max(1);
+        let stacking = super::stacking::Stacking::new(self.settings.batches_per_request);
         let (rounds_tx, rounds_rx) = mpsc::unbounded_channel();
         let mut e = Engine {
             source: self.source,
@@ -173,7 +173,7 @@ impl Mirror {
             shared_used: BTreeSet::new(),
             progress_due: None,
             idempotent: e_idempotent,
-            batches_per_request,
+            stacking,
             last_config_sync: Instant::now(),
             pending_holds: Vec::new(),
             target_deletes: None,
@@ -273,9 +273,9 @@ pub(super) struct Engine {
     /// Whether partitions write with strait's own idempotent producer ids (pipelined), or
     /// one batch at a time without one (the setting is 1, or the target refused an id).
     pub(super) idempotent: bool,
-    /// Batches of a partition per produce request (the setting), or 1 once the target refused
-    /// several (Apache Kafka takes one).
-    pub(super) batches_per_request: usize,
+    /// Batches of a partition per produce request: the setting once the target took several,
+    /// 1 once it refused them (Apache Kafka takes one).
+    pub(super) stacking: super::stacking::Stacking,
     pub(super) last_config_sync: Instant,
     pending_holds: Vec<PendingHold>,
     /// Topics whose target copy strait protected with DENY WRITE ACLs ([`super::protect`]).

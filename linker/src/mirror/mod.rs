@@ -35,6 +35,7 @@ pub mod handle;
 mod partition;
 mod produce;
 pub mod protect;
+mod stacking;
 pub mod status;
 pub mod topics;
 pub mod verify;
@@ -113,7 +114,7 @@ impl MirrorSettings {
             max_produce_requests: 8,
             max_in_flight_per_partition: 5,
             produce_connections: 1,
-            batches_per_request: 1,
+            batches_per_request: 8,
             max_crc_retries: 5,
             protect_principals: Vec::new(),
         }

@@ -347,6 +347,14 @@ impl PartitionRun {
         })
     }
 
+    /// How many batches the write `ticket` carries (0 if none in flight has it).
+    pub fn batches_under(&self, ticket: u64) -> usize {
+        self.queue
+            .iter()
+            .filter(|s| matches!(s, Step::Write(p) if p.ticket == Some(ticket)))
+            .count()
+    }
+
     /// The target acknowledged the write `ticket` at `target_base`: its batches lie one
     /// after the other from there, each taking its offset span (`last_offset_delta + 1`, as
     /// a target assigns offsets). False if no write in flight has that ticket (a stale answer

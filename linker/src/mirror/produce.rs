@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 
 use super::engine::{Engine, Event, MirrorError};
 use super::partition::{Producer, WriteMismatch, is_gapped};
+use super::stacking::Learned;
 use crate::batch;
 use crate::client::data::{PartitionResults, ProduceAck, ProduceItem};
 use crate::client::groups::ProducerIdentity;
@@ -95,9 +96,12 @@ impl Engine {
                     continue;
                 }
                 let ticket = self.next_ticket;
-                let Some(bytes) = slot.run.send_run(ticket, self.batches_per_request) else {
+                let limit = self.stacking.limit(&slot.run.tp);
+                let Some(bytes) = slot.run.send_run(ticket, limit) else {
                     continue;
                 };
+                self.stacking
+                    .sent(&slot.run.tp, ticket, slot.run.batches_under(ticket));
                 self.next_ticket += 1;
                 size += bytes.len();
                 items.push(ProduceItem {
@@ -121,6 +125,7 @@ impl Engine {
                 // its partitions reconcile instead of waiting forever.
                 self.produce_in_flight -= 1;
                 for (tp, ticket) in round.tickets {
+                    self.stacking.failed(&tp, ticket, 0, false);
                     if let Some(slot) = self.slots.get_mut(&tp) {
                         let _ = slot.run.on_failed(ticket);
                     }
@@ -264,16 +269,30 @@ impl Engine {
                     })
                 });
             let Some(slot) = self.slots.get_mut(&tp) else {
+                if r.is_ok() {
+                    self.stacking.acked(&tp, ticket);
+                } else {
+                    self.stacking.failed(&tp, ticket, 0, false);
+                }
                 continue;
             };
             match r {
                 Ok(ack) => {
+                    if self.stacking.acked(&tp, ticket) == Learned::Accepted {
+                        tracing::info!(partition = %tp, "the target takes several batches of a partition per request");
+                        show_stacking(&self.stacking, &self.status);
+                    }
                     if slot.run.on_ack(ticket, ack.base_offset) {
                         slot.last_ack = Instant::now();
                     }
                 }
                 Err(e) => {
-                    let Some(failed) = slot.run.on_failed(ticket) else {
+                    let failed = slot.run.on_failed(ticket);
+                    let batches = failed.as_ref().map_or(0, |f| f.batches);
+                    let learned = self
+                        .stacking
+                        .failed(&tp, ticket, batches, e.code() == Some(87));
+                    let Some(failed) = failed else {
                         continue; // stale: from before a reset
                     };
                     match e.retry() {
@@ -282,9 +301,9 @@ impl Engine {
                         // (writes of several already in flight fail the same way and land
                         // here too). Nothing was written; the reconcile below confirms it.
                         _ if e.code() == Some(87) && failed.batches > 1 => {
-                            if self.batches_per_request > 1 {
-                                tracing::info!(partition = %tp, "target refuses several batches of a partition per request; sending one");
-                                self.batches_per_request = 1;
+                            if learned == Learned::Refused {
+                                tracing::info!(partition = %tp, "the target refuses several batches of a partition per request; sending one");
+                                show_stacking(&self.stacking, &self.status);
                             }
                         }
                         // Apache Kafka refuses batches whose records skip offsets (compacted
@@ -469,4 +488,10 @@ pub(super) fn push_entry(entries: &mut Vec<MapEntry>, entry: MapEntry) {
         Some(last) if last.source_first == entry.source_first => *last = entry,
         _ => entries.push(entry),
     }
+}
+
+/// Shows what the target takes per request in the status.
+fn show_stacking(stacking: &super::stacking::Stacking, status: &super::StatusHandle) {
+    let learned = stacking.learned_limit();
+    status.update(|s| s.target_batches_per_request = learned);
 }

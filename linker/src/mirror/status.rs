@@ -105,6 +105,9 @@ pub struct MirrorStatus {
     pub partitions: BTreeMap<TopicPartition, PartitionView>,
     /// Topics that cannot be mirrored, and why.
     pub topic_problems: Vec<TopicProblem>,
+    /// Batches of a partition strait puts in one produce request, once the target showed
+    /// whether it takes several (`None`: not yet known, or never tried).
+    pub target_batches_per_request: Option<usize>,
 }
 
 impl MirrorStatus {

@@ -131,7 +131,7 @@ fn minimal_config_takes_defaults() {
     assert_eq!(mirror.partition_fetch_max_bytes.bytes(), 8 << 20);
     assert_eq!(mirror.max_in_flight_per_partition, 5);
     assert_eq!(mirror.target_connections_per_broker, 1);
-    assert_eq!(mirror.max_batches_per_request, 1);
+    assert_eq!(mirror.max_batches_per_request, 8);
     assert!(!mirror.include_internal);
     assert_eq!(config.groups, GroupsConfig::default());
     assert!(config.groups.selector().matches("any-group"));
@@ -173,7 +173,7 @@ fetch_max_bytes = "100 MB"
 partition_fetch_max_bytes = "1MiB"
 max_in_flight_per_partition = 1
 target_connections_per_broker = 2
-max_batches_per_request = 8
+max_batches_per_request = 4
 include_internal = true
 
 [state]
@@ -225,7 +225,7 @@ fn full_config_parses_and_maps_to_client_configs() {
     assert_eq!(mirror.partition_fetch_max_bytes.bytes(), 1 << 20);
     assert_eq!(mirror.max_in_flight_per_partition, 1);
     assert_eq!(mirror.target_connections_per_broker, 2);
-    assert_eq!(mirror.max_batches_per_request, 8);
+    assert_eq!(mirror.max_batches_per_request, 4);
     assert!(!mirror.selector().matches("__consumer_offsets"));
     let groups = config.groups.selector();
     assert!(groups.matches("billing-eu"));

@@ -1,0 +1,183 @@
+//! Whether the target takes several batches of one partition in one produce request, learned
+//! from one write instead of assumed.
+//!
+//! ```text
+//!  Unknown ──(one partition sends a write of ≥2 batches: the probe)──► Probing(tp, ticket)
+//!  Probing ──ack──────────────────────────────► Accepted: every partition up to `max`
+//!          ──INVALID_RECORD (87)──────────────► Refused: 1 per request from now on
+//!          ──any other failure / a reset──────► Unknown (the next write of ≥2 probes again)
+//! ```
+//!
+//! tansu takes several batches of a partition in one request and pays its per-request cost
+//! once for them; Apache Kafka takes one and refuses the request's records for that
+//! partition with INVALID_RECORD, writing nothing. Until the target answered, only one
+//! partition at a time sends more than one batch, so a Kafka target costs one refused
+//! write (and that partition's reconcile of its tail) per start, not one per partition.
+
+use crate::offset::TopicPartition;
+
+/// What is known about the target (see the module docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Known {
+    Unknown,
+    /// This partition's write `ticket` is the first of several batches; others send one.
+    Probing(TopicPartition, u64),
+    Accepted,
+    Refused,
+}
+
+/// The engine's one decision point for batches per request.
+#[derive(Debug)]
+pub(super) struct Stacking {
+    /// The setting (`max_batches_per_request`).
+    max: usize,
+    known: Known,
+}
+
+/// What the answer to a probe taught.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Learned {
+    Nothing,
+    Accepted,
+    Refused,
+}
+
+impl Stacking {
+    pub(super) fn new(max: usize) -> Self {
+        let max = max.max(1);
+        Self {
+            max,
+            known: if max == 1 {
+                Known::Refused
+            } else {
+                Known::Unknown
+            },
+        }
+    }
+
+    /// How many batches `tp` may put in its next write.
+    pub(super) fn limit(&self, tp: &TopicPartition) -> usize {
+        match &self.known {
+            Known::Accepted => self.max,
+            Known::Refused => 1,
+            Known::Unknown => self.max,
+            Known::Probing(probe, _) if probe == tp => self.max,
+            Known::Probing(..) => 1,
+        }
+    }
+
+    /// `tp` sent write `ticket` with `batches` batches (call after every write).
+    pub(super) fn sent(&mut self, tp: &TopicPartition, ticket: u64, batches: usize) {
+        if batches > 1 && self.known == Known::Unknown {
+            self.known = Known::Probing(tp.clone(), ticket);
+        }
+    }
+
+    /// Write `ticket` of `tp` was acknowledged (a stale answer too: the target took it).
+    pub(super) fn acked(&mut self, tp: &TopicPartition, ticket: u64) -> Learned {
+        if self.is_probe(tp, ticket) {
+            self.known = Known::Accepted;
+            return Learned::Accepted;
+        }
+        Learned::Nothing
+    }
+
+    /// Write `ticket` of `tp`, carrying `batches` batches (0 if the answer is stale), failed;
+    /// `invalid_record` if the target answered INVALID_RECORD (87).
+    pub(super) fn failed(
+        &mut self,
+        tp: &TopicPartition,
+        ticket: u64,
+        batches: usize,
+        invalid_record: bool,
+    ) -> Learned {
+        // Any write of several refused as invalid proves it (a probe, or one sent after
+        // the target had accepted: then it changed, say a failover to another kind).
+        if invalid_record && batches > 1 && self.known != Known::Refused {
+            self.known = Known::Refused;
+            return Learned::Refused;
+        }
+        if self.is_probe(tp, ticket) {
+            self.known = Known::Unknown; // inconclusive (timeout, leader moved): probe again
+        }
+        Learned::Nothing
+    }
+
+    /// What a write carries at most now that the target answered (`None` until it did).
+    pub(super) fn learned_limit(&self) -> Option<usize> {
+        match self.known {
+            Known::Accepted => Some(self.max),
+            Known::Refused => Some(1),
+            Known::Unknown | Known::Probing(..) => None,
+        }
+    }
+
+    fn is_probe(&self, tp: &TopicPartition, ticket: u64) -> bool {
+        matches!(&self.known, Known::Probing(probe, t) if probe == tp && *t == ticket)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition::new("t", p)
+    }
+
+    #[test]
+    fn one_partition_probes_while_the_others_send_one() {
+        let mut s = Stacking::new(8);
+        assert_eq!(s.limit(&tp(0)), 8);
+        s.sent(&tp(0), 1, 1); // a single batch proves nothing
+        assert_eq!(s.limit(&tp(1)), 8);
+        s.sent(&tp(1), 2, 3);
+        assert_eq!(s.limit(&tp(1)), 8, "the probe may go on stacking");
+        assert_eq!(s.limit(&tp(0)), 1, "the others wait for its answer");
+        s.sent(&tp(1), 3, 2);
+        assert_eq!(s.acked(&tp(0), 1), Learned::Nothing);
+        assert_eq!(s.learned_limit(), None);
+        assert_eq!(s.acked(&tp(1), 2), Learned::Accepted);
+        assert_eq!(s.learned_limit(), Some(8));
+        assert_eq!(s.limit(&tp(0)), 8);
+        assert_eq!(s.limit(&tp(5)), 8);
+    }
+
+    #[test]
+    fn a_refused_probe_means_one_per_request_for_good() {
+        let mut s = Stacking::new(8);
+        s.sent(&tp(1), 2, 3);
+        assert_eq!(s.failed(&tp(1), 2, 3, true), Learned::Refused);
+        assert_eq!(s.learned_limit(), Some(1));
+        for p in 0..3 {
+            assert_eq!(s.limit(&tp(p)), 1);
+        }
+        // Later writes of several still in flight fail the same way: nothing new.
+        assert_eq!(s.failed(&tp(1), 3, 2, true), Learned::Nothing);
+        s.sent(&tp(2), 4, 1);
+        assert_eq!(s.limit(&tp(1)), 1);
+    }
+
+    #[test]
+    fn an_inconclusive_probe_lets_the_next_write_of_several_probe_again() {
+        let mut s = Stacking::new(4);
+        s.sent(&tp(1), 2, 3);
+        assert_eq!(s.failed(&tp(1), 2, 3, false), Learned::Nothing);
+        assert_eq!(s.limit(&tp(0)), 4);
+        s.sent(&tp(0), 5, 2);
+        assert_eq!(s.limit(&tp(1)), 1);
+        // A stale answer (the partition was reset meanwhile) counts no batches.
+        assert_eq!(s.failed(&tp(0), 5, 0, false), Learned::Nothing);
+        assert_eq!(s.limit(&tp(1)), 4);
+        // A single-batch INVALID_RECORD (offset gaps) says nothing about stacking.
+        s.sent(&tp(3), 6, 2);
+        assert_eq!(s.failed(&tp(3), 7, 1, true), Learned::Nothing);
+        assert_eq!(s.acked(&tp(3), 6), Learned::Accepted);
+    }
+
+    #[test]
+    fn a_setting_of_one_never_stacks() {
+        let s = Stacking::new(1);
+        assert_eq!(s.limit(&tp(0)), 1);
+    }
+}
