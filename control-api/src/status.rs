@@ -20,6 +20,12 @@ pub struct StatusReport {
     pub partitions: Vec<PartitionStatus>,
     /// Topics that match the mirror's selection but cannot be mirrored, and why.
     pub topic_problems: Vec<TopicProblem>,
+    /// Record batches of a partition strait puts in one produce request, as learned from
+    /// the target (`[mirror] max_batches_per_request` where the target takes several, 1
+    /// where it refused them, as Apache Kafka does); absent until the target has answered
+    /// a write of several batches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_batches_per_request: Option<usize>,
     /// One entry per consumer group seen by the group sync, by group id.
     pub groups: Vec<GroupSyncStatus>,
 }
@@ -255,6 +261,7 @@ pub fn report(
         at_ms: now_ms,
         ready: is_ready(mirror),
         partitions,
+        target_batches_per_request: mirror.target_batches_per_request,
         topic_problems: mirror
             .topic_problems
             .iter()

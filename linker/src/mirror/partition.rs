@@ -125,6 +125,12 @@ pub(crate) enum Producer {
     },
 }
 
+/// The sequence `records` before `seq` (the inverse of [`next_sequence`]).
+fn previous_sequence(seq: i32, records: i64) -> i32 {
+    let m = i64::from(i32::MAX) + 1;
+    (i64::from(seq) - records).rem_euclid(m) as i32
+}
+
 /// Kafka's sequence arithmetic: sequences wrap from `i32::MAX` to 0.
 fn next_sequence(seq: i32, records: i32) -> i32 {
     // i64 so that the sum cannot overflow; the result is below 2^31 by construction.
@@ -388,6 +394,38 @@ impl PartitionRun {
         if let Producer::Id { confirmed, .. } = &mut self.producer {
             *confirmed = false;
         }
+    }
+
+    /// The target refused the write `ticket` outright (INVALID_RECORD: nothing of it was
+    /// written) and it is the partition's only write in flight: its batches go back to
+    /// unsent and the producer's next sequence back to the first of them, so they are sent
+    /// again under the same sequence numbers, which the target still expects. False (and
+    /// nothing changed) if another write is in flight or none has that ticket: then the
+    /// failure takes the usual way ([`Self::on_failed`], reconcile).
+    pub fn take_back_refused(&mut self, ticket: u64) -> bool {
+        if self.in_flight != 1 {
+            return false;
+        }
+        let mut span = 0i64;
+        let mut found = false;
+        for step in &mut self.queue {
+            if let Step::Write(p) = step
+                && p.ticket == Some(ticket)
+                && p.acked.is_none()
+            {
+                p.ticket = None;
+                span += i64::from(p.written.header().last_offset_delta) + 1;
+                found = true;
+            }
+        }
+        if !found {
+            return false;
+        }
+        if let Producer::Id { next_seq, .. } = &mut self.producer {
+            *next_seq = previous_sequence(*next_seq, span);
+        }
+        self.in_flight = 0;
+        true
     }
 
     /// The write `ticket` failed: the partition is broken until reconciled. `None` if no

@@ -447,6 +447,34 @@ fn sequences_wrap_like_kafkas() {
     assert_eq!(next_sequence(0, 5), 5);
     assert_eq!(next_sequence(i32::MAX - 1, 2), 0);
     assert_eq!(next_sequence(i32::MAX, 3), 2);
+    assert_eq!(previous_sequence(5, 5), 0);
+    assert_eq!(previous_sequence(0, 2), i32::MAX - 1);
+    assert_eq!(previous_sequence(2, 3), i32::MAX);
+}
+
+#[test]
+fn a_refused_lone_write_of_several_is_sent_again_with_the_same_sequences() {
+    let mut r = pipelined(4);
+    r.producer = confirmed_id(7, 1);
+    let first = batch::split(r.send_run(0, 3).unwrap()).unwrap().batches;
+    assert_eq!(first.len(), 3);
+    assert!(r.take_back_refused(0));
+    assert_eq!(r.in_flight, 0);
+    assert!(!r.broken, "nothing was written: no reconcile");
+    // The same batches again, one per write, under the same sequence numbers.
+    for (ticket, want) in (1..).zip(&first) {
+        let again = batch::split(r.send_run(ticket, 1).unwrap())
+            .unwrap()
+            .batches;
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].header().base_sequence, want.header().base_sequence);
+        assert_eq!(again[0].bytes(), want.bytes());
+    }
+    // With another write in flight a refusal cannot be taken back: the target may already
+    // have refused that one too (out of order), so the partition reconciles as usual.
+    assert!(!r.take_back_refused(1), "two writes in flight");
+    assert_eq!(r.in_flight, 3);
+    assert!(!r.take_back_refused(99), "unknown ticket");
 }
 
 #[test]

@@ -96,7 +96,9 @@ impl Engine {
                     continue;
                 }
                 let ticket = self.next_ticket;
-                let limit = self.stacking.limit(&slot.run.tp);
+                let Some(limit) = self.stacking.limit(&slot.run.tp, slot.run.in_flight == 0) else {
+                    continue;
+                };
                 let Some(bytes) = slot.run.send_run(ticket, limit) else {
                     continue;
                 };
@@ -287,6 +289,18 @@ impl Engine {
                     }
                 }
                 Err(e) => {
+                    // A write of several batches refused outright, as its partition's only
+                    // write in flight (the stacking probe): nothing was written and the
+                    // target's sequence state is unchanged, so the batches are sent again
+                    // one per request; no reconcile.
+                    let several = slot.run.batches_under(ticket);
+                    if e.code() == Some(87) && several > 1 && slot.run.take_back_refused(ticket) {
+                        if self.stacking.failed(&tp, ticket, several, true) == Learned::Refused {
+                            tracing::info!(partition = %tp, "the target refuses several batches of a partition per request; sending one");
+                            show_stacking(&self.stacking, &self.status);
+                        }
+                        continue;
+                    }
                     let failed = slot.run.on_failed(ticket);
                     let batches = failed.as_ref().map_or(0, |f| f.batches);
                     let learned = self
