@@ -107,6 +107,21 @@ async fn lag_and_stage_series_have_the_expected_labels_and_values() {
         "strait_produce_latency_seconds_count{cluster=\"target\"}",
     );
     assert!(produces.is_some_and(|n| n > 0.0), "{text}");
+    // Every batch's delay, newest record timestamp to the target's ack. The sample records
+    // are stamped about an hour ago (`recent_base`), so each delay is an hour and a little:
+    // all above the 300 s bucket, with a mean just over 3,600 s.
+    let delays = sample(&text, "strait_mirror_delay_seconds_count").unwrap_or(0.0);
+    assert!(delays >= 2.0, "one per batch at least: {text}");
+    assert_eq!(
+        sample(&text, "strait_mirror_delay_seconds_bucket{le=\"300\"}"),
+        Some(0.0),
+        "{text}"
+    );
+    let mean = sample(&text, "strait_mirror_delay_seconds_sum").unwrap_or(0.0) / delays;
+    assert!(
+        (3_600.0..3_700.0).contains(&mean),
+        "mean delay {mean} s: {text}"
+    );
 
     // A cutover's stage series.
     let created = api_request(

@@ -4,6 +4,14 @@
 //! latency is the time it became readable minus its first timestamp (stamped just before
 //! the produce into one of a pool of batches encoded up front). The source reader gives the brokers' own
 //! produce-to-fetch latency, the target reader strait's end-to-end latency.
+//!
+//! strait's own view comes with it: `strait_mirror_delay_seconds` (each batch's newest
+//! record timestamp to the target's acknowledgement), scraped from its `/metrics` before
+//! and after the load; percentiles interpolated within its buckets. On tansu the target
+//! reader is left out (`read_target` false): tansu lists a partition's objects on every
+//! Fetch and ListOffsets, so a reader following a topic that grows by thousands of objects
+//! a second takes tansu's CPU from the writes it measures. There the acknowledgement is
+//! the measure: tansu acknowledges a write once it is stored, and readable.
 
 use std::time::{Duration, Instant};
 
@@ -23,12 +31,28 @@ pub struct Latency {
     pub batches: usize,
     pub broker_p50_ms: f64,
     pub broker_p99_ms: f64,
+    /// From the target reader (NaN without one).
     pub strait_p50_ms: f64,
     pub strait_p99_ms: f64,
+    /// From strait's acknowledgement histogram (bucket-interpolated).
+    pub strait_ack_p50_ms: f64,
+    pub strait_ack_p99_ms: f64,
     /// Time from the last produce on the source until the target's high watermarks held
     /// every record.
     pub copied_after_ms: f64,
     pub strait_peak_rss_mib: f64,
+}
+
+impl Latency {
+    /// strait's p50 and p99: the target reader's where there is one, else from its
+    /// acknowledgements.
+    pub fn strait_view(&self) -> (f64, f64) {
+        if self.strait_p99_ms.is_finite() {
+            (self.strait_p50_ms, self.strait_p99_ms)
+        } else {
+            (self.strait_ack_p50_ms, self.strait_ack_p99_ms)
+        }
+    }
 }
 
 pub fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -48,6 +72,7 @@ pub async fn run(
     rate: f64,
     secs: u64,
     budget_mib: u64,
+    read_target: bool,
 ) -> Result<Latency> {
     let topic = strait_testkit::unique("latency");
     data::create_topic(source, &topic, PARTITIONS).await?;
@@ -69,7 +94,9 @@ pub async fn run(
         KafkaClient::connect(target.config().clone()).await?,
     );
     let src_reader = tokio::spawn(follow(src_read, topic.clone(), total));
-    let tgt_reader = tokio::spawn(follow(tgt_read, topic.clone(), total));
+    let tgt_reader = read_target.then(|| tokio::spawn(follow(tgt_read, topic.clone(), total)));
+    proc.wait_api(Duration::from_secs(30))?;
+    let delay_before = proc.mirror_delay()?;
 
     // Encoded up front and only re-stamped when sent: encoding 1 KiB records at this rate
     // took a good part of a core, which the brokers and strait then lacked.
@@ -123,8 +150,12 @@ pub async fn run(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    let delays = bucket_diff(&proc.mirror_delay()?, &delay_before);
     let mut broker = src_reader.await??;
-    let mut strait = tgt_reader.await??;
+    let mut strait = match tgt_reader {
+        Some(r) => r.await??,
+        None => Vec::new(),
+    };
     let rss = proc.peak_rss()? as f64 / (1 << 20) as f64;
     proc.stop()?;
     Ok(Latency {
@@ -135,9 +166,47 @@ pub async fn run(
         broker_p99_ms: percentile(&mut broker, 0.99),
         strait_p50_ms: percentile(&mut strait, 0.5),
         strait_p99_ms: percentile(&mut strait, 0.99),
+        strait_ack_p50_ms: bucket_percentile(&delays, 0.5) * 1e3,
+        strait_ack_p99_ms: bucket_percentile(&delays, 0.99) * 1e3,
         copied_after_ms,
         strait_peak_rss_mib: rss,
     })
+}
+
+/// Cumulative bucket counts `after - before` (same bounds).
+fn bucket_diff(after: &[(f64, u64)], before: &[(f64, u64)]) -> Vec<(f64, u64)> {
+    after
+        .iter()
+        .map(|&(le, n)| {
+            let was = before.iter().find(|(b, _)| *b == le).map_or(0, |(_, c)| *c);
+            (le, n.saturating_sub(was))
+        })
+        .collect()
+}
+
+/// The `p` quantile (seconds) of cumulative buckets, interpolated linearly within the bucket
+/// it falls in (as Prometheus' `histogram_quantile`); NaN if empty; the last finite bound if
+/// it falls in `+Inf`.
+pub fn bucket_percentile(cumulative: &[(f64, u64)], p: f64) -> f64 {
+    let Some(&(_, total)) = cumulative.last() else {
+        return f64::NAN;
+    };
+    if total == 0 {
+        return f64::NAN;
+    }
+    let rank = p * total as f64;
+    let (mut lo, mut below) = (0.0, 0u64);
+    for &(le, n) in cumulative {
+        if n as f64 >= rank {
+            if le.is_infinite() {
+                return lo;
+            }
+            let inside = (n - below) as f64;
+            return lo + (le - lo) * ((rank - below as f64) / inside.max(1.0));
+        }
+        (lo, below) = (le, n);
+    }
+    lo
 }
 
 /// `batch` (records with timestamp delta 0) with first and max timestamp `ts` and the CRC

@@ -372,6 +372,7 @@ async fn main() -> Result<()> {
                 ceiling / 2.0,
                 a.latency_secs,
                 a.budget_mib,
+                t == "kafka",
             )
             .await
             {

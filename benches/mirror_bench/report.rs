@@ -102,13 +102,15 @@ pub fn table(r: &Report) -> String {
     for (pair, l) in &r.latency {
         let _ = writeln!(
             s,
-            "latency {pair} at {:.1} MB/s for {} s: brokers' own produce->fetch p50 {:.0} ms p99 {:.0} ms; strait end-to-end p50 {:.0} ms p99 {:.0} ms (target p99 <= {:.0} ms); all copied {:.0} ms after the last produce; RSS {:.0} MiB",
+            "latency {pair} at {:.1} MB/s for {} s: brokers' own produce->fetch p50 {:.0} ms p99 {:.0} ms; strait end-to-end p50 {:.0} ms p99 {:.0} ms (target reader), acknowledged p50 {:.0} ms p99 {:.0} ms (strait_mirror_delay_seconds) (target p99 <= {:.0} ms); all copied {:.0} ms after the last produce; RSS {:.0} MiB",
             l.rate_mb_s,
             l.seconds,
             l.broker_p50_ms,
             l.broker_p99_ms,
             l.strait_p50_ms,
             l.strait_p99_ms,
+            l.strait_ack_p50_ms,
+            l.strait_ack_p99_ms,
             2.0 * l.broker_p99_ms + 50.0,
             l.copied_after_ms,
             l.strait_peak_rss_mib
@@ -238,7 +240,7 @@ pub fn svg(r: &Report) -> String {
     let lat_max = r
         .latency
         .iter()
-        .map(|(_, l)| l.strait_p99_ms.max(l.broker_p99_ms))
+        .map(|(_, l)| l.strait_view().1.max(l.broker_p99_ms))
         .fold(1.0f64, f64::max);
     let scale = (width - left - 160.0) / lat_max;
     for (i, (pair, l)) in r.latency.iter().enumerate() {
@@ -252,8 +254,8 @@ pub fn svg(r: &Report) -> String {
             ),
             (
                 "strait p50/p99",
-                l.strait_p50_ms,
-                l.strait_p99_ms,
+                l.strait_view().0,
+                l.strait_view().1,
                 "#1f77b4",
             ),
         ];

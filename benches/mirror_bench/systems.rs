@@ -68,6 +68,8 @@ pub async fn wait_for_target(
 pub struct StraitProc {
     pub child: Child,
     pub started: Instant,
+    /// `127.0.0.1:PORT` of its control API (for `/metrics`).
+    pub api: String,
     _dir: tempfile::TempDir,
 }
 
@@ -76,6 +78,7 @@ impl StraitProc {
     pub fn spawn(source: &str, target: &str, topic: &str, budget_mib: u64) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let cfg = dir.path().join("strait.toml");
+        let api = format!("127.0.0.1:{}", strait_testkit::free_port());
         let level = std::env::var("STRAIT_BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
         // STRAIT_BENCH_MIRROR='key = value; ...' adds settings to [mirror], to compare them.
         let extra = std::env::var("STRAIT_BENCH_MIRROR")
@@ -89,6 +92,7 @@ impl StraitProc {
                  [mirror]\ntopics = ['{topic}']\nmax_in_flight_bytes = \"{budget_mib}MiB\"\n{extra}\n\
                  [state]\ndir = \"{}\"\n\
                  [groups]\ninclude = ['strait-bench-no-such-group']\n\
+                 [api]\nlisten = \"{api}\"\n\
                  [log]\nlevel = \"{level}\"\n",
                 dir.path().join("state").display()
             ),
@@ -113,6 +117,7 @@ impl StraitProc {
             Err(_) => Command::new(env!("CARGO_BIN_EXE_strait")),
         };
         let child = cmd
+            .env("STRAIT_API_TOKEN", "bench")
             .args(["run", "--config"])
             .arg(&cfg)
             .stdout(Stdio::null())
@@ -122,8 +127,55 @@ impl StraitProc {
         Ok(Self {
             child,
             started: Instant::now(),
+            api,
             _dir: dir,
         })
+    }
+
+    /// Cumulative counts of `strait_mirror_delay_seconds` by upper bound (`+Inf` as
+    /// infinity), from its `/metrics` (open, no token).
+    pub fn mirror_delay(&self) -> Result<Vec<(f64, u64)>> {
+        use std::io::{Read as _, Write as _};
+        let mut conn = std::net::TcpStream::connect(&self.api)
+            .with_context(|| format!("strait's API at {}", self.api))?;
+        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            conn,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.api
+        )?;
+        let mut text = String::new();
+        conn.read_to_string(&mut text)?;
+        let prefix = "strait_mirror_delay_seconds_bucket{le=\"";
+        let out: Vec<(f64, u64)> = text
+            .lines()
+            .filter_map(|l| {
+                let (le, count) = l.strip_prefix(prefix)?.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, count.trim().parse().ok()?))
+            })
+            .collect();
+        anyhow::ensure!(
+            !out.is_empty(),
+            "no strait_mirror_delay_seconds in /metrics"
+        );
+        Ok(out)
+    }
+
+    /// Waits until the API answers (strait has started).
+    pub fn wait_api(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.mirror_delay() {
+                Ok(_) => return Ok(()),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
     }
 
     /// Peak resident set size so far (VmHWM), in bytes.

@@ -56,12 +56,21 @@ impl Cluster {
 pub const LATENCY_BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
-const NB: usize = LATENCY_BUCKETS.len();
+/// Upper bounds (seconds) of the mirror delay buckets: finer between 50 ms and 1 s, where a
+/// steady mirror's delay lies, and up to 5 minutes for a backlog.
+pub const DELAY_BUCKETS: [f64; 22] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0,
+    10.0, 30.0, 60.0, 120.0, 300.0,
+];
+/// Room for the longest bucket list.
+const NB: usize = DELAY_BUCKETS.len();
 
-/// A lock-free histogram over [`LATENCY_BUCKETS`]. Buckets are stored non-cumulatively and
-/// summed when rendered; the sum is kept in whole nanoseconds.
+/// A lock-free histogram over fixed bounds ([`LATENCY_BUCKETS`] unless made
+/// [`Histogram::with_bounds`]). Buckets are stored non-cumulatively and summed when rendered;
+/// the sum is kept in whole nanoseconds.
 #[derive(Debug)]
 pub struct Histogram {
+    bounds: &'static [f64],
     buckets: [AtomicU64; NB],
     /// Observations above the last bound (only in `+Inf`).
     over: AtomicU64,
@@ -70,9 +79,16 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// An empty histogram.
+    /// An empty histogram over [`LATENCY_BUCKETS`].
     pub const fn new() -> Self {
+        Self::with_bounds(&LATENCY_BUCKETS)
+    }
+
+    /// An empty histogram over `bounds` (ascending, at most as many as [`DELAY_BUCKETS`]).
+    pub const fn with_bounds(bounds: &'static [f64]) -> Self {
+        assert!(bounds.len() <= NB, "too many histogram bounds");
         Self {
+            bounds,
             buckets: [const { AtomicU64::new(0) }; NB],
             over: AtomicU64::new(0),
             count: AtomicU64::new(0),
@@ -83,7 +99,7 @@ impl Histogram {
     /// Records one observation.
     pub fn observe(&self, d: Duration) {
         let secs = d.as_secs_f64();
-        match LATENCY_BUCKETS.iter().position(|b| secs <= *b) {
+        match self.bounds.iter().position(|b| secs <= *b) {
             Some(i) => self.buckets[i].fetch_add(1, Ordering::Relaxed),
             None => self.over.fetch_add(1, Ordering::Relaxed),
         };
@@ -102,11 +118,15 @@ impl Histogram {
         self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9
     }
 
-    /// Cumulative counts per bound, `+Inf` last (`NB + 1` entries).
+    /// The upper bounds (seconds), without `+Inf`.
+    pub fn bounds(&self) -> &'static [f64] {
+        self.bounds
+    }
+
+    /// Cumulative counts per bound, `+Inf` last (`bounds().len() + 1` entries).
     pub fn cumulative(&self) -> Vec<u64> {
         let mut acc = 0;
-        let mut out: Vec<u64> = self
-            .buckets
+        let mut out: Vec<u64> = self.buckets[..self.bounds.len()]
             .iter()
             .map(|b| {
                 acc += b.load(Ordering::Relaxed);
@@ -117,15 +137,22 @@ impl Histogram {
         out
     }
 
+    /// Renders the series; `labels` is `k="v",...` or empty.
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let cum = self.cumulative();
-        for (b, c) in LATENCY_BUCKETS.iter().zip(&cum) {
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{b}\"}} {c}");
+        let n = self.bounds.len();
+        let (le, tail) = if labels.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (format!("{labels},"), format!("{{{labels}}}"))
+        };
+        for (b, c) in self.bounds.iter().zip(&cum) {
+            let _ = writeln!(out, "{name}_bucket{{{le}le=\"{b}\"}} {c}");
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", cum[NB]);
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_seconds());
+        let _ = writeln!(out, "{name}_bucket{{{le}le=\"+Inf\"}} {}", cum[n]);
+        let _ = writeln!(out, "{name}_sum{tail} {}", self.sum_seconds());
         // `_count` equals the `+Inf` bucket by construction of what is rendered.
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", cum[NB]);
+        let _ = writeln!(out, "{name}_count{tail} {}", cum[n]);
     }
 }
 
@@ -149,6 +176,7 @@ const RETRY_CLASSES: [&str; 9] = [
 ];
 
 static FETCH: [Histogram; 3] = [const { Histogram::new() }; 3];
+static MIRROR_DELAY: Histogram = Histogram::with_bounds(&DELAY_BUCKETS);
 static PRODUCE: [Histogram; 3] = [const { Histogram::new() }; 3];
 static RETRIES: [AtomicU64; RETRY_CLASSES.len() + 1] =
     [const { AtomicU64::new(0) }; RETRY_CLASSES.len() + 1];
@@ -161,6 +189,17 @@ pub fn observe_fetch(cluster: Cluster, d: Duration) {
 /// Records the latency of one Produce request to `cluster`.
 pub fn observe_produce(cluster: Cluster, d: Duration) {
     PRODUCE[cluster as usize].observe(d);
+}
+
+/// Records the delay of one mirrored batch: from its newest record's timestamp on the
+/// source to the target's acknowledgement of its copy.
+pub fn observe_mirror_delay(d: Duration) {
+    MIRROR_DELAY.observe(d);
+}
+
+/// The mirror delay histogram (for tests and benchmarks).
+pub fn mirror_delay() -> &'static Histogram {
+    &MIRROR_DELAY
 }
 
 /// Counts one retry of an operation that failed with an error of `class`.
@@ -211,6 +250,13 @@ pub fn render_prometheus(out: &mut String) {
             hists[c as usize].render(out, name, &format!("cluster=\"{}\"", c.as_str()));
         }
     }
+    let name = "strait_mirror_delay_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time from a record batch's newest timestamp on the source to the target's acknowledgement of its copy, per batch (a backlog counts its age; clock skew between producers and strait shows here)."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    MIRROR_DELAY.render(out, name, "");
     let name = "strait_retries_total";
     let _ = writeln!(
         out,
@@ -230,6 +276,8 @@ pub fn render_prometheus(out: &mut String) {
 mod tests {
     use super::*;
 
+    const LB: usize = LATENCY_BUCKETS.len();
+
     #[test]
     fn histogram_buckets_are_cumulative_and_bounds_inclusive() {
         let h = Histogram::new();
@@ -238,12 +286,12 @@ mod tests {
         h.observe(Duration::from_millis(7)); // ≤ 10 ms
         h.observe(Duration::from_secs(60)); // only +Inf
         let c = h.cumulative();
-        assert_eq!(c.len(), NB + 1);
+        assert_eq!(c.len(), LB + 1);
         assert_eq!(c[0], 2);
         assert_eq!(c[1], 2); // 2.5 ms
         assert_eq!(c[3], 3); // 10 ms
-        assert_eq!(c[NB - 1], 3); // 30 s
-        assert_eq!(c[NB], 4);
+        assert_eq!(c[LB - 1], 3); // 30 s
+        assert_eq!(c[LB], 4);
         assert!(c.windows(2).all(|w| w[0] <= w[1]));
         assert_eq!(h.count(), 4);
         assert!((h.sum_seconds() - 60.0085).abs() < 1e-9);
@@ -256,7 +304,7 @@ mod tests {
         let mut out = String::new();
         h.render(&mut out, "x_seconds", "cluster=\"source\"");
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), NB + 3);
+        assert_eq!(lines.len(), LB + 3);
         assert_eq!(
             lines[0],
             "x_seconds_bucket{cluster=\"source\",le=\"0.001\"} 0"
@@ -266,11 +314,33 @@ mod tests {
             "x_seconds_bucket{cluster=\"source\",le=\"0.005\"} 1"
         );
         assert_eq!(
-            lines[NB],
+            lines[LB],
             "x_seconds_bucket{cluster=\"source\",le=\"+Inf\"} 1"
         );
-        assert_eq!(lines[NB + 1], "x_seconds_sum{cluster=\"source\"} 0.003");
-        assert_eq!(lines[NB + 2], "x_seconds_count{cluster=\"source\"} 1");
+        assert_eq!(lines[LB + 1], "x_seconds_sum{cluster=\"source\"} 0.003");
+        assert_eq!(lines[LB + 2], "x_seconds_count{cluster=\"source\"} 1");
+    }
+
+    #[test]
+    fn the_mirror_delay_histogram_has_its_own_bounds_and_no_labels() {
+        let h = Histogram::with_bounds(&DELAY_BUCKETS);
+        h.observe(Duration::from_millis(120)); // ≤ 150 ms
+        h.observe(Duration::from_secs(400)); // only +Inf
+        let c = h.cumulative();
+        assert_eq!(c.len(), DELAY_BUCKETS.len() + 1);
+        assert_eq!(c[5], 0, "100 ms");
+        assert_eq!(c[6], 1, "150 ms");
+        assert_eq!(c[DELAY_BUCKETS.len()], 2);
+        let mut out = String::new();
+        h.render(&mut out, "d_seconds", "");
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[6], "d_seconds_bucket{le=\"0.15\"} 1");
+        assert_eq!(
+            lines[DELAY_BUCKETS.len()],
+            "d_seconds_bucket{le=\"+Inf\"} 2"
+        );
+        assert_eq!(lines[DELAY_BUCKETS.len() + 1], "d_seconds_sum 400.12");
+        assert_eq!(lines[DELAY_BUCKETS.len() + 2], "d_seconds_count 2");
     }
 
     #[test]
@@ -290,7 +360,7 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(h.count(), 40_000);
-        assert_eq!(h.cumulative()[NB], 40_000);
+        assert_eq!(h.cumulative()[LB], 40_000);
     }
 
     #[test]

@@ -355,10 +355,15 @@ impl PartitionRun {
 
     /// How many batches the write `ticket` carries (0 if none in flight has it).
     pub fn batches_under(&self, ticket: u64) -> usize {
-        self.queue
-            .iter()
-            .filter(|s| matches!(s, Step::Write(p) if p.ticket == Some(ticket)))
-            .count()
+        self.sent_under(ticket).count()
+    }
+
+    /// The batches of the write `ticket` still waiting for its answer, in order.
+    pub fn sent_under(&self, ticket: u64) -> impl Iterator<Item = &RawBatch> {
+        self.queue.iter().filter_map(move |s| match s {
+            Step::Write(p) if p.ticket == Some(ticket) && p.acked.is_none() => Some(&p.written),
+            _ => None,
+        })
     }
 
     /// The target acknowledged the write `ticket` at `target_base`: its batches lie one

@@ -284,6 +284,7 @@ impl Engine {
                         tracing::info!(partition = %tp, "the target takes several batches of a partition per request");
                         show_stacking(&self.stacking, &self.status);
                     }
+                    observe_delays(slot.run.sent_under(ticket));
                     if slot.run.on_ack(ticket, ack.base_offset) {
                         slot.last_ack = Instant::now();
                     }
@@ -508,4 +509,19 @@ pub(super) fn push_entry(entries: &mut Vec<MapEntry>, entry: MapEntry) {
 fn show_stacking(stacking: &super::stacking::Stacking, status: &super::StatusHandle) {
     let learned = stacking.learned_limit();
     status.update(|s| s.target_batches_per_request = learned);
+}
+
+/// Records each acknowledged batch's delay: from its newest record's timestamp (the
+/// producer's clock, or the source broker's for LogAppendTime) to now.
+fn observe_delays<'a>(batches: impl Iterator<Item = &'a crate::batch::RawBatch>) {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    for b in batches {
+        let newest = b.header().max_timestamp;
+        if newest > 0 {
+            let ms = u64::try_from(now_ms - newest).unwrap_or(0); // a clock ahead of ours: 0
+            crate::metrics::observe_mirror_delay(Duration::from_millis(ms));
+        }
+    }
 }

@@ -51,6 +51,7 @@ use std::path::PathBuf;
 pub use broker::{Broker, BrokerKind, SaslMechanism};
 pub use kafka::{KafkaOptions, SaslUser, kafka_source, kafka_target, start_kafka};
 pub use paths::set_brokers_root;
+pub use ports::free_port;
 pub use proxy::{FaultProxy, ProxyStats};
 pub use tansu::{TansuStorage, start_tansu, tansu_target};
 

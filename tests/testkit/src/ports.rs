@@ -10,7 +10,7 @@ const HIGH: u16 = 32_000;
 /// A port in `LOW..HIGH` that is free right now (a bind succeeds) and was not handed out
 /// before in this process. Another process may still take it before the broker binds it;
 /// the scripts report that with exit code 3 and the caller retries with new ports.
-pub(crate) fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
     for _ in 0..1000 {
         let random = uuid::Uuid::new_v4().as_u128();
