@@ -366,6 +366,14 @@ impl PartitionRun {
         })
     }
 
+    /// [`Self::sent_under`], for changing them.
+    fn sent_under_mut(&mut self, ticket: u64) -> impl Iterator<Item = &mut Pending> {
+        self.queue.iter_mut().filter_map(move |s| match s {
+            Step::Write(p) if p.ticket == Some(ticket) && p.acked.is_none() => Some(&mut **p),
+            _ => None,
+        })
+    }
+
     /// The target acknowledged the write `ticket` at `target_base`: its batches lie one
     /// after the other from there, each taking its offset span (`last_offset_delta + 1`, as
     /// a target assigns offsets). False if no write in flight has that ticket (a stale answer
@@ -373,15 +381,10 @@ impl PartitionRun {
     pub fn on_ack(&mut self, ticket: u64, target_base: i64) -> bool {
         let mut base = target_base;
         let mut found = false;
-        for step in &mut self.queue {
-            if let Step::Write(p) = step
-                && p.ticket == Some(ticket)
-                && p.acked.is_none()
-            {
-                p.acked = Some(base);
-                base += i64::from(p.written.header().last_offset_delta) + 1;
-                found = true;
-            }
+        for p in self.sent_under_mut(ticket) {
+            p.acked = Some(base);
+            base += i64::from(p.written.header().last_offset_delta) + 1;
+            found = true;
         }
         if !found {
             return false;
@@ -413,15 +416,10 @@ impl PartitionRun {
         }
         let mut span = 0i64;
         let mut found = false;
-        for step in &mut self.queue {
-            if let Step::Write(p) = step
-                && p.ticket == Some(ticket)
-                && p.acked.is_none()
-            {
-                p.ticket = None;
-                span += i64::from(p.written.header().last_offset_delta) + 1;
-                found = true;
-            }
+        for p in self.sent_under_mut(ticket) {
+            p.ticket = None;
+            span += i64::from(p.written.header().last_offset_delta) + 1;
+            found = true;
         }
         if !found {
             return false;
@@ -440,15 +438,10 @@ impl PartitionRun {
             gapped: false,
             batches: 0,
         };
-        for step in &mut self.queue {
-            if let Step::Write(p) = step
-                && p.ticket == Some(ticket)
-                && p.acked.is_none()
-            {
-                p.ticket = None;
-                failed.gapped |= is_gapped(&p.source);
-                failed.batches += 1;
-            }
+        for p in self.sent_under_mut(ticket) {
+            p.ticket = None;
+            failed.gapped |= is_gapped(&p.source);
+            failed.batches += 1;
         }
         if failed.batches == 0 {
             return None;

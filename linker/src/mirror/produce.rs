@@ -280,10 +280,8 @@ impl Engine {
             };
             match r {
                 Ok(ack) => {
-                    if self.stacking.acked(&tp, ticket) == Learned::Accepted {
-                        tracing::info!(partition = %tp, "the target takes several batches of a partition per request");
-                        show_stacking(&self.stacking, &self.status);
-                    }
+                    let learned = self.stacking.acked(&tp, ticket);
+                    report_learned(learned, &tp, &self.stacking, &self.status);
                     observe_delays(slot.run.sent_under(ticket));
                     if slot.run.on_ack(ticket, ack.base_offset) {
                         slot.last_ack = Instant::now();
@@ -296,10 +294,8 @@ impl Engine {
                     // one per request; no reconcile.
                     let several = slot.run.batches_under(ticket);
                     if e.code() == Some(87) && several > 1 && slot.run.take_back_refused(ticket) {
-                        if self.stacking.failed(&tp, ticket, several, true) == Learned::Refused {
-                            tracing::info!(partition = %tp, "the target refuses several batches of a partition per request; sending one");
-                            show_stacking(&self.stacking, &self.status);
-                        }
+                        let learned = self.stacking.failed(&tp, ticket, several, true);
+                        report_learned(learned, &tp, &self.stacking, &self.status);
                         continue;
                     }
                     let failed = slot.run.on_failed(ticket);
@@ -307,20 +303,17 @@ impl Engine {
                     let learned = self
                         .stacking
                         .failed(&tp, ticket, batches, e.code() == Some(87));
+                    report_learned(learned, &tp, &self.stacking, &self.status);
                     let Some(failed) = failed else {
                         continue; // stale: from before a reset
                     };
                     match e.retry() {
                         // Apache Kafka takes one batch per partition per request and refuses
-                        // more with INVALID_RECORD: from now on one per request, everywhere
-                        // (writes of several already in flight fail the same way and land
-                        // here too). Nothing was written; the reconcile below confirms it.
-                        _ if e.code() == Some(87) && failed.batches > 1 => {
-                            if learned == Learned::Refused {
-                                tracing::info!(partition = %tp, "the target refuses several batches of a partition per request; sending one");
-                                show_stacking(&self.stacking, &self.status);
-                            }
-                        }
+                        // more with INVALID_RECORD (here only when it was not the lone
+                        // probe, say a target that changed kind): from now on one per
+                        // request (`stacking` learned it above). Nothing was written; the
+                        // reconcile below confirms it.
+                        _ if e.code() == Some(87) && failed.batches > 1 => {}
                         // Apache Kafka refuses batches whose records skip offsets (compacted
                         // data): from now on such batches are re-encoded with contiguous
                         // offsets. Nothing was written; the reconcile below confirms it.
@@ -505,10 +498,24 @@ pub(super) fn push_entry(entries: &mut Vec<MapEntry>, entry: MapEntry) {
     }
 }
 
-/// Shows what the target takes per request in the status.
-fn show_stacking(stacking: &super::stacking::Stacking, status: &super::StatusHandle) {
-    let learned = stacking.learned_limit();
-    status.update(|s| s.target_batches_per_request = learned);
+/// Logs what an answer taught about batches per request, and shows it in the status.
+fn report_learned(
+    learned: Learned,
+    tp: &TopicPartition,
+    stacking: &super::stacking::Stacking,
+    status: &super::StatusHandle,
+) {
+    match learned {
+        Learned::Nothing => return,
+        Learned::Accepted => {
+            tracing::info!(partition = %tp, "the target takes several batches of a partition per request");
+        }
+        Learned::Refused => {
+            tracing::info!(partition = %tp, "the target refuses several batches of a partition per request; sending one");
+        }
+    }
+    let limit = stacking.learned_limit();
+    status.update(|s| s.target_batches_per_request = limit);
 }
 
 /// Records each acknowledged batch's delay: from its newest record's timestamp (the
