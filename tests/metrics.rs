@@ -122,6 +122,15 @@ async fn lag_and_stage_series_have_the_expected_labels_and_values() {
         (3_600.0..3_700.0).contains(&mean),
         "mean delay {mean} s: {text}"
     );
+    // The part of that hour spent in strait's queue (fetch to send) is measured by strait's
+    // own clock: one per batch as well, and nowhere near the records' age.
+    let queued = sample(&text, "strait_mirror_queue_seconds_count").unwrap_or(0.0);
+    assert!(queued >= delays, "a queue time per batch sent: {text}");
+    assert_eq!(
+        sample(&text, "strait_mirror_queue_seconds_bucket{le=\"30\"}"),
+        Some(queued),
+        "{text}"
+    );
 
     // A cutover's stage series.
     let created = api_request(

@@ -37,6 +37,19 @@ pub struct Latency {
     /// From strait's acknowledgement histogram (bucket-interpolated).
     pub strait_ack_p50_ms: f64,
     pub strait_ack_p99_ms: f64,
+    /// Time batches waited in strait, fetch response to the send of their write.
+    pub strait_queue_p50_ms: f64,
+    pub strait_queue_p99_ms: f64,
+    /// strait's Fetch requests to the source, send to response (p99, bucket-interpolated;
+    /// includes the fetch wait when the source has nothing new).
+    pub source_fetch_p99_ms: f64,
+    /// strait's Produce requests to the target, send to response: how much of the delay is
+    /// the target answering.
+    pub target_produce_p50_ms: f64,
+    pub target_produce_p99_ms: f64,
+    /// strait's Fetch and Produce requests per second over the load.
+    pub source_fetches_per_s: f64,
+    pub target_produces_per_s: f64,
     /// Time from the last produce on the source until the target's high watermarks held
     /// every record.
     pub copied_after_ms: f64,
@@ -96,7 +109,7 @@ pub async fn run(
     let src_reader = tokio::spawn(follow(src_read, topic.clone(), total));
     let tgt_reader = read_target.then(|| tokio::spawn(follow(tgt_read, topic.clone(), total)));
     proc.wait_api(Duration::from_secs(30))?;
-    let delay_before = proc.mirror_delay()?;
+    let before = Stages::scrape(&proc)?;
 
     // Encoded up front and only re-stamped when sent: encoding 1 KiB records at this rate
     // took a good part of a core, which the brokers and strait then lacked.
@@ -150,7 +163,7 @@ pub async fn run(
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let delays = bucket_diff(&proc.mirror_delay()?, &delay_before);
+    let stages = Stages::scrape(&proc)?.since(&before);
     let mut broker = src_reader.await??;
     let mut strait = match tgt_reader {
         Some(r) => r.await??,
@@ -166,11 +179,47 @@ pub async fn run(
         broker_p99_ms: percentile(&mut broker, 0.99),
         strait_p50_ms: percentile(&mut strait, 0.5),
         strait_p99_ms: percentile(&mut strait, 0.99),
-        strait_ack_p50_ms: bucket_percentile(&delays, 0.5) * 1e3,
-        strait_ack_p99_ms: bucket_percentile(&delays, 0.99) * 1e3,
+        strait_ack_p50_ms: bucket_percentile(&stages.delay, 0.5) * 1e3,
+        strait_ack_p99_ms: bucket_percentile(&stages.delay, 0.99) * 1e3,
+        strait_queue_p50_ms: bucket_percentile(&stages.queue, 0.5) * 1e3,
+        strait_queue_p99_ms: bucket_percentile(&stages.queue, 0.99) * 1e3,
+        source_fetch_p99_ms: bucket_percentile(&stages.fetch, 0.99) * 1e3,
+        target_produce_p50_ms: bucket_percentile(&stages.produce, 0.5) * 1e3,
+        target_produce_p99_ms: bucket_percentile(&stages.produce, 0.99) * 1e3,
+        source_fetches_per_s: stages.fetch.last().map_or(0, |b| b.1) as f64 / secs as f64,
+        target_produces_per_s: stages.produce.last().map_or(0, |b| b.1) as f64 / secs as f64,
         copied_after_ms,
         strait_peak_rss_mib: rss,
     })
+}
+
+/// strait's histograms that split its delay into stages, as cumulative bucket counts.
+struct Stages {
+    delay: Vec<(f64, u64)>,
+    queue: Vec<(f64, u64)>,
+    fetch: Vec<(f64, u64)>,
+    produce: Vec<(f64, u64)>,
+}
+
+impl Stages {
+    fn scrape(proc: &crate::systems::StraitProc) -> Result<Self> {
+        Ok(Self {
+            delay: proc.histogram(crate::systems::DELAY)?,
+            queue: proc.histogram("strait_mirror_queue_seconds")?,
+            fetch: proc.histogram("strait_fetch_latency_seconds{cluster=\"source\"")?,
+            produce: proc.histogram("strait_produce_latency_seconds{cluster=\"target\"")?,
+        })
+    }
+
+    /// The counts added since `before`.
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            delay: bucket_diff(&self.delay, &before.delay),
+            queue: bucket_diff(&self.queue, &before.queue),
+            fetch: bucket_diff(&self.fetch, &before.fetch),
+            produce: bucket_diff(&self.produce, &before.produce),
+        }
+    }
 }
 
 /// Cumulative bucket counts `after - before` (same bounds).

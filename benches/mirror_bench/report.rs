@@ -102,7 +102,7 @@ pub fn table(r: &Report) -> String {
     for (pair, l) in &r.latency {
         let _ = writeln!(
             s,
-            "latency {pair} at {:.1} MB/s for {} s: brokers' own produce->fetch p50 {:.0} ms p99 {:.0} ms; strait end-to-end p50 {:.0} ms p99 {:.0} ms (target reader), acknowledged p50 {:.0} ms p99 {:.0} ms (strait_mirror_delay_seconds) (target p99 <= {:.0} ms); all copied {:.0} ms after the last produce; RSS {:.0} MiB",
+            "latency {pair} at {:.1} MB/s for {} s: brokers' own produce->fetch p50 {:.0} ms p99 {:.0} ms; strait end-to-end p50 {:.0} ms p99 {:.0} ms (target reader), acknowledged p50 {:.0} ms p99 {:.0} ms (strait_mirror_delay_seconds; queued in strait p50 {:.0} ms p99 {:.0} ms, target's produce answers p50 {:.0} ms p99 {:.0} ms at {:.0}/s, source fetches p99 {:.0} ms at {:.0}/s) (target p99 <= {:.0} ms); all copied {:.0} ms after the last produce; RSS {:.0} MiB",
             l.rate_mb_s,
             l.seconds,
             l.broker_p50_ms,
@@ -111,6 +111,13 @@ pub fn table(r: &Report) -> String {
             l.strait_p99_ms,
             l.strait_ack_p50_ms,
             l.strait_ack_p99_ms,
+            l.strait_queue_p50_ms,
+            l.strait_queue_p99_ms,
+            l.target_produce_p50_ms,
+            l.target_produce_p99_ms,
+            l.target_produces_per_s,
+            l.source_fetch_p99_ms,
+            l.source_fetches_per_s,
             2.0 * l.broker_p99_ms + 50.0,
             l.copied_after_ms,
             l.strait_peak_rss_mib

@@ -13,6 +13,9 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+
+/// strait's per-batch mirror delay histogram (newest record timestamp to the target's ack).
+pub const DELAY: &str = "strait_mirror_delay_seconds";
 use strait_linker::client::KafkaClient;
 
 /// When the first and the last record reached the target.
@@ -132,9 +135,11 @@ impl StraitProc {
         })
     }
 
-    /// Cumulative counts of `strait_mirror_delay_seconds` by upper bound (`+Inf` as
-    /// infinity), from its `/metrics` (open, no token).
-    pub fn mirror_delay(&self) -> Result<Vec<(f64, u64)>> {
+    /// Cumulative counts of the histogram series `series` (e.g.
+    /// `strait_mirror_delay_seconds` or `strait_produce_latency_seconds{cluster="target"`,
+    /// without the `le` label) by upper bound (`+Inf` as infinity), from strait's `/metrics`
+    /// (open, no token).
+    pub fn histogram(&self, series: &str) -> Result<Vec<(f64, u64)>> {
         use std::io::{Read as _, Write as _};
         let mut conn = std::net::TcpStream::connect(&self.api)
             .with_context(|| format!("strait's API at {}", self.api))?;
@@ -146,11 +151,15 @@ impl StraitProc {
         )?;
         let mut text = String::new();
         conn.read_to_string(&mut text)?;
-        let prefix = "strait_mirror_delay_seconds_bucket{le=\"";
+        // `name_bucket{le="..."}` without other labels, `name_bucket{a="b",le="..."}` with.
+        let prefix = match series.split_once('{') {
+            Some((name, labels)) => format!("{name}_bucket{{{labels},le=\""),
+            None => format!("{series}_bucket{{le=\""),
+        };
         let out: Vec<(f64, u64)> = text
             .lines()
             .filter_map(|l| {
-                let (le, count) = l.strip_prefix(prefix)?.split_once("\"} ")?;
+                let (le, count) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
                 let le = if le == "+Inf" {
                     f64::INFINITY
                 } else {
@@ -159,10 +168,7 @@ impl StraitProc {
                 Some((le, count.trim().parse().ok()?))
             })
             .collect();
-        anyhow::ensure!(
-            !out.is_empty(),
-            "no strait_mirror_delay_seconds in /metrics"
-        );
+        anyhow::ensure!(!out.is_empty(), "no {series} in strait's /metrics");
         Ok(out)
     }
 
@@ -170,7 +176,7 @@ impl StraitProc {
     pub fn wait_api(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.mirror_delay() {
+            match self.histogram(DELAY) {
                 Ok(_) => return Ok(()),
                 Err(e) if Instant::now() > deadline => return Err(e),
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),

@@ -177,6 +177,7 @@ const RETRY_CLASSES: [&str; 9] = [
 
 static FETCH: [Histogram; 3] = [const { Histogram::new() }; 3];
 static MIRROR_DELAY: Histogram = Histogram::with_bounds(&DELAY_BUCKETS);
+static MIRROR_QUEUE: Histogram = Histogram::with_bounds(&DELAY_BUCKETS);
 static PRODUCE: [Histogram; 3] = [const { Histogram::new() }; 3];
 static RETRIES: [AtomicU64; RETRY_CLASSES.len() + 1] =
     [const { AtomicU64::new(0) }; RETRY_CLASSES.len() + 1];
@@ -195,6 +196,17 @@ pub fn observe_produce(cluster: Cluster, d: Duration) {
 /// source to the target's acknowledgement of its copy.
 pub fn observe_mirror_delay(d: Duration) {
     MIRROR_DELAY.observe(d);
+}
+
+/// Records how long one batch waited in strait: from the fetch response that carried it to
+/// the send of its first write to the target.
+pub fn observe_mirror_queue(d: Duration) {
+    MIRROR_QUEUE.observe(d);
+}
+
+/// The mirror queue histogram (for tests and benchmarks).
+pub fn mirror_queue() -> &'static Histogram {
+    &MIRROR_QUEUE
 }
 
 /// The mirror delay histogram (for tests and benchmarks).
@@ -257,6 +269,13 @@ pub fn render_prometheus(out: &mut String) {
     );
     let _ = writeln!(out, "# TYPE {name} histogram");
     MIRROR_DELAY.render(out, name, "");
+    let name = "strait_mirror_queue_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Time a record batch waits in strait, from the fetch response that carried it to the send of its write to the target, per batch (the part of the mirror delay that is strait's queue; a backlog counts its wait; immune to clock skew)."
+    );
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    MIRROR_QUEUE.render(out, name, "");
     let name = "strait_retries_total";
     let _ = writeln!(
         out,

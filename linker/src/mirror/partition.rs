@@ -29,6 +29,7 @@
 //! is ever reused for different bytes).
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -61,6 +62,8 @@ pub(crate) struct Pending {
     pub ticket: Option<u64>,
     /// Where the target stored it, once acknowledged (the map records it in queue order).
     pub acked: Option<i64>,
+    /// When it was fetched, until its first write is sent (then observed as its queue time).
+    pub fetched: Option<Instant>,
 }
 
 impl Pending {
@@ -77,6 +80,7 @@ impl Pending {
             present,
             ticket: None,
             acked: None,
+            fetched: Some(Instant::now()),
         })
     }
 
@@ -340,6 +344,9 @@ impl PartitionRun {
                 Producer::Needed | Producer::Requested => unreachable!("checked above"),
             };
             p.ticket = Some(ticket);
+            if let Some(at) = p.fetched.take() {
+                crate::metrics::observe_mirror_queue(at.elapsed());
+            }
             parts.push(bytes);
         }
         if parts.is_empty() {
