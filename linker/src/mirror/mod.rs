@@ -81,10 +81,9 @@ pub struct MirrorSettings {
     pub fetch_max_bytes: i32,
     /// Per-partition fetch size (raised automatically for a larger single batch).
     pub partition_fetch_max_bytes: i32,
-    /// Produce requests in flight at once (each carries ≤1 batch per partition).
-    pub max_produce_requests: usize,
-    /// Batches in flight per partition (1..=5). Above 1, writes carry strait's own idempotent
-    /// producer id so the target keeps them in order; 1 writes without one.
+    /// Writes in flight per partition (1..=5), and produce rounds in flight at once. Above 1,
+    /// writes carry strait's own idempotent producer id so the target keeps them in order; 1
+    /// writes without one.
     pub max_in_flight_per_partition: usize,
     /// Connections per target broker that writes are spread over (a partition always uses
     /// the same one).
@@ -111,7 +110,6 @@ impl MirrorSettings {
             fetch_max_wait: Duration::from_millis(10),
             fetch_max_bytes: 64 << 20,
             partition_fetch_max_bytes: 8 << 20,
-            max_produce_requests: 8,
             max_in_flight_per_partition: 5,
             produce_connections: 1,
             batches_per_request: 8,
@@ -131,7 +129,6 @@ impl fmt::Debug for MirrorSettings {
             .field("fetch_max_wait", &self.fetch_max_wait)
             .field("fetch_max_bytes", &self.fetch_max_bytes)
             .field("partition_fetch_max_bytes", &self.partition_fetch_max_bytes)
-            .field("max_produce_requests", &self.max_produce_requests)
             .field(
                 "max_in_flight_per_partition",
                 &self.max_in_flight_per_partition,

@@ -50,7 +50,7 @@ pub(super) struct Round {
 /// Queues produce rounds on the target connections one after the other, in the order the
 /// engine made them, so each partition's batches reach its leader in sequence order (tasks
 /// spawned per round could overtake each other), and hands each round's answers back as an
-/// event. The number of rounds in flight is bounded by the engine (`max_produce_requests`).
+/// event. The number of rounds in flight is bounded by the engine (see `start_produces`).
 /// Each round is spread over `lanes` connections per target broker, a partition always on
 /// the same one.
 pub(super) async fn send_rounds(
@@ -72,12 +72,19 @@ pub(super) async fn send_rounds(
 }
 
 impl Engine {
-    /// Sends produce rounds while fewer than `max_produce_requests` are in flight: each takes
-    /// the next unsent batch of every partition that may send one.
+    /// Sends produce rounds while fewer than `max_in_flight_per_partition` are in flight: each
+    /// takes the next unsent write of every partition that may send one.
+    ///
+    /// As many rounds as a partition may have writes, no more: then every round can carry
+    /// every partition that has data. With more rounds than that, a busy partition sits out
+    /// the rounds beyond its limit, which go out with fewer partitions each, and a target
+    /// that serves one request at a time per connection (Kafka) spends its time on more,
+    /// smaller requests. Measured (8 partitions, Kafka to Kafka at 70 MB/s, 8 rounds against
+    /// 5): 5 batches a request and 1.5-2 s behind, against 8 a request and 0.16-0.42 s.
     pub(super) fn start_produces(&mut self, tx: &mpsc::Sender<Event>) {
         self.request_producer_ids(tx);
         let depth = self.settings.max_in_flight_per_partition;
-        while self.produce_in_flight < self.settings.max_produce_requests {
+        while self.produce_in_flight < depth {
             let now = Instant::now();
             let mut items = Vec::new();
             let mut tickets = Vec::new();
