@@ -203,7 +203,8 @@ pub struct MirrorConfig {
     /// target keeps the batches in order or refuses the rest; a target that refuses producer
     /// ids falls back to 1. With 1, batches go out one at a time without a producer id, and
     /// those that had none at the source keep their exact header and CRC. The records are
-    /// byte-identical either way.
+    /// byte-identical either way. It is also the number of produce requests in flight per
+    /// target connection, each carrying a write from every partition that has one ready.
     #[serde(default = "default_max_in_flight_per_partition")]
     pub max_in_flight_per_partition: u8,
     /// Connections to each target broker that writes are spread over, 1 to 16; a partition
