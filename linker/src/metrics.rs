@@ -262,20 +262,22 @@ pub fn render_prometheus(out: &mut String) {
             hists[c as usize].render(out, name, &format!("cluster=\"{}\"", c.as_str()));
         }
     }
-    let name = "strait_mirror_delay_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Time from a record batch's newest timestamp on the source to the target's acknowledgement of its copy, per batch (a backlog counts its age; clock skew between producers and strait shows here)."
-    );
-    let _ = writeln!(out, "# TYPE {name} histogram");
-    MIRROR_DELAY.render(out, name, "");
-    let name = "strait_mirror_queue_seconds";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Time a record batch waits in strait, from the fetch response that carried it to the send of its write to the target, per batch (the part of the mirror delay that is strait's queue; a backlog counts its wait; immune to clock skew)."
-    );
-    let _ = writeln!(out, "# TYPE {name} histogram");
-    MIRROR_QUEUE.render(out, name, "");
+    for (name, help, hist) in [
+        (
+            "strait_mirror_delay_seconds",
+            "Time from a record batch's newest timestamp on the source to the target's acknowledgement of its copy, per batch (a backlog counts its age; clock skew between producers and strait shows here).",
+            &MIRROR_DELAY,
+        ),
+        (
+            "strait_mirror_queue_seconds",
+            "Time a record batch waits in strait, from the fetch response that carried it to the send of its write to the target, per batch (the part of the mirror delay that is strait's queue; a backlog counts its wait; immune to clock skew).",
+            &MIRROR_QUEUE,
+        ),
+    ] {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        hist.render(out, name, "");
+    }
     let name = "strait_retries_total";
     let _ = writeln!(
         out,
