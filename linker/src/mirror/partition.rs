@@ -366,19 +366,34 @@ impl PartitionRun {
     }
 
     /// The batches of the write `ticket` still waiting for its answer, in order.
+    ///
+    /// A write's batches are consecutive in the queue (`send_run` takes them in a row;
+    /// skipped ranges between them hold no batch), so the walk stops after them instead of
+    /// reading the rest of the queue: it runs for every write sent and answered.
     pub fn sent_under(&self, ticket: u64) -> impl Iterator<Item = &RawBatch> {
-        self.queue.iter().filter_map(move |s| match s {
-            Step::Write(p) if p.ticket == Some(ticket) && p.acked.is_none() => Some(&p.written),
-            _ => None,
-        })
+        self.queue
+            .iter()
+            .filter_map(|s| match s {
+                Step::Write(p) => Some(&**p),
+                Step::Skip(_) => None,
+            })
+            .skip_while(move |p| p.ticket != Some(ticket))
+            .take_while(move |p| p.ticket == Some(ticket))
+            .filter(|p| p.acked.is_none())
+            .map(|p| &p.written)
     }
 
     /// [`Self::sent_under`], for changing them.
     fn sent_under_mut(&mut self, ticket: u64) -> impl Iterator<Item = &mut Pending> {
-        self.queue.iter_mut().filter_map(move |s| match s {
-            Step::Write(p) if p.ticket == Some(ticket) && p.acked.is_none() => Some(&mut **p),
-            _ => None,
-        })
+        self.queue
+            .iter_mut()
+            .filter_map(|s| match s {
+                Step::Write(p) => Some(&mut **p),
+                Step::Skip(_) => None,
+            })
+            .skip_while(move |p| p.ticket != Some(ticket))
+            .take_while(move |p| p.ticket == Some(ticket))
+            .filter(|p| p.acked.is_none())
     }
 
     /// The target acknowledged the write `ticket` at `target_base`: its batches lie one

@@ -529,6 +529,7 @@ fn a_failed_write_of_several_batches_unsends_them_all() {
     r.send_run(0, 2).unwrap();
     r.send_run(1, 2).unwrap();
     assert_eq!(r.in_flight, 2);
+    assert_eq!((r.batches_under(0), r.batches_under(1)), (2, 2));
     let failed = r.on_failed(0).unwrap();
     assert_eq!(
         failed,
@@ -540,6 +541,11 @@ fn a_failed_write_of_several_batches_unsends_them_all() {
     assert!(r.broken);
     assert_eq!(r.in_flight, 1);
     assert!(r.on_failed(0).is_none(), "stale");
+    assert_eq!(
+        r.batches_under(1),
+        2,
+        "found behind the unsent batches before it"
+    );
     let unsent = r
         .queue
         .iter()
@@ -570,6 +576,11 @@ fn batches_around_a_skipped_range_go_together() {
     r.accept_fetch(blob(&parts), &aborted).unwrap();
     let sent = batch::split(r.send_run(0, 8).unwrap()).unwrap().batches;
     assert_eq!(sent.len(), 2, "both data batches, not the skipped ones");
+    assert_eq!(
+        r.batches_under(0),
+        2,
+        "the walk goes past the skipped range"
+    );
     assert!(r.on_ack(0, 10));
     assert_eq!(r.front_acked().map(|(b, _)| b), Some(10));
     let (_, second) = r
