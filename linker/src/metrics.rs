@@ -204,16 +204,6 @@ pub fn observe_mirror_queue(d: Duration) {
     MIRROR_QUEUE.observe(d);
 }
 
-/// The mirror queue histogram (for tests and benchmarks).
-pub fn mirror_queue() -> &'static Histogram {
-    &MIRROR_QUEUE
-}
-
-/// The mirror delay histogram (for tests and benchmarks).
-pub fn mirror_delay() -> &'static Histogram {
-    &MIRROR_DELAY
-}
-
 /// Counts one retry of an operation that failed with an error of `class`.
 pub fn count_retry(class: &str) {
     let i = RETRY_CLASSES
