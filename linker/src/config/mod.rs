@@ -224,7 +224,8 @@ pub struct MirrorConfig {
     /// from one write: until the target has answered a write of several batches, only one
     /// partition sends several; if the target refuses it (INVALID_RECORD, nothing written),
     /// strait sends one per request from then on. A Kafka target therefore costs one refused
-    /// write per start (and that partition re-reads its tail). Set 1 to never try. Default 8.
+    /// write per start (the same batches then go one per request, no reset). Set 1 to never
+    /// try. Default 8.
     #[serde(default = "default_max_batches_per_request")]
     pub max_batches_per_request: u8,
     /// Whether Kafka's internal topics (names starting with `__`, such as
