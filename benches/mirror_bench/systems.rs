@@ -13,10 +13,10 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
+use strait_linker::client::KafkaClient;
 
 /// strait's per-batch mirror delay histogram (newest record timestamp to the target's ack).
 pub const DELAY: &str = "strait_mirror_delay_seconds";
-use strait_linker::client::KafkaClient;
 
 /// When the first and the last record reached the target.
 #[derive(Debug, Clone, Copy)]
