@@ -119,7 +119,7 @@ pub(crate) fn seal(mut header: BatchHeader, section: &[u8]) -> Result<RawBatch, 
     let mut out = vec![0u8; HEADER_LEN];
     header.write_to(&mut out)?;
     out.extend_from_slice(section);
-    let crc = crc32c::crc32c(&out[crate::batch::CRC_COVERED_FROM..]);
+    let crc = crate::batch::crc::checksum(&out[crate::batch::CRC_COVERED_FROM..]);
     out[17..21].copy_from_slice(&crc.to_be_bytes());
     RawBatch::from_bytes(Bytes::from(out))
 }

@@ -50,6 +50,7 @@
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
+pub(crate) mod crc;
 #[cfg(test)]
 mod tests;
 
@@ -395,24 +396,11 @@ fn check_prefix(bytes: &[u8], position: usize) -> Result<Option<usize>, BatchErr
 ///
 /// Invariant: `bytes.len() == header.total_len() >= HEADER_LEN` and `header` is what the bytes
 /// say. The CRC is *not* implied to be valid; call [`RawBatch::verify_crc`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawBatch {
     header: BatchHeader,
     bytes: Bytes,
-    /// The stored CRC was checked against these bytes ([`RawBatch::checked`]), so a rewrite
-    /// of the header need not compute it again to carry a mismatch over: one pass over the
-    /// records instead of two.
-    crc_checked: bool,
 }
-
-// Equality is about the bytes; whether the CRC was checked already is not part of it.
-impl PartialEq for RawBatch {
-    fn eq(&self, other: &Self) -> bool {
-        self.header == other.header && self.bytes == other.bytes
-    }
-}
-
-impl Eq for RawBatch {}
 
 impl RawBatch {
     /// Wraps exactly one complete batch (no CRC check). [`BatchError::Truncated`] if `bytes`
@@ -434,11 +422,7 @@ impl RawBatch {
                 reason: format!("{} bytes follow the end of the batch", bytes.len() - needed),
             });
         }
-        Ok(Self {
-            header,
-            bytes,
-            crc_checked: false,
-        })
+        Ok(Self { header, bytes })
     }
 
     /// The parsed header.
@@ -463,7 +447,7 @@ impl RawBatch {
 
     /// CRC-32C of the bytes actually present in `[21, end)`.
     pub fn computed_crc(&self) -> u32 {
-        crc32c::crc32c(self.bytes.get(CRC_COVERED_FROM..).unwrap_or_default())
+        crc::checksum(self.bytes.get(CRC_COVERED_FROM..).unwrap_or_default())
     }
 
     /// Checks the stored CRC against the bytes. Only bytes `[21, end)` are covered: the base
@@ -481,11 +465,9 @@ impl RawBatch {
         }
     }
 
-    /// [`verify_crc`](Self::verify_crc), keeping the batch with the fact that its CRC holds
-    /// (later header rewrites then read the records once, not twice).
-    pub fn checked(mut self) -> Result<RawBatch, BatchError> {
+    /// [`verify_crc`](Self::verify_crc), passing the batch on when its CRC holds.
+    pub fn checked(self) -> Result<RawBatch, BatchError> {
         self.verify_crc()?;
-        self.crc_checked = true;
         Ok(self)
     }
 
@@ -519,6 +501,24 @@ impl RawBatch {
     /// bit cleared. The records section is unchanged; the CRC is recomputed only when a
     /// covered field changes (never for a batch that already carries exactly that identity).
     pub fn for_produce(&self, producer: Option<(i64, i16, i32)>) -> RawBatch {
+        let header = self.produce_header(producer);
+        if header == self.header {
+            return self.clone();
+        }
+        self.with_header(header)
+    }
+
+    /// [`for_produce`](Self::for_produce) written straight onto the end of `out`: several
+    /// batches of one write go into one buffer with one copy each, not a copy per batch and
+    /// another to join them.
+    pub fn put_for_produce(&self, producer: Option<(i64, i16, i32)>, out: &mut BytesMut) {
+        out.extend_from_slice(&self.produce_header(producer).to_bytes());
+        out.extend_from_slice(self.records_section());
+    }
+
+    /// The header [`for_produce`](Self::for_produce) sends: the CRC is recomputed only when a
+    /// covered field changes.
+    fn produce_header(&self, producer: Option<(i64, i16, i32)>) -> BatchHeader {
         let (id, epoch, seq) = producer.unwrap_or((-1, -1, -1));
         let h = &self.header;
         let attributes = h.attributes & !attr::TRANSACTIONAL;
@@ -529,13 +529,13 @@ impl RawBatch {
             h.attributes,
         ) == (id, epoch, seq, attributes)
         {
-            return if h.base_offset == 0 {
-                self.clone()
-            } else {
-                self.with_base_offset(0)
+            // The base offset is not CRC-covered.
+            return BatchHeader {
+                base_offset: 0,
+                ..self.header
             };
         }
-        self.rewritten(0, id, epoch, seq, attributes)
+        self.rewritten_header(0, id, epoch, seq, attributes)
     }
 
     fn rewritten(
@@ -546,6 +546,24 @@ impl RawBatch {
         base_sequence: i32,
         attributes: i16,
     ) -> RawBatch {
+        let header = self.rewritten_header(
+            base_offset,
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            attributes,
+        );
+        self.with_header(header)
+    }
+
+    fn rewritten_header(
+        &self,
+        base_offset: i64,
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        attributes: i16,
+    ) -> BatchHeader {
         let mut header = self.header;
         header.base_offset = base_offset;
         header.producer_id = producer_id;
@@ -553,17 +571,23 @@ impl RawBatch {
         header.base_sequence = base_sequence;
         header.attributes = (attributes & !attr::COMPRESSION_MASK)
             | (self.header.attributes & attr::COMPRESSION_MASK);
-        // Carry over any existing mismatch (0 for a sound batch) instead of certifying bytes
-        // nobody checked. The CRC field itself lies outside [21, end), so its placeholder value
-        // in `to_bytes` does not matter.
-        let drift = if self.crc_checked {
-            0
-        } else {
-            self.header.crc ^ self.computed_crc()
-        };
-        let covered_header = crc32c::crc32c(&header.to_bytes()[CRC_COVERED_FROM..]);
-        header.crc = crc32c::crc32c_append(covered_header, self.records_section()) ^ drift;
-        self.with_header(header)
+        // The new CRC follows from the stored one and the change in the covered header
+        // bytes, without reading the records (see `crc`). Starting from the *stored* CRC
+        // carries any existing mismatch over (none for a sound batch) instead of certifying
+        // bytes nobody checked. The CRC field itself lies outside [21, end), so its
+        // placeholder value in `to_bytes` does not matter.
+        let old = self
+            .bytes
+            .get(CRC_COVERED_FROM..HEADER_LEN)
+            .unwrap_or_default();
+        let new = header.to_bytes();
+        header.crc = crc::after_header_change(
+            self.header.crc,
+            old,
+            &new[CRC_COVERED_FROM..],
+            self.records_section().len(),
+        );
+        header
     }
 
     /// A copy with the producer identity removed: producerId, producerEpoch and baseSequence set
@@ -589,12 +613,9 @@ impl RawBatch {
         let mut buf = BytesMut::with_capacity(self.bytes.len());
         buf.extend_from_slice(&header.to_bytes());
         buf.extend_from_slice(self.records_section());
-        // The records section is unchanged, and a rewritten CRC covers the new header exactly
-        // as the old one covered the old header, so a checked batch stays checked.
         RawBatch {
             header,
             bytes: buf.freeze(),
-            crc_checked: self.crc_checked,
         }
     }
 }
@@ -645,11 +666,7 @@ pub fn split(blob: Bytes) -> Result<Split, BatchError> {
                 });
             }
         };
-        out.batches.push(RawBatch {
-            header,
-            bytes,
-            crc_checked: false,
-        });
+        out.batches.push(RawBatch { header, bytes });
         pos += total;
     }
     Ok(out)
