@@ -252,6 +252,23 @@ fn a_checked_batch_rewrites_to_the_same_bytes_as_an_unchecked_one() {
 }
 
 #[test]
+fn put_for_produce_appends_exactly_what_for_produce_returns() {
+    for (kc, _) in CODECS {
+        let batch = one_batch(encode(&records(5, 9, false), kc)).with_base_offset(77);
+        for producer in [None, Some((42, 3, 17))] {
+            let mut out = BytesMut::from(&b"earlier batch"[..]);
+            batch.put_for_produce(producer, &mut out);
+            let (before, after) = out.split_at(13);
+            assert_eq!(before, b"earlier batch");
+            assert_eq!(after, &batch.for_produce(producer).bytes()[..]);
+            let sent = one_batch(Bytes::copy_from_slice(after));
+            sent.verify_crc().expect("CRC holds");
+            assert_eq!(sent.header().base_offset, 0);
+        }
+    }
+}
+
+#[test]
 fn every_bit_flip_in_crc_range_is_detected_and_uncovered_fields_are_not() {
     for (kc, _) in CODECS {
         let bytes = encode(&records(3, 2, false), kc);

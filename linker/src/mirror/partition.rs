@@ -31,7 +31,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use crate::batch::{self, BatchError, BatchHeader, RawBatch, attr};
 use crate::client::data::AbortedTransaction;
@@ -319,45 +319,59 @@ impl PartitionRun {
             Producer::Needed | Producer::Requested => return None,
             _ => max.max(1),
         };
-        let mut parts = Vec::new();
-        for step in self.queue.iter_mut().skip(first) {
-            if parts.len() == max {
+        // Which batches go: up to `max` unsent ones in a row. Skipped source ranges write
+        // nothing, so the batches around them go together.
+        let (mut count, mut size) = (0, 0);
+        for step in self.queue.iter().skip(first) {
+            if count == max {
                 break;
             }
-            // Skipped source ranges write nothing: the batches around them go together.
             let Step::Write(p) = step else { continue };
             if p.ticket.is_some() {
                 break;
             }
-            let bytes = match &mut self.producer {
-                Producer::Plain => p.to_write(),
+            count += 1;
+            size += p.written.bytes().len();
+        }
+        if count == 0 {
+            return None;
+        }
+        // Several batches are written straight into one buffer (one copy each); a single
+        // one is passed on as is when its header needs no change.
+        let mut joined = (count > 1).then(|| BytesMut::with_capacity(size));
+        let mut single = None;
+        let mut taken = 0;
+        for step in self.queue.iter_mut().skip(first) {
+            if taken == count {
+                break;
+            }
+            let Step::Write(p) = step else { continue };
+            let producer = match &mut self.producer {
+                Producer::Plain => None,
                 Producer::Id {
                     id,
                     epoch,
                     next_seq,
                     ..
                 } => {
-                    let out = p.written.for_produce(Some((*id, *epoch, *next_seq)));
-                    *next_seq = next_sequence(*next_seq, p.written.header().last_offset_delta + 1);
-                    out.into_bytes()
+                    let seq = *next_seq;
+                    *next_seq = next_sequence(seq, p.written.header().last_offset_delta + 1);
+                    Some((*id, *epoch, seq))
                 }
                 Producer::Needed | Producer::Requested => unreachable!("checked above"),
             };
+            match &mut joined {
+                Some(buf) => p.written.put_for_produce(producer, buf),
+                None => single = Some(p.written.for_produce(producer).into_bytes()),
+            }
             p.ticket = Some(ticket);
             if let Some(at) = p.fetched.take() {
                 crate::metrics::observe_mirror_queue(at.elapsed());
             }
-            parts.push(bytes);
-        }
-        if parts.is_empty() {
-            return None;
+            taken += 1;
         }
         self.in_flight += 1;
-        Some(if parts.len() == 1 {
-            parts.pop().expect("one part")
-        } else {
-            Bytes::from(parts.concat())
-        })
+        joined.map(BytesMut::freeze).or(single)
     }
 
     /// How many batches the write `ticket` carries (0 if none in flight has it).
