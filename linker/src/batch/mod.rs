@@ -487,13 +487,13 @@ impl RawBatch {
         base_sequence: i32,
         attributes: i16,
     ) -> RawBatch {
-        self.rewritten(
+        self.with_header(self.rewritten_header(
             self.header.base_offset,
             producer_id,
             producer_epoch,
             base_sequence,
             attributes,
-        )
+        ))
     }
 
     /// The batch as a producer sends it, in at most one copy: base offset 0, the given
@@ -536,24 +536,6 @@ impl RawBatch {
             };
         }
         self.rewritten_header(0, id, epoch, seq, attributes)
-    }
-
-    fn rewritten(
-        &self,
-        base_offset: i64,
-        producer_id: i64,
-        producer_epoch: i16,
-        base_sequence: i32,
-        attributes: i16,
-    ) -> RawBatch {
-        let header = self.rewritten_header(
-            base_offset,
-            producer_id,
-            producer_epoch,
-            base_sequence,
-            attributes,
-        );
-        self.with_header(header)
     }
 
     fn rewritten_header(
