@@ -104,6 +104,22 @@ fn args() -> Args {
         }
         i += 2;
     }
+    // A misspelt name would otherwise just measure less than asked for.
+    let known = |names: &[String], valid: &[&str], flag: &str| {
+        for n in names {
+            assert!(
+                valid.contains(&n.as_str()),
+                "{flag}: unknown name {n:?} (known: {})",
+                valid.join(", ")
+            );
+        }
+    };
+    known(&a.targets, &["kafka", "tansu"], "--targets");
+    known(
+        &a.workloads,
+        &["1kb", "1kb-zstd", "100b", "1000p", "none"],
+        "--workloads",
+    );
     a
 }
 
@@ -236,6 +252,7 @@ async fn one_workload(
     .await
     .with_context(|| format!("strait log: {}", proc.log().display()))?;
     row.strait_peak_rss_mib = proc.peak_rss()? as f64 / (1 << 20) as f64;
+    row.strait_cpu_s_per_gb = proc.cpu_seconds()? / (records as f64 * w.record_bytes as f64 / 1e9);
     proc.stop()?;
     row.strait_mb_s = mb_s(records, w.record_bytes, copy.copy);
     row.strait_records_s = records as f64 / copy.copy.as_secs_f64();

@@ -24,6 +24,9 @@ pub struct Row {
     pub strait_records_s: f64,
     pub strait_startup_s: f64,
     pub strait_peak_rss_mib: f64,
+    /// CPU time of strait's threads (start-up included) per GB of record payload:
+    /// what strait itself costs, apart from how fast the brokers let it go.
+    pub strait_cpu_s_per_gb: f64,
     pub naive_mb_s: Option<f64>,
     pub mm2_mb_s: Option<f64>,
     pub mm2_startup_s: Option<f64>,
@@ -58,7 +61,7 @@ pub fn table(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<14} {:<10} {:>5} {:>8} {:>9} {:>9} {:>8} {:>10} {:>7} {:>8} {:>7} {:>7} {:>6} {:>6}",
+        "{:<14} {:<10} {:>5} {:>8} {:>9} {:>9} {:>8} {:>10} {:>7} {:>8} {:>8} {:>7} {:>7} {:>6} {:>6}",
         "pair",
         "workload",
         "parts",
@@ -69,6 +72,7 @@ pub fn table(r: &Report) -> String {
         "rec/s",
         "/ceil",
         "RSS MiB",
+        "CPU s/GB",
         "naive",
         "MM2",
         "x nai",
@@ -77,7 +81,7 @@ pub fn table(r: &Report) -> String {
     for row in &r.rows {
         let _ = writeln!(
             s,
-            "{:<14} {:<10} {:>5} {:>8.0} {:>9.1} {:>9.1} {:>8.1} {:>10.0} {:>7.2} {:>8.0} {:>7} {:>7} {:>6} {:>6}",
+            "{:<14} {:<10} {:>5} {:>8.0} {:>9.1} {:>9.1} {:>8.1} {:>10.0} {:>7.2} {:>8.0} {:>8.2} {:>7} {:>7} {:>6} {:>6}",
             row.pair,
             row.workload,
             row.partitions,
@@ -88,6 +92,7 @@ pub fn table(r: &Report) -> String {
             row.strait_records_s,
             row.strait_mb_s / row.ceiling(),
             row.strait_peak_rss_mib,
+            row.strait_cpu_s_per_gb,
             opt(row.naive_mb_s),
             opt(row.mm2_mb_s),
             ratio(row.strait_mb_s, row.naive_mb_s),
@@ -96,7 +101,7 @@ pub fn table(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "(MB/s of uncompressed record payload; fetch/produce = strait's client alone; RSS = VmHWM of `strait run`, budget {} MiB)",
+        "(MB/s of uncompressed record payload; fetch/produce = strait's client alone; RSS = VmHWM of `strait run`, budget {} MiB; CPU s/GB = CPU time of strait's threads per GB of payload)",
         r.budget_mib
     );
     for (pair, l) in &r.latency {

@@ -189,6 +189,11 @@ impl StraitProc {
         peak_rss(self.child.id())
     }
 
+    /// CPU time used so far (user + system), in seconds.
+    pub fn cpu_seconds(&self) -> Result<f64> {
+        cpu_seconds(self.child.id())
+    }
+
     /// SIGINT (as Ctrl-C; perf forwards it), then wait: strait drains and exits.
     pub fn stop(&mut self) -> Result<()> {
         let _ = Command::new("kill")
@@ -219,6 +224,23 @@ impl Drop for StraitProc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// CPU time of a process's threads, in seconds: the sum of each live thread's time on a CPU
+/// (`/proc/PID/task/*/schedstat`, nanoseconds). `/proc/PID/stat` counts in clock ticks
+/// (10 ms), too coarse for a copy that costs strait a tenth of a second; a thread that
+/// already exited is not counted (strait's workers and sled's threads live until exit).
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let stat = std::fs::read_to_string(task?.path().join("schedstat"))?;
+        ns += stat
+            .split_whitespace()
+            .next()
+            .context("empty schedstat")?
+            .parse::<u64>()?;
+    }
+    Ok(ns as f64 / 1e9)
 }
 
 /// VmHWM of a process, in bytes.
