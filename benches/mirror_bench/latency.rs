@@ -202,12 +202,15 @@ struct Stages {
 }
 
 impl Stages {
+    /// All four from one `/metrics` scrape, so they describe the same moment.
     fn scrape(proc: &crate::systems::StraitProc) -> Result<Self> {
+        use crate::systems::{DELAY, histogram};
+        let text = proc.metrics()?;
         Ok(Self {
-            delay: proc.histogram(crate::systems::DELAY)?,
-            queue: proc.histogram("strait_mirror_queue_seconds")?,
-            fetch: proc.histogram("strait_fetch_latency_seconds{cluster=\"source\"")?,
-            produce: proc.histogram("strait_produce_latency_seconds{cluster=\"target\"")?,
+            delay: histogram(&text, DELAY)?,
+            queue: histogram(&text, "strait_mirror_queue_seconds")?,
+            fetch: histogram(&text, "strait_fetch_latency_seconds{cluster=\"source\"")?,
+            produce: histogram(&text, "strait_produce_latency_seconds{cluster=\"target\"")?,
         })
     }
 

@@ -135,11 +135,8 @@ impl StraitProc {
         })
     }
 
-    /// Cumulative counts of the histogram series `series` (e.g.
-    /// `strait_mirror_delay_seconds` or `strait_produce_latency_seconds{cluster="target"`,
-    /// without the `le` label) by upper bound (`+Inf` as infinity), from strait's `/metrics`
-    /// (open, no token).
-    pub fn histogram(&self, series: &str) -> Result<Vec<(f64, u64)>> {
+    /// The text of strait's `/metrics` (open, no token).
+    pub fn metrics(&self) -> Result<String> {
         use std::io::{Read as _, Write as _};
         let mut conn = std::net::TcpStream::connect(&self.api)
             .with_context(|| format!("strait's API at {}", self.api))?;
@@ -151,32 +148,14 @@ impl StraitProc {
         )?;
         let mut text = String::new();
         conn.read_to_string(&mut text)?;
-        // `name_bucket{le="..."}` without other labels, `name_bucket{a="b",le="..."}` with.
-        let prefix = match series.split_once('{') {
-            Some((name, labels)) => format!("{name}_bucket{{{labels},le=\""),
-            None => format!("{series}_bucket{{le=\""),
-        };
-        let out: Vec<(f64, u64)> = text
-            .lines()
-            .filter_map(|l| {
-                let (le, count) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
-                let le = if le == "+Inf" {
-                    f64::INFINITY
-                } else {
-                    le.parse().ok()?
-                };
-                Some((le, count.trim().parse().ok()?))
-            })
-            .collect();
-        anyhow::ensure!(!out.is_empty(), "no {series} in strait's /metrics");
-        Ok(out)
+        Ok(text)
     }
 
     /// Waits until the API answers (strait has started).
     pub fn wait_api(&self, timeout: Duration) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            match self.histogram(DELAY) {
+            match self.metrics().and_then(|text| histogram(&text, DELAY)) {
                 Ok(_) => return Ok(()),
                 Err(e) if Instant::now() > deadline => return Err(e),
                 Err(_) => std::thread::sleep(Duration::from_millis(100)),
@@ -214,6 +193,31 @@ impl StraitProc {
     pub fn log(&self) -> PathBuf {
         self._dir.path().join("strait.log")
     }
+}
+
+/// Cumulative counts of the histogram series `series` (e.g. `strait_mirror_delay_seconds`
+/// or `strait_produce_latency_seconds{cluster="target"`, without the `le` label) by upper
+/// bound (`+Inf` as infinity), from the text of a `/metrics` scrape.
+pub fn histogram(metrics: &str, series: &str) -> Result<Vec<(f64, u64)>> {
+    // `name_bucket{le="..."}` without other labels, `name_bucket{a="b",le="..."}` with.
+    let prefix = match series.split_once('{') {
+        Some((name, labels)) => format!("{name}_bucket{{{labels},le=\""),
+        None => format!("{series}_bucket{{le=\""),
+    };
+    let out: Vec<(f64, u64)> = metrics
+        .lines()
+        .filter_map(|l| {
+            let (le, count) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    anyhow::ensure!(!out.is_empty(), "no {series} in strait's /metrics");
+    Ok(out)
 }
 
 impl Drop for StraitProc {
