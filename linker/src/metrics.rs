@@ -246,8 +246,7 @@ pub fn render_prometheus(out: &mut String) {
             &PRODUCE,
         ),
     ] {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
+        family(out, name, help, "histogram");
         for c in Cluster::ALL {
             hists[c as usize].render(out, name, &format!("cluster=\"{}\"", c.as_str()));
         }
@@ -264,16 +263,16 @@ pub fn render_prometheus(out: &mut String) {
             &MIRROR_QUEUE,
         ),
     ] {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} histogram");
+        family(out, name, help, "histogram");
         hist.render(out, name, "");
     }
     let name = "strait_retries_total";
-    let _ = writeln!(
+    family(
         out,
-        "# HELP {name} Retries of failed Kafka operations, by error class."
+        name,
+        "Retries of failed Kafka operations, by error class.",
+        "counter",
     );
-    let _ = writeln!(out, "# TYPE {name} counter");
     for (class, n) in RETRY_CLASSES.iter().chain(["other"].iter()).zip(&RETRIES) {
         let _ = writeln!(
             out,
@@ -281,6 +280,12 @@ pub fn render_prometheus(out: &mut String) {
             n.load(Ordering::Relaxed)
         );
     }
+}
+
+/// A metric family's `# HELP` and `# TYPE` lines.
+fn family(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
 }
 
 #[cfg(test)]
