@@ -214,6 +214,13 @@ async fn one_workload(
     );
     let backlog = data::load(sc, w, &topic).await?;
     let records = backlog.records;
+    let batches: usize = backlog.batches.iter().map(Vec::len).sum();
+    eprintln!(
+        "[{pair} {}] {} records per batch, {:.1} KiB per batch as stored",
+        w.name,
+        backlog.per_batch,
+        backlog.wire_bytes as f64 / batches.max(1) as f64 / 1024.0
+    );
     let mut row = Row {
         pair: pair.into(),
         workload: w.name.into(),
