@@ -15,7 +15,7 @@ use super::handle::{MirrorHandle, Query, stored_map, translate_all};
 use super::partition::{Accepted, PartitionRun};
 use super::produce::RETRY_DELAY;
 use super::status::{PartitionState, PartitionView, StatusHandle};
-use crate::batch::{self, RawBatch};
+use crate::batch::RawBatch;
 use crate::client::data::{
     FetchOptions, FetchPosition, FetchedPartition, Isolation, PartitionResults, ProduceAck,
 };
@@ -413,69 +413,6 @@ impl Engine {
         Ok(())
     }
 
-    /// Reads the target partition from the expected end to its actual end.
-    pub(super) fn spawn_tail(&self, tp: &TopicPartition, tx: &mpsc::Sender<Event>) {
-        self.spawn_tail_after(tp, Duration::ZERO, tx);
-    }
-
-    /// [`Self::spawn_tail`] after `delay` (a retry).
-    fn spawn_tail_after(&self, tp: &TopicPartition, delay: Duration, tx: &mpsc::Sender<Event>) {
-        let Some(slot) = self.slots.get(tp) else {
-            return;
-        };
-        let from = slot.run.map.next_target().0;
-        let (client, tx, tp) = (self.target.clone(), tx.clone(), tp.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let mut crc_failures = 0;
-            let result = read_tail(&client, &tp, from, &mut crc_failures).await;
-            let _ = tx
-                .send(Event::Tail {
-                    tp,
-                    result,
-                    crc_failures,
-                })
-                .await;
-        });
-    }
-
-    fn on_tail(
-        &mut self,
-        tp: TopicPartition,
-        result: Result<Vec<RawBatch>, Error>,
-        crc_failures: u32,
-        tx: &mpsc::Sender<Event>,
-    ) -> Result<(), MirrorError> {
-        let Some(slot) = self.slots.get_mut(&tp) else {
-            return Ok(());
-        };
-        slot.view.crc_failures += u64::from(crc_failures);
-        match result {
-            Ok(tail) => {
-                if !tail.is_empty() {
-                    tracing::info!(partition = %tp, batches = tail.len(), "target holds batches past the checkpoint; matching them with the source");
-                }
-                slot.run.target_tail = tail.into();
-                slot.awaiting_tail = false;
-                let freed = slot.run.reset_to_map();
-                self.budget_used -= freed;
-                self.publish(&tp);
-            }
-            // A tail that is unreadable for good (a batch that fails its CRC on every read,
-            // data that does not parse) stops the partition: retrying cannot help, and
-            // writing past it would build on bytes nobody can check.
-            Err(e) if e.retry() == Retry::No => {
-                self.fail(&tp, format!("cannot read the target's tail: {e}"))?;
-            }
-            Err(e) => {
-                tracing::warn!(partition = %tp, error = %e, "cannot read the target tail; retrying");
-                crate::metrics::count_retry(e.class());
-                self.spawn_tail_after(&tp, Duration::from_secs(1), tx);
-            }
-        }
-        Ok(())
-    }
-
     /// Idle partitions whose target end moved were written by someone else.
     async fn watch_target_ends(&mut self) {
         let positions: Vec<FetchPosition> = self
@@ -735,86 +672,5 @@ pub(super) fn checkpoint(slot: &Slot) -> PartitionCheckpoint {
         next_source: slot.run.map.next_source(),
         next_target: slot.run.map.next_target(),
         status: PartitionStatus::Active,
-    }
-}
-
-/// Consecutive CRC failures [`read_tail`] re-reads before it returns an error (the engine
-/// then retries the whole read a second later; a failback fails).
-const TAIL_CRC_RETRIES: u32 = 5;
-
-/// Every batch of a partition from `from` to its end (the target's tail after a crash; the
-/// source's in a failback). Every batch's CRC is checked, like a source fetch's: a batch that
-/// fails is read again (up to [`TAIL_CRC_RETRIES`] times in a row), so a byte flipped on the
-/// way is never taken for a batch strait did not write. Each such re-read is counted in
-/// `crc_failures`. A batch that fails on every read is a [`Error::Protocol`] (not retriable).
-pub(super) async fn read_tail(
-    client: &KafkaClient,
-    tp: &TopicPartition,
-    from: i64,
-    crc_failures: &mut u32,
-) -> Result<Vec<RawBatch>, Error> {
-    let mut out = Vec::new();
-    let mut offset = from;
-    let mut crc_streak = 0;
-    let opts = FetchOptions {
-        max_wait: Duration::ZERO,
-        isolation: Isolation::ReadUncommitted,
-        ..FetchOptions::default()
-    };
-    loop {
-        let pos = FetchPosition {
-            topic: tp.topic.clone(),
-            partition: tp.partition,
-            offset,
-            max_bytes: 8 << 20,
-        };
-        let f = client
-            .fetch(&[pos], opts)
-            .await
-            .pop()
-            .ok_or_else(|| Error::NoLeader {
-                context: crate::client::Context::partition(&tp.topic, tp.partition),
-            })?;
-        if let Some(e) = f.error {
-            return Err(e);
-        }
-        let split = batch::split(f.records).map_err(|e| Error::Protocol {
-            broker: String::new(),
-            api: "Fetch",
-            message: e.to_string(),
-        })?;
-        let mut advanced = false;
-        let mut corrupt = None;
-        for b in split.batches {
-            if b.header().last_offset() >= offset {
-                if let Err(e) = b.verify_crc() {
-                    corrupt = Some(e);
-                    break;
-                }
-                offset = b.header().next_offset();
-                out.push(b);
-                advanced = true;
-            }
-        }
-        if let Some(e) = corrupt {
-            // Batches before the bad one are kept; the read resumes at the bad one.
-            crc_streak += 1;
-            *crc_failures += 1;
-            tracing::warn!(partition = %tp, offset, error = %e, "CRC mismatch reading the tail; re-reading");
-            if crc_streak > TAIL_CRC_RETRIES {
-                return Err(Error::Protocol {
-                    broker: String::new(),
-                    api: "Fetch",
-                    message: format!(
-                        "batch at offset {offset} failed its CRC {crc_streak} times in a row: {e}"
-                    ),
-                });
-            }
-            continue;
-        }
-        crc_streak = 0;
-        if offset >= f.high_watermark || !advanced {
-            return Ok(out);
-        }
     }
 }

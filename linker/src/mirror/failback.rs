@@ -26,8 +26,8 @@ use std::time::Duration;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
-use super::engine::read_tail;
 use super::partition::{Accepted, PartitionRun, WriteMismatch};
+use super::tail::read_tail;
 use crate::client::data::{FetchOptions, FetchPosition, Isolation, ProduceItem};
 use crate::client::{Error, KafkaClient, Retry};
 use crate::offset::{SourceOffset, TargetOffset, TopicPartition};

@@ -37,6 +37,7 @@ mod produce;
 pub mod protect;
 mod stacking;
 pub mod status;
+mod tail;
 pub mod topics;
 pub mod verify;
 
