@@ -88,7 +88,7 @@ async fn main() {
     let items = vec![ProduceItem {
         topic: topic.clone(),
         partition: 0,
-        batch: batch(1000),
+        records: batch(1000).into(),
     }];
     sc.produce(items, -1, Duration::from_secs(30)).await[&(topic.clone(), 0)]
         .as_ref()

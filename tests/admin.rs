@@ -428,7 +428,7 @@ async fn sasl_over_tls_and_acls_on_kafka() {
         vec![ProduceItem {
             topic: topic.clone(),
             partition: 0,
-            batch: raw,
+            records: raw.into(),
         }]
     };
     let ok = wait_for_produce(&alice, batch, true).await;

@@ -314,7 +314,7 @@ async fn an_interrupted_alignment_is_finished_at_the_next_start() {
             vec![ProduceItem {
                 topic: topic.clone(),
                 partition: 0,
-                batch: filler.into_bytes(),
+                records: filler.into_bytes().into(),
             }],
             -1,
             Duration::from_secs(30),

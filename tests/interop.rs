@@ -229,7 +229,7 @@ async fn raw_produce_then_rdkafka_reads(target: &Broker) {
                 vec![ProduceItem {
                     topic: topic.clone(),
                     partition: 0,
-                    batch: stripped.into_bytes(),
+                    records: stripped.into_bytes().into(),
                 }],
                 -1,
                 Duration::from_secs(30),

@@ -491,7 +491,7 @@ async fn a_target_topic_with_foreign_data_is_refused() {
     let _ = ProduceItem {
         topic,
         partition: 0,
-        batch: Default::default(),
+        records: Default::default(),
     };
 }
 

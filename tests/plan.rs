@@ -186,7 +186,7 @@ async fn put(c: &KafkaClient, topic: &str, partition: i32, n: usize) {
         let item = ProduceItem {
             topic: topic.to_owned(),
             partition,
-            batch: batch.clone(),
+            records: batch.clone().into(),
         };
         let r = c.produce(vec![item], -1, T).await;
         r.into_values().next().expect("one partition").map(drop)

@@ -290,7 +290,7 @@ pub fn round(topic: &str, batches: &[Vec<Bytes>], r: usize) -> Vec<ProduceItem> 
             bs.get(r).map(|b| ProduceItem {
                 topic: topic.to_owned(),
                 partition: p as i32,
-                batch: b.clone(),
+                records: b.clone().into(),
             })
         })
         .collect()

@@ -129,7 +129,7 @@ pub async fn run(
                 .map(|k| ProduceItem {
                     topic: topic.clone(),
                     partition: ((sent + k) % PARTITIONS as usize) as i32,
-                    batch: restamp(&pool[(sent + k) % pool.len()], ts),
+                    records: restamp(&pool[(sent + k) % pool.len()], ts).into(),
                 })
                 .collect();
             sent += n;

@@ -508,12 +508,21 @@ impl RawBatch {
         self.with_header(header)
     }
 
-    /// [`for_produce`](Self::for_produce) written straight onto the end of `out`: several
-    /// batches of one write go into one buffer with one copy each, not a copy per batch and
-    /// another to join them.
-    pub fn put_for_produce(&self, producer: Option<(i64, i16, i32)>, out: &mut BytesMut) {
-        out.extend_from_slice(&self.produce_header(producer).to_bytes());
-        out.extend_from_slice(self.records_section());
+    /// [`for_produce`](Self::for_produce) as two chunks, without copying the records: the
+    /// header, written into `headers` and split off from it, then the records section as
+    /// fetched (a slice of the same buffer). `headers` must be empty: the headers of one
+    /// write share its allocation, one after the other.
+    pub fn produce_chunks(
+        &self,
+        producer: Option<(i64, i16, i32)>,
+        headers: &mut BytesMut,
+    ) -> [Bytes; 2] {
+        debug_assert!(headers.is_empty(), "headers holds an earlier header");
+        headers.extend_from_slice(&self.produce_header(producer).to_bytes());
+        [
+            headers.split().freeze(),
+            self.bytes.slice(HEADER_LEN.min(self.bytes.len())..),
+        ]
     }
 
     /// The header [`for_produce`](Self::for_produce) sends: the CRC is recomputed only when a

@@ -252,18 +252,21 @@ fn a_checked_batch_rewrites_to_the_same_bytes_as_an_unchecked_one() {
 }
 
 #[test]
-fn put_for_produce_appends_exactly_what_for_produce_returns() {
+fn produce_chunks_join_to_exactly_what_for_produce_returns() {
     for (kc, _) in CODECS {
         let batch = one_batch(encode(&records(5, 9, false), kc)).with_base_offset(77);
+        let mut headers = BytesMut::with_capacity(2 * HEADER_LEN);
         for producer in [None, Some((42, 3, 17))] {
-            let mut out = BytesMut::from(&b"earlier batch"[..]);
-            batch.put_for_produce(producer, &mut out);
-            let (before, after) = out.split_at(13);
-            assert_eq!(before, b"earlier batch");
-            assert_eq!(after, &batch.for_produce(producer).bytes()[..]);
-            let sent = one_batch(Bytes::copy_from_slice(after));
+            let [header, records] = batch.produce_chunks(producer, &mut headers);
+            assert_eq!(header.len(), HEADER_LEN);
+            // The records section is the fetched bytes themselves, not a copy.
+            assert_eq!(records.as_ptr(), batch.records_section().as_ptr());
+            let joined = [&header[..], &records[..]].concat();
+            assert_eq!(joined, &batch.for_produce(producer).bytes()[..]);
+            let sent = one_batch(Bytes::from(joined));
             sent.verify_crc().expect("CRC holds");
             assert_eq!(sent.header().base_offset, 0);
+            assert!(headers.is_empty(), "each header is split off");
         }
     }
 }

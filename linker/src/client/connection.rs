@@ -2,7 +2,7 @@
 //! negotiation, TLS and SASL.
 //!
 //! ```text
-//!  caller ── encode frame ──► [bounded mpsc] ──► writer task ──► socket
+//!  caller ── encode frame ──► [bounded mpsc] ──► writer task ──► socket (one vectored write)
 //!    ▲                                                              │
 //!    └──── oneshot (keyed by correlation id) ◄── reader task ◄──────┘
 //! ```
@@ -36,6 +36,14 @@ use super::{sasl, transport};
 /// Frames queued for the writer; small because each frame may be megabytes.
 const WRITE_QUEUE: usize = 32;
 
+/// One request as written: length, header and body, in chunks written with vectored writes.
+/// Most requests are one chunk; a Produce request's record batches are chunks of their own
+/// (`produce_body`), so they are never copied into a request buffer.
+type Frame = Vec<Bytes>;
+
+/// Most chunks handed to one vectored write (Linux's IOV_MAX is 1024).
+const MAX_IOV: usize = 512;
+
 type Pending = HashMap<i32, oneshot::Sender<std::result::Result<Bytes, Arc<str>>>>;
 
 #[derive(Debug, Default)]
@@ -64,8 +72,9 @@ fn version_cap(key: i16) -> Option<i16> {
         // mirror needs (isolation level, aborted transactions, log start), and some
         // Kafka-compatible brokers send tagged fields in v12-v15 that strict decoders reject.
         ApiKey::Fetch => Some(11),
-        // v10+ only adds leader hints and, from v13, topic ids; v9 is accepted everywhere we test.
-        ApiKey::Produce => Some(9),
+        // v10+ only adds leader hints and, from v13, topic ids; v9 is accepted everywhere we
+        // test. Its body is encoded by `produce_body`, which knows exactly v3-v9.
+        ApiKey::Produce => Some(*super::produce_body::VERSIONS.end()),
         _ => None,
     }
 }
@@ -75,7 +84,7 @@ fn version_cap(key: i16) -> Option<i16> {
 pub struct Connection {
     broker: String,
     client_id: StrBytes,
-    queue: mpsc::Sender<Bytes>,
+    queue: mpsc::Sender<Frame>,
     state: Arc<Mutex<State>>,
     next_correlation: AtomicI32,
     versions: ApiVersions,
@@ -322,7 +331,37 @@ impl Connection {
     ) -> Result<InFlight<R>> {
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let frame = self.encode(req, version, correlation_id)?;
+        self.enqueue(frame, correlation_id, version, timeout).await
+    }
 
+    /// Queues a request of type `R` whose body the caller encodes, in chunks, at the
+    /// negotiated version (`body(version)`), with `extra` time on top of the request timeout.
+    /// Otherwise as [`queue_with_extra_time`](Self::queue_with_extra_time), with the same
+    /// cancel safety.
+    pub(crate) async fn queue_body_with_extra_time<R: Request>(
+        &self,
+        body: impl FnOnce(i16) -> Vec<Bytes>,
+        extra: Duration,
+    ) -> Result<InFlight<R>> {
+        let version = self.version_for::<R>()?;
+        let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let body = body(version);
+        let body_len = body.iter().map(Bytes::len).sum();
+        let mut frame = Vec::with_capacity(body.len() + 1);
+        frame.push(self.frame_head::<R>(version, correlation_id, body_len)?);
+        frame.extend(body);
+        self.enqueue(frame, correlation_id, version, self.request_timeout + extra)
+            .await
+    }
+
+    /// Registers `correlation_id` and queues `frame` for the writer.
+    async fn enqueue<R: Request>(
+        &self,
+        frame: Frame,
+        correlation_id: i32,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<InFlight<R>> {
         let (tx, rx) = oneshot::channel();
         {
             let mut st = lock(&self.state);
@@ -354,17 +393,13 @@ impl Connection {
         })
     }
 
-    fn encode<R: Request>(&self, req: &R, version: i16, correlation_id: i32) -> Result<Bytes> {
+    fn encode<R: Request>(&self, req: &R, version: i16, correlation_id: i32) -> Result<Frame> {
         let api = api_name(R::KEY);
         let proto = |e| protocol_error(&self.broker, api, e);
-        let header = RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(correlation_id)
-            .with_client_id(Some(self.client_id.clone()));
+        let header = self.request_header::<R>(version, correlation_id);
         let header_version = R::header_version(version);
-        // Sized exactly up front: a produce request carries megabytes of record batches, and
-        // growing the buffer while encoding copied them again on every doubling.
+        // Sized exactly up front: growing the buffer while encoding copies it on every
+        // doubling.
         let size = 4
             + header.compute_size(header_version).map_err(proto)?
             + req.compute_size(version).map_err(proto)?;
@@ -372,13 +407,44 @@ impl Connection {
         buf.put_i32(0); // length, patched below
         header.encode(&mut buf, header_version).map_err(proto)?;
         req.encode(&mut buf, version).map_err(proto)?;
-        let len = i32::try_from(buf.len() - 4).map_err(|_| Error::Protocol {
+        let len = self.frame_len(api, buf.len() - 4)?;
+        buf[..4].copy_from_slice(&len.to_be_bytes());
+        Ok(vec![buf.freeze()])
+    }
+
+    /// A frame's first chunk for a body of `body_len` bytes encoded elsewhere: the length
+    /// and the request header.
+    fn frame_head<R: Request>(
+        &self,
+        version: i16,
+        correlation_id: i32,
+        body_len: usize,
+    ) -> Result<Bytes> {
+        let api = api_name(R::KEY);
+        let proto = |e| protocol_error(&self.broker, api, e);
+        let header = self.request_header::<R>(version, correlation_id);
+        let header_version = R::header_version(version);
+        let header_len = header.compute_size(header_version).map_err(proto)?;
+        let mut buf = BytesMut::with_capacity(4 + header_len);
+        buf.put_i32(self.frame_len(api, header_len + body_len)?);
+        header.encode(&mut buf, header_version).map_err(proto)?;
+        Ok(buf.freeze())
+    }
+
+    fn request_header<R: Request>(&self, version: i16, correlation_id: i32) -> RequestHeader {
+        RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(self.client_id.clone()))
+    }
+
+    fn frame_len(&self, api: &'static str, len: usize) -> Result<i32> {
+        i32::try_from(len).map_err(|_| Error::Protocol {
             broker: self.broker.clone(),
             api,
             message: "request larger than 2 GiB".to_owned(),
-        })?;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        Ok(buf.freeze())
+        })
     }
 
     fn poisoned(&self, msg: &Arc<str>) -> Error {
@@ -507,18 +573,50 @@ pub fn api_name(key: i16) -> &'static str {
 
 async fn write_loop<W: AsyncWrite>(
     write: W,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Frame>,
     state: Arc<Mutex<State>>,
 ) {
     tokio::pin!(write);
     while let Some(frame) = rx.recv().await {
-        if let Err(e) = write.write_all(&frame).await {
+        if let Err(e) = write_frame(&mut write, &frame).await {
             poison(&state, format!("write failed: {e}"));
             return;
         }
     }
     // The connection was dropped: close our half politely.
     let _ = write.shutdown().await;
+}
+
+/// Writes every chunk of `frame`, in order, with as few vectored writes as the stream takes
+/// (one for a produce request on TCP; a stream that is not vectored takes a chunk at a time).
+async fn write_frame<W: AsyncWrite + Unpin>(write: &mut W, frame: &[Bytes]) -> std::io::Result<()> {
+    let (mut chunk, mut at) = (0, 0); // the next byte to write: frame[chunk][at]
+    while chunk < frame.len() {
+        if at == frame[chunk].len() {
+            (chunk, at) = (chunk + 1, 0);
+            continue;
+        }
+        let slices: Vec<std::io::IoSlice<'_>> = std::iter::once(&frame[chunk][at..])
+            .chain(frame[chunk + 1..].iter().map(|c| &c[..]))
+            .take(MAX_IOV)
+            .map(std::io::IoSlice::new)
+            .collect();
+        let mut n = write.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let left = frame[chunk].len() - at;
+            if n < left {
+                at += n;
+                n = 0;
+            } else {
+                n -= left;
+                (chunk, at) = (chunk + 1, 0);
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn read_loop<R: AsyncRead>(read: R, state: Arc<Mutex<State>>, max_frame: usize) {

@@ -321,3 +321,102 @@ async fn broker_closing_during_handshake_is_a_connection_error() {
         .unwrap_err();
     assert_eq!(err.retry(), Retry::Reconnect, "{err}");
 }
+
+/// A writer that takes at most `step` bytes per call, wherever they fall: across chunks when
+/// `vectored`, else from the first non-empty one.
+struct Trickle {
+    out: Vec<u8>,
+    step: usize,
+    vectored: bool,
+}
+
+impl tokio::io::AsyncWrite for Trickle {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let n = buf.len().min(self.step);
+        self.out.extend_from_slice(&buf[..n]);
+        std::task::Poll::Ready(Ok(n))
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if !self.vectored {
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return self.poll_write(cx, first);
+        }
+        let mut n = 0;
+        for b in bufs {
+            let take = b.len().min(self.step - n);
+            self.out.extend_from_slice(&b[..take]);
+            n += take;
+            if n == self.step {
+                break;
+            }
+        }
+        std::task::Poll::Ready(Ok(n))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.vectored
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn a_frame_of_chunks_is_written_whole_and_in_order_however_the_stream_splits_it() {
+    let sizes = [4usize, 0, 61, 16_384, 0, 3, 1, 61, 700];
+    let frame: Vec<Bytes> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| Bytes::from((0..*n).map(|k| (i * 31 + k) as u8).collect::<Vec<_>>()))
+        .collect();
+    let want: Vec<u8> = frame.iter().flat_map(|c| c.iter().copied()).collect();
+    // More chunks than one vectored write takes.
+    let many: Vec<Bytes> = (0..MAX_IOV * 2 + 7)
+        .map(|i| Bytes::from(vec![i as u8; i % 5]))
+        .collect();
+    let want_many: Vec<u8> = many.iter().flat_map(|c| c.iter().copied()).collect();
+    for vectored in [true, false] {
+        for step in [1, 5, 61, 65, 100, 70_000] {
+            let mut w = Trickle {
+                out: Vec::new(),
+                step,
+                vectored,
+            };
+            write_frame(&mut w, &frame).await.unwrap();
+            assert_eq!(w.out, want, "step {step}, vectored {vectored}");
+            w.out.clear();
+            write_frame(&mut w, &many).await.unwrap();
+            assert_eq!(w.out, want_many, "step {step}, vectored {vectored}");
+        }
+    }
+    let mut stuck = Trickle {
+        out: Vec::new(),
+        step: 0,
+        vectored: true,
+    };
+    let e = write_frame(&mut stuck, &frame).await.unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::WriteZero);
+}

@@ -12,13 +12,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, ProduceResponse,
 };
 use tokio::task::JoinSet;
 
 use super::error::{Context, Error, Result, Retry};
+pub use super::produce_body::ProduceRecords;
+use super::produce_body::produce_body;
 use super::{KafkaClient, topic_name};
 
 /// Transaction isolation for Fetch and ListOffsets.
@@ -110,15 +111,16 @@ pub struct FetchedPartition {
     pub records: Bytes,
 }
 
-/// One partition's records to produce: exactly one record batch (Kafka rejects more).
+/// One partition's records to produce: one record batch (Apache Kafka takes no more), or
+/// several consecutive ones where the target takes them.
 #[derive(Debug, Clone)]
 pub struct ProduceItem {
     /// Topic.
     pub topic: String,
     /// Partition.
     pub partition: i32,
-    /// One record batch, bytes as they will be stored.
-    pub batch: Bytes,
+    /// The record batches, bytes as they will be stored (`Bytes::into` for one buffer).
+    pub records: ProduceRecords,
 }
 
 /// What the broker said about one produced batch.
@@ -350,9 +352,18 @@ impl KafkaClient {
                 .iter()
                 .map(|i| (i.topic.clone(), i.partition))
                 .collect();
-            let req = produce_request(batch, acks, timeout);
+            let items = batch
+                .into_iter()
+                .map(|i| (i.topic, i.partition, i.records))
+                .collect();
             let inflight = match self.broker_connection_on(leader, lane).await {
-                Ok(conn) => conn.queue_with_extra_time(&req, timeout).await,
+                Ok(conn) => {
+                    conn.queue_body_with_extra_time::<ProduceRequest>(
+                        |version| produce_body(items, acks, timeout, version),
+                        timeout,
+                    )
+                    .await
+                }
                 Err(e) => Err(e),
             };
             queued.push((keys, inflight));
@@ -619,30 +630,6 @@ fn failed_fetch(p: &FetchPosition, error: Error) -> FetchedPartition {
 }
 
 /// One Produce request: each item's batch for its partition.
-fn produce_request(items: Vec<ProduceItem>, acks: i16, timeout: Duration) -> ProduceRequest {
-    let mut topics: BTreeMap<String, Vec<PartitionProduceData>> = BTreeMap::new();
-    for i in items {
-        topics.entry(i.topic).or_default().push(
-            PartitionProduceData::default()
-                .with_index(i.partition)
-                .with_records(Some(i.batch)),
-        );
-    }
-    ProduceRequest::default()
-        .with_acks(acks)
-        .with_timeout_ms(i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX))
-        .with_topic_data(
-            topics
-                .into_iter()
-                .map(|(t, ps)| {
-                    TopicProduceData::default()
-                        .with_name(topic_name(&t))
-                        .with_partition_data(ps)
-                })
-                .collect(),
-        )
-}
-
 /// Each partition's outcome in a Produce response.
 fn produce_results(resp: ProduceResponse) -> PartitionResults<ProduceAck> {
     let mut out = BTreeMap::new();

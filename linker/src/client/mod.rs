@@ -18,6 +18,7 @@ pub mod connection;
 pub mod data;
 pub mod error;
 pub mod groups;
+mod produce_body;
 mod sasl;
 pub mod transport;
 

@@ -103,7 +103,7 @@ impl Engine {
             let item = ProduceItem {
                 topic: tp.topic.clone(),
                 partition: tp.partition,
-                batch: batch.into_bytes(),
+                records: batch.into_bytes().into(),
             };
             let mut r = self
                 .target

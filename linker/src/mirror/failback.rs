@@ -212,7 +212,7 @@ pub async fn copy_back(
                 let item = ProduceItem {
                     topic: tp.topic.clone(),
                     partition: tp.partition,
-                    batch: pending.to_write(),
+                    records: pending.to_write().into(),
                 };
                 let mut results = source
                     .produce(vec![item], -1, Duration::from_secs(30))

@@ -34,7 +34,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use crate::batch::{self, BatchError, BatchHeader, RawBatch, attr};
-use crate::client::data::AbortedTransaction;
+use crate::client::data::{AbortedTransaction, ProduceRecords};
 use crate::offset::{SourceOffset, TargetOffset, TopicPartition};
 use crate::state::{MapEntry, OffsetMap};
 
@@ -302,7 +302,7 @@ impl PartitionRun {
     /// with strait's producer id and the next sequence number, or as prepared if `Plain`.
     /// Call only when [`Self::can_send`] said yes.
     #[cfg(test)]
-    pub fn send_next(&mut self, ticket: u64) -> Option<Bytes> {
+    pub fn send_next(&mut self, ticket: u64) -> Option<ProduceRecords> {
         self.send_run(ticket, 1)
     }
 
@@ -310,7 +310,7 @@ impl PartitionRun {
     /// one records blob (one write to the target, for targets that take several batches of a
     /// partition per request). Until the target confirmed the producer id, one batch: a
     /// target without state for the id would take any first sequence.
-    pub fn send_run(&mut self, ticket: u64, max: usize) -> Option<Bytes> {
+    pub fn send_run(&mut self, ticket: u64, max: usize) -> Option<ProduceRecords> {
         let first = self.first_unsent()?;
         let max = match self.producer {
             Producer::Id {
@@ -321,7 +321,7 @@ impl PartitionRun {
         };
         // Which batches go: up to `max` unsent ones in a row. Skipped source ranges write
         // nothing, so the batches around them go together.
-        let (mut count, mut size) = (0, 0);
+        let mut count = 0;
         for step in self.queue.iter().skip(first) {
             if count == max {
                 break;
@@ -331,15 +331,14 @@ impl PartitionRun {
                 break;
             }
             count += 1;
-            size += p.written.bytes().len();
         }
         if count == 0 {
             return None;
         }
-        // Several batches are written straight into one buffer (one copy each); a single
-        // one is passed on as is when its header needs no change.
-        let mut joined = (count > 1).then(|| BytesMut::with_capacity(size));
-        let mut single = None;
+        // No record is copied: each batch goes as its rewritten header (the write's headers
+        // share one buffer) and its records section as fetched.
+        let mut headers = BytesMut::with_capacity(count * batch::HEADER_LEN);
+        let mut records = ProduceRecords::new();
         let mut taken = 0;
         for step in self.queue.iter_mut().skip(first) {
             if taken == count {
@@ -360,9 +359,8 @@ impl PartitionRun {
                 }
                 Producer::Needed | Producer::Requested => unreachable!("checked above"),
             };
-            match &mut joined {
-                Some(buf) => p.written.put_for_produce(producer, buf),
-                None => single = Some(p.written.for_produce(producer).into_bytes()),
+            for chunk in p.written.produce_chunks(producer, &mut headers) {
+                records.push(chunk);
             }
             p.ticket = Some(ticket);
             if let Some(at) = p.fetched.take() {
@@ -371,7 +369,7 @@ impl PartitionRun {
             taken += 1;
         }
         self.in_flight += 1;
-        joined.map(BytesMut::freeze).or(single)
+        Some(records)
     }
 
     /// How many batches the write `ticket` carries (0 if none in flight has it).

@@ -313,7 +313,7 @@ fn pipelined_writes_carry_consecutive_sequences_and_stay_byte_identical() {
     let sent: Vec<RawBatch> = (0..3)
         .map(|t| {
             assert!(r.can_send(5));
-            RawBatch::from_bytes(r.send_next(t).unwrap()).unwrap()
+            RawBatch::from_bytes(r.send_next(t).unwrap().to_bytes()).unwrap()
         })
         .collect();
     assert!(!r.can_send(5), "nothing left to send");
@@ -456,14 +456,16 @@ fn sequences_wrap_like_kafkas() {
 fn a_refused_lone_write_of_several_is_sent_again_with_the_same_sequences() {
     let mut r = pipelined(4);
     r.producer = confirmed_id(7, 1);
-    let first = batch::split(r.send_run(0, 3).unwrap()).unwrap().batches;
+    let first = batch::split(r.send_run(0, 3).unwrap().to_bytes())
+        .unwrap()
+        .batches;
     assert_eq!(first.len(), 3);
     assert!(r.take_back_refused(0));
     assert_eq!(r.in_flight, 0);
     assert!(!r.broken, "nothing was written: no reconcile");
     // The same batches again, one per write, under the same sequence numbers.
     for (ticket, want) in (1..).zip(&first) {
-        let again = batch::split(r.send_run(ticket, 1).unwrap())
+        let again = batch::split(r.send_run(ticket, 1).unwrap().to_bytes())
             .unwrap()
             .batches;
         assert_eq!(again.len(), 1);
@@ -487,11 +489,11 @@ fn several_batches_go_in_one_write_with_consecutive_sequences() {
         next_seq: 0,
         confirmed: false,
     };
-    let first = r.send_run(0, 8).unwrap();
+    let first = r.send_run(0, 8).unwrap().to_bytes();
     assert_eq!(batch::split(first).unwrap().batches.len(), 1);
     assert!(r.on_ack(0, 100));
     // Confirmed: up to `max` batches, one after the other, each stamped and CRC-sound.
-    let run_bytes = r.send_run(1, 3).unwrap();
+    let run_bytes = r.send_run(1, 3).unwrap().to_bytes();
     assert_eq!(r.in_flight, 1, "one write, however many batches");
     let sent = batch::split(run_bytes).unwrap().batches;
     assert_eq!(sent.len(), 3);
@@ -574,7 +576,9 @@ fn batches_around_a_skipped_range_go_together() {
         first_offset: 2,
     }];
     r.accept_fetch(blob(&parts), &aborted).unwrap();
-    let sent = batch::split(r.send_run(0, 8).unwrap()).unwrap().batches;
+    let sent = batch::split(r.send_run(0, 8).unwrap().to_bytes())
+        .unwrap()
+        .batches;
     assert_eq!(sent.len(), 2, "both data batches, not the skipped ones");
     assert_eq!(
         r.batches_under(0),

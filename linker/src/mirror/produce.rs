@@ -116,7 +116,7 @@ impl Engine {
                 items.push(ProduceItem {
                     topic: slot.run.tp.topic.clone(),
                     partition: slot.run.tp.partition,
-                    batch: bytes,
+                    records: bytes,
                 });
                 tickets.push((slot.run.tp.clone(), ticket));
                 slot.retry_at = None;

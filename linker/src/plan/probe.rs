@@ -393,7 +393,7 @@ impl Probe<'_> {
             let item = crate::client::data::ProduceItem {
                 topic: self.topic.clone(),
                 partition: 0,
-                batch: batch.clone(),
+                records: batch.clone().into(),
             };
             let r = self
                 .client
