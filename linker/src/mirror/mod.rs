@@ -2,13 +2,15 @@
 //! batch and byte for byte, and records where every batch landed.
 //!
 //! ```text
-//!            ┌──────────── coordinator task (owns every PartitionRun) ────────────┐
-//!  source ◄──┤ fetch round: one Fetch per source leader, many partitions each      │
-//!            │   └► accept_fetch: CRC check, drop control/aborted ─► queue         │
-//!  target ◄──┤ produce rounds: one Produce per target leader, ≤1 batch/partition,  │
-//!            │   ≤5 rounds in flight per partition (strait's idempotent producer)   │
+//!            ┌──────────── coordinator task (owns every PartitionRun) ──────────────┐
+//!  source ◄──┤ fetch round: one Fetch per source leader, many partitions each       │
+//!            │   └► accept_fetch: CRC check, drop control/aborted ─► queue          │
+//!  target ◄──┤ produce rounds: one Produce per target leader, 1 batch/partition     │
+//!            │   (up to 8 where the target takes them, `stacking`), ≤5 rounds in    │
+//!            │   flight per partition (strait's idempotent producer); each batch    │
+//!            │   goes as a new 61-byte header + its fetched records, never copied   │
 //!            │   └► acks in queue order ─► MapEntry + checkpoint (one sled write)   │
-//!            └─────────────────────────────────────────────────────────────────────┘
+//!            └──────────────────────────────────────────────────────────────────────┘
 //! ```
 //!
 //! One task owns all partition state, so there are no locks on the data path; network calls

@@ -53,7 +53,7 @@ pub(crate) struct Pending {
     /// The batch as fetched (CRC verified).
     pub source: RawBatch,
     /// The batch to produce, before its producer identity and base offset are set at send
-    /// time ([`RawBatch::for_produce`]): the fetched batch itself (no copy), or, for a gapped
+    /// time ([`RawBatch::produce_chunks`]): the fetched batch itself (no copy), or, for a gapped
     /// batch on a target that refuses gaps, a re-encoding with contiguous offsets.
     pub written: RawBatch,
     /// Set when `written` was re-encoded: the source offset deltas of its records, in order.
