@@ -7,6 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use strait_linker::client::Retry;
 use strait_linker::client::data::Isolation;
 use strait_linker::mirror::{Mirror, MirrorSettings, PartitionState, verify};
 use strait_linker::offset::{SourceOffset, TargetOffset, TopicPartition};
@@ -309,18 +310,32 @@ async fn an_interrupted_alignment_is_finished_at_the_next_start() {
     // What a strait killed in the middle of aligning leaves behind.
     create_topic(&tc, &topic, 1, &[]).await;
     let filler = strait_linker::records::filler_batch(3, recent_base()).unwrap();
-    let acks = tc
-        .produce(
-            vec![ProduceItem {
-                topic: topic.clone(),
-                partition: 0,
-                records: filler.into_bytes().into(),
-            }],
-            -1,
-            Duration::from_secs(30),
-        )
-        .await;
-    assert_eq!(acks[&(topic.clone(), 0)].as_ref().unwrap().base_offset, 0);
+    // A topic just created can refuse writes for a moment (its leader is in the metadata
+    // before it takes them): retry what is retriable.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ack = loop {
+        let mut acks = tc
+            .produce(
+                vec![ProduceItem {
+                    topic: topic.clone(),
+                    partition: 0,
+                    records: filler.bytes().clone().into(),
+                }],
+                -1,
+                Duration::from_secs(30),
+            )
+            .await;
+        match acks
+            .remove(&(topic.clone(), 0))
+            .expect("an answer for the partition")
+        {
+            Err(e) if e.retry() != Retry::No && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            r => break r.expect("the filler is written"),
+        }
+    };
+    assert_eq!(ack.base_offset, 0);
     let dir = tempfile::tempdir().unwrap();
     {
         let store = StateStore::open(dir.path()).unwrap();
