@@ -688,3 +688,68 @@ async fn deleted_source_topics_stop_and_config_changes_are_resynced() {
     );
     m.stop().await;
 }
+
+/// `[mirror] start`: every new partition starts at the first record at or after the
+/// timestamp (read for all partitions of a topic at once), and at the end where no record is
+/// that new; the target holds exactly the records from there on.
+#[tokio::test(flavor = "multi_thread")]
+async fn new_partitions_start_where_the_start_position_says() {
+    use strait_linker::mirror::Start;
+    let (source, target) = (kafka_source(), kafka_target());
+    let sc = client(source).await;
+    let tc = client(target).await;
+    let one_per_batch = producer(source, &[("batch.num.messages", "1"), ("linger.ms", "0")]);
+    let sent = sample_records(10, "start"); // timestamps recent_base() + 13 * i
+    let (middle, future) = (unique("start-ts"), unique("start-future"));
+    for topic in [&middle, &future] {
+        create_topic(&sc, topic, 3, &[]).await;
+        for p in 0..3 {
+            send_all(&one_per_batch, topic, p, &sent).await;
+        }
+    }
+
+    // At record 4's timestamp + 1: the first record at or after it is record 5.
+    let at = sent[4].timestamp + 1;
+    let m = start_mirror(source, target, &[&middle], |s| {
+        s.start = Start::Timestamp(at)
+    })
+    .await;
+    wait_caught_up(&m.status, &middle, &[10, 10, 10]).await;
+    // The empty Kafka target is aligned (filler, then DeleteRecords): its log is 5..10.
+    let keys: Vec<(String, i32)> = (0..3).map(|p| (middle.clone(), p)).collect();
+    for (key, bounds) in tc.log_bounds(&keys).await {
+        let b = bounds.unwrap();
+        assert_eq!((b.start, b.end), (5, 10), "{key:?}");
+    }
+    let (store, _dir) = m.stop().await;
+    let report = verify::verify(&sc, &tc, &store, |t| t == middle)
+        .await
+        .unwrap();
+    assert!(report.identical, "{report:#?}");
+    let matched: u64 = report.partitions.iter().map(|p| p.matched).sum();
+    assert_eq!(matched, 15, "records 5..10 of each partition, identical");
+
+    // After every record: nothing old is copied; a record written later is.
+    let later = sent[9].timestamp + 3_600_000;
+    let m = start_mirror(source, target, &[&future], |s| {
+        s.start = Start::Timestamp(later)
+    })
+    .await;
+    wait_caught_up(&m.status, &future, &[10, 10, 10]).await;
+    let extra = sample_records(1, "later");
+    send_all(&one_per_batch, &future, 1, &extra).await;
+    wait_caught_up(&m.status, &future, &[10, 11, 10]).await;
+    let keys: Vec<(String, i32)> = (0..3).map(|p| (future.clone(), p)).collect();
+    for ((_, p), bounds) in tc.log_bounds(&keys).await {
+        let b = bounds.unwrap();
+        let end = if p == 1 { 11 } else { 10 };
+        assert_eq!((b.start, b.end), (10, end), "partition {p}");
+    }
+    let (store, _dir) = m.stop().await;
+    let report = verify::verify(&sc, &tc, &store, |t| t == future)
+        .await
+        .unwrap();
+    assert!(report.identical, "{report:#?}");
+    let matched: u64 = report.partitions.iter().map(|p| p.matched).sum();
+    assert_eq!(matched, 1, "only the later record, identical");
+}
