@@ -269,10 +269,26 @@ impl Engine {
                 }
             }
         }
-        for (key, r) in self.target.log_bounds(keys).await {
-            if let Ok(bounds) = r {
-                early.bounds.insert(key, bounds);
+        // A target topic created a moment ago refuses reads for a moment (its leaders are in
+        // the metadata before they serve): what is retriable is read again, all together,
+        // up to 20 times 100 ms apart (as `brief_retry` does for one partition).
+        let mut pending = keys.to_vec();
+        for attempt in 0.. {
+            let mut again = Vec::new();
+            for (key, r) in self.target.log_bounds(&pending).await {
+                match r {
+                    Ok(bounds) => {
+                        early.bounds.insert(key, bounds);
+                    }
+                    Err(e) if e.retry() != Retry::No && attempt < 20 => again.push(key),
+                    Err(_) => {}
+                }
             }
+            if again.is_empty() {
+                break;
+            }
+            pending = again;
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         early
     }
