@@ -319,32 +319,21 @@ impl PartitionRun {
             Producer::Needed | Producer::Requested => return None,
             _ => max.max(1),
         };
-        // Which batches go: up to `max` unsent ones in a row. Skipped source ranges write
-        // nothing, so the batches around them go together.
-        let mut count = 0;
-        for step in self.queue.iter().skip(first) {
-            if count == max {
+        // Up to `max` unsent batches in a row (skipped source ranges write nothing, so the
+        // batches around them go together). No record is copied: each batch goes as its
+        // rewritten header (the write's headers share one buffer, grown if a write holds
+        // more than 8) and its records section as fetched.
+        let mut headers = BytesMut::with_capacity(max.min(8) * batch::HEADER_LEN);
+        let mut records = ProduceRecords::new();
+        let mut taken = 0;
+        for step in self.queue.iter_mut().skip(first) {
+            if taken == max {
                 break;
             }
             let Step::Write(p) = step else { continue };
             if p.ticket.is_some() {
                 break;
             }
-            count += 1;
-        }
-        if count == 0 {
-            return None;
-        }
-        // No record is copied: each batch goes as its rewritten header (the write's headers
-        // share one buffer) and its records section as fetched.
-        let mut headers = BytesMut::with_capacity(count * batch::HEADER_LEN);
-        let mut records = ProduceRecords::new();
-        let mut taken = 0;
-        for step in self.queue.iter_mut().skip(first) {
-            if taken == count {
-                break;
-            }
-            let Step::Write(p) = step else { continue };
             let producer = match &mut self.producer {
                 Producer::Plain => None,
                 Producer::Id {
