@@ -12,7 +12,7 @@ use super::engine::{Engine, Event, MirrorError, Slot};
 use super::partition::PartitionRun;
 use super::status::{PartitionState, PartitionView, TopicProblem};
 use super::{Start, topics};
-use crate::client::data::{Isolation, LogBounds, OffsetSpec};
+use crate::client::data::{Isolation, LogBounds, OffsetSpec, PartitionResults};
 use crate::client::{Error, Retry, TopicMetadata};
 use crate::offset::{SourceOffset, TargetOffset, TopicPartition};
 use crate::state::{OffsetMap, PartitionCheckpoint, PartitionStatus, StateError};
@@ -236,60 +236,19 @@ impl Engine {
     /// Reads where each of `keys` (new partitions of one topic) starts on the source and
     /// what its target holds, for all of them at once: one ListOffsets per source leader and
     /// one bounds read per target leader, where a round trip per partition made a
-    /// 1,000-partition start take seconds. A partition whose answer was an error is left
-    /// out; [`Self::init_partition`] reads it on its own, with retries.
+    /// 1,000-partition start take seconds. A partition whose answer stays an error is set up
+    /// at the next discovery.
     async fn prefetch(&self, keys: &[(String, i32)]) -> Prefetched {
         let mut early = Prefetched::default();
         if keys.is_empty() {
             return early;
         }
-        let mut none_found = Vec::new();
-        for (key, r) in self
-            .source
-            .list_offsets(keys, self.start_spec(), Isolation::ReadCommitted)
-            .await
-        {
-            match r {
-                Ok(found) if found.offset >= 0 => {
-                    early.starts.insert(key, found.offset);
-                }
-                // No record at or after the timestamp: start at the end (as `start_offset`).
-                Ok(_) => none_found.push(key),
-                Err(_) => {}
-            }
-        }
-        if !none_found.is_empty() {
-            for (key, r) in self
-                .source
-                .list_offsets(&none_found, OffsetSpec::Latest, Isolation::ReadCommitted)
-                .await
-            {
-                if let Ok(latest) = r {
-                    early.starts.insert(key, latest.offset);
-                }
-            }
-        }
-        // A target topic created a moment ago refuses reads for a moment (its leaders are in
-        // the metadata before they serve): what is retriable is read again, all together,
-        // up to 20 times 100 ms apart (as `brief_retry` does for one partition).
-        let mut pending = keys.to_vec();
-        for attempt in 0.. {
-            let mut again = Vec::new();
-            for (key, r) in self.target.log_bounds(&pending).await {
-                match r {
-                    Ok(bounds) => {
-                        early.bounds.insert(key, bounds);
-                    }
-                    Err(e) if e.retry() != Retry::No && attempt < 20 => again.push(key),
-                    Err(_) => {}
-                }
-            }
-            if again.is_empty() {
-                break;
-            }
-            pending = again;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // A topic created a moment ago refuses reads for a moment (its leaders are in the
+        // metadata before they serve): those partitions are read again, together.
+        let starts = brief_retry_all(keys, |k| async move { self.start_offsets(&k).await });
+        early.starts = starts.await;
+        let bounds = brief_retry_all(keys, |k| async move { self.target.log_bounds(&k).await });
+        early.bounds = bounds.await;
         early
     }
 
@@ -346,25 +305,14 @@ impl Engine {
                 (map, true)
             }
             None => {
-                // A just-created topic answers with leadership errors for a moment: retry
-                // briefly rather than wait a whole discovery interval.
-                let key = (tp.topic.clone(), tp.partition);
-                let start = match early.starts.get(&key) {
-                    Some(s) => Ok(*s),
-                    None => brief_retry(|| self.start_offset(&tp)).await,
-                };
-                let start = match start {
+                let start = match answer(&early.starts, &tp) {
                     Ok(s) => s,
                     Err(e) => {
                         tracing::warn!(partition = %tp, error = %e, "cannot read the source start offset; retrying at next discovery");
                         return Ok(());
                     }
                 };
-                let bounds = match early.bounds.get(&key) {
-                    Some(b) => Ok(*b),
-                    None => brief_retry(|| self.target_bounds(&tp)).await,
-                };
-                let bounds = match bounds {
+                let bounds = match answer(&early.bounds, &tp) {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::warn!(partition = %tp, error = %e, "cannot read the target end offset; retrying at next discovery");
@@ -470,33 +418,36 @@ impl Engine {
         Ok(())
     }
 
-    pub(super) async fn start_offset(&self, tp: &TopicPartition) -> Result<i64, Error> {
-        let parts = [(tp.topic.clone(), tp.partition)];
-        let spec = self.start_spec();
-        let key = (tp.topic.clone(), tp.partition);
-        let found = self
+    /// Where each of `keys` starts per `[mirror] start`, one ListOffsets per source leader;
+    /// a timestamp after every record of a partition starts it at its end.
+    async fn start_offsets(&self, keys: &[(String, i32)]) -> PartitionResults<i64> {
+        let mut out = PartitionResults::new();
+        let mut none_found = Vec::new();
+        for (key, r) in self
             .source
-            .list_offsets(&parts, spec, Isolation::ReadCommitted)
+            .list_offsets(keys, self.start_spec(), Isolation::ReadCommitted)
             .await
-            .remove(&key)
-            .unwrap_or(Err(Error::NoLeader {
-                context: crate::client::Context::partition(&tp.topic, tp.partition),
-            }))?;
-        if found.offset >= 0 {
-            return Ok(found.offset);
+        {
+            match r {
+                Ok(found) if found.offset >= 0 => {
+                    out.insert(key, Ok(found.offset));
+                }
+                Ok(_) => none_found.push(key),
+                Err(e) => {
+                    out.insert(key, Err(e));
+                }
+            }
         }
-        // No record at or after the timestamp: start at the end.
-        let latest = self
-            .source
-            .list_offsets(&parts, OffsetSpec::Latest, Isolation::ReadCommitted)
-            .await
-            .remove(&key);
-        Ok(latest
-            .unwrap_or(Ok(crate::client::data::ListedOffset {
-                offset: 0,
-                timestamp: -1,
-            }))?
-            .offset)
+        if !none_found.is_empty() {
+            for (key, r) in self
+                .source
+                .list_offsets(&none_found, OffsetSpec::Latest, Isolation::ReadCommitted)
+                .await
+            {
+                out.insert(key, r.map(|latest| latest.offset));
+            }
+        }
+        out
     }
 
     /// What `[mirror] start` asks ListOffsets for.
@@ -522,25 +473,44 @@ impl Engine {
 /// New partitions' start offsets and target bounds, read together ([`Engine::prefetch`]).
 #[derive(Debug, Default)]
 pub(super) struct Prefetched {
-    starts: BTreeMap<(String, i32), i64>,
-    bounds: BTreeMap<(String, i32), LogBounds>,
+    starts: PartitionResults<i64>,
+    bounds: PartitionResults<LogBounds>,
 }
 
-/// Retries a retriable error up to 20 times, 100 ms apart (partition set-up only: it blocks
-/// the coordinator, so it must stay short).
-async fn brief_retry<T, F, Fut>(mut op: F) -> Result<T, Error>
+/// Calls `read` for `keys`, then again for the partitions whose answer was a retriable error,
+/// all of them in one call, up to 20 times 100 ms apart (partition set-up only: it blocks
+/// the coordinator, so it must stay short). Returns every partition's last answer.
+async fn brief_retry_all<T, F, Fut>(keys: &[(String, i32)], mut read: F) -> PartitionResults<T>
 where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, Error>>,
+    F: FnMut(Vec<(String, i32)>) -> Fut,
+    Fut: std::future::Future<Output = PartitionResults<T>>,
 {
-    let mut attempt = 0;
-    loop {
-        match op().await {
-            Err(e) if e.retry() != Retry::No && attempt < 20 => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut out = PartitionResults::new();
+    let mut pending = keys.to_vec();
+    for attempt in 0.. {
+        let mut again = Vec::new();
+        for (key, r) in read(pending).await {
+            if matches!(&r, Err(e) if e.retry() != Retry::No) && attempt < 20 {
+                again.push(key.clone());
             }
-            r => return r,
+            out.insert(key, r);
         }
+        if again.is_empty() {
+            break;
+        }
+        pending = again;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    out
+}
+
+/// One partition's answer in `results` (a partition missing from them has no leader).
+fn answer<T: Copy>(results: &PartitionResults<T>, tp: &TopicPartition) -> Result<T, Error> {
+    match results.get(&(tp.topic.clone(), tp.partition)) {
+        Some(Ok(v)) => Ok(*v),
+        Some(Err(e)) => Err(e.clone()),
+        None => Err(Error::NoLeader {
+            context: crate::client::Context::partition(&tp.topic, tp.partition),
+        }),
     }
 }
