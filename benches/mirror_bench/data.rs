@@ -229,9 +229,8 @@ pub fn records_per_batch(w: &Workload) -> usize {
     lo
 }
 
-/// Generates the workload's batches (round-robin over partitions).
-pub fn generate(w: &Workload) -> Vec<Vec<Bytes>> {
-    let per_batch = records_per_batch(w);
+/// Generates the workload's batches of `per_batch` records (round-robin over partitions).
+pub fn generate(w: &Workload, per_batch: usize) -> Vec<Vec<Bytes>> {
     let batches = w.total_bytes.div_ceil(per_batch * w.record_bytes);
     let mut out = vec![Vec::new(); w.partitions as usize];
     let ts = now_ms();
@@ -349,9 +348,10 @@ pub async fn produce_retrying(
 /// Loads the workload into a new source topic.
 pub async fn load(c: &KafkaClient, w: &Workload, topic: &str) -> Result<Backlog> {
     create_topic(c, topic, w.partitions).await?;
-    let batches = generate(w);
+    let per_batch = records_per_batch(w);
+    let batches = generate(w, per_batch);
     produce_all(c, topic, &batches, 8, RAW_LANES).await?;
-    let per_batch = records_per_batch(w) as u64;
+    let per_batch = per_batch as u64;
     let n: u64 = batches.iter().map(|b| b.len() as u64).sum();
     let wire_bytes = batches.iter().flatten().map(|b| b.len() as u64).sum();
     Ok(Backlog {
