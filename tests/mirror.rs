@@ -716,18 +716,8 @@ async fn new_partitions_start_where_the_start_position_says() {
     .await;
     wait_caught_up(&m.status, &middle, &[10, 10, 10]).await;
     // The empty Kafka target is aligned (filler, then DeleteRecords): its log is 5..10.
-    let keys: Vec<(String, i32)> = (0..3).map(|p| (middle.clone(), p)).collect();
-    for (key, bounds) in tc.log_bounds(&keys).await {
-        let b = bounds.unwrap();
-        assert_eq!((b.start, b.end), (5, 10), "{key:?}");
-    }
     let (store, _dir) = m.stop().await;
-    let report = verify::verify(&sc, &tc, &store, |t| t == middle)
-        .await
-        .unwrap();
-    assert!(report.identical, "{report:#?}");
-    let matched: u64 = report.partitions.iter().map(|p| p.matched).sum();
-    assert_eq!(matched, 15, "records 5..10 of each partition, identical");
+    assert_target_logs(&sc, &tc, &store, &middle, &[(5, 10); 3], 15).await;
 
     // After every record: nothing old is copied; a record written later is.
     let later = sent[9].timestamp + 3_600_000;
@@ -739,17 +729,30 @@ async fn new_partitions_start_where_the_start_position_says() {
     let extra = sample_records(1, "later");
     send_all(&one_per_batch, &future, 1, &extra).await;
     wait_caught_up(&m.status, &future, &[10, 11, 10]).await;
-    let keys: Vec<(String, i32)> = (0..3).map(|p| (future.clone(), p)).collect();
+    let (store, _dir) = m.stop().await;
+    let logs = [(10, 10), (10, 11), (10, 10)];
+    assert_target_logs(&sc, &tc, &store, &future, &logs, 1).await;
+}
+
+/// Asserts that partition p of `topic` on the target holds offsets `logs[p]` (start, end)
+/// and that verify finds the mirrored records identical, `matched` of them.
+async fn assert_target_logs(
+    sc: &KafkaClient,
+    tc: &KafkaClient,
+    store: &StateStore,
+    topic: &str,
+    logs: &[(i64, i64)],
+    matched: u64,
+) {
+    let keys: Vec<(String, i32)> = (0..logs.len() as i32)
+        .map(|p| (topic.to_owned(), p))
+        .collect();
     for ((_, p), bounds) in tc.log_bounds(&keys).await {
         let b = bounds.unwrap();
-        let end = if p == 1 { 11 } else { 10 };
-        assert_eq!((b.start, b.end), (10, end), "partition {p}");
+        assert_eq!((b.start, b.end), logs[p as usize], "{topic}-{p}");
     }
-    let (store, _dir) = m.stop().await;
-    let report = verify::verify(&sc, &tc, &store, |t| t == future)
-        .await
-        .unwrap();
+    let report = verify::verify(sc, tc, store, |t| t == topic).await.unwrap();
     assert!(report.identical, "{report:#?}");
-    let matched: u64 = report.partitions.iter().map(|p| p.matched).sum();
-    assert_eq!(matched, 1, "only the later record, identical");
+    let found: u64 = report.partitions.iter().map(|p| p.matched).sum();
+    assert_eq!(found, matched, "records verified identical");
 }
