@@ -393,27 +393,18 @@ impl Connection {
         })
     }
 
+    /// `req` as a frame: [`Self::frame_head`], then the body in a buffer sized exactly up
+    /// front (growing it while encoding would copy it on every doubling).
     fn encode<R: Request>(&self, req: &R, version: i16, correlation_id: i32) -> Result<Frame> {
-        let api = api_name(R::KEY);
-        let proto = |e| protocol_error(&self.broker, api, e);
-        let header = self.request_header::<R>(version, correlation_id);
-        let header_version = R::header_version(version);
-        // Sized exactly up front: growing the buffer while encoding copies it on every
-        // doubling.
-        let size = 4
-            + header.compute_size(header_version).map_err(proto)?
-            + req.compute_size(version).map_err(proto)?;
-        let mut buf = BytesMut::with_capacity(size);
-        buf.put_i32(0); // length, patched below
-        header.encode(&mut buf, header_version).map_err(proto)?;
-        req.encode(&mut buf, version).map_err(proto)?;
-        let len = self.frame_len(api, buf.len() - 4)?;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
-        Ok(vec![buf.freeze()])
+        let proto = |e| protocol_error(&self.broker, api_name(R::KEY), e);
+        let mut body = BytesMut::with_capacity(req.compute_size(version).map_err(proto)?);
+        req.encode(&mut body, version).map_err(proto)?;
+        let head = self.frame_head::<R>(version, correlation_id, body.len())?;
+        Ok(vec![head, body.freeze()])
     }
 
-    /// A frame's first chunk for a body of `body_len` bytes encoded elsewhere: the length
-    /// and the request header.
+    /// A frame's first chunk for a body of `body_len` bytes: the length and the request
+    /// header.
     fn frame_head<R: Request>(
         &self,
         version: i16,
@@ -422,29 +413,22 @@ impl Connection {
     ) -> Result<Bytes> {
         let api = api_name(R::KEY);
         let proto = |e| protocol_error(&self.broker, api, e);
-        let header = self.request_header::<R>(version, correlation_id);
-        let header_version = R::header_version(version);
-        let header_len = header.compute_size(header_version).map_err(proto)?;
-        let mut buf = BytesMut::with_capacity(4 + header_len);
-        buf.put_i32(self.frame_len(api, header_len + body_len)?);
-        header.encode(&mut buf, header_version).map_err(proto)?;
-        Ok(buf.freeze())
-    }
-
-    fn request_header<R: Request>(&self, version: i16, correlation_id: i32) -> RequestHeader {
-        RequestHeader::default()
+        let header = RequestHeader::default()
             .with_request_api_key(R::KEY)
             .with_request_api_version(version)
             .with_correlation_id(correlation_id)
-            .with_client_id(Some(self.client_id.clone()))
-    }
-
-    fn frame_len(&self, api: &'static str, len: usize) -> Result<i32> {
-        i32::try_from(len).map_err(|_| Error::Protocol {
+            .with_client_id(Some(self.client_id.clone()));
+        let header_version = R::header_version(version);
+        let header_len = header.compute_size(header_version).map_err(proto)?;
+        let len = i32::try_from(header_len + body_len).map_err(|_| Error::Protocol {
             broker: self.broker.clone(),
             api,
             message: "request larger than 2 GiB".to_owned(),
-        })
+        })?;
+        let mut buf = BytesMut::with_capacity(4 + header_len);
+        buf.put_i32(len);
+        header.encode(&mut buf, header_version).map_err(proto)?;
+        Ok(buf.freeze())
     }
 
     fn poisoned(&self, msg: &Arc<str>) -> Error {
