@@ -451,8 +451,11 @@ async fn a_foreign_write_to_a_mirror_topic_stops_that_partition() {
     assert_eq!(part(1).unrecorded, 3, "{report:#?}");
 }
 
+/// One discovery meets four new topics: three are created on the target together (one
+/// CreateTopics), each with its own partition count and configs, and mirrored; the fourth
+/// already exists on the target with foreign data and is refused without holding up the rest.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_target_topic_with_foreign_data_is_refused() {
+async fn topics_created_together_keep_their_shapes_and_an_occupied_one_is_refused() {
     let (source, target) = (kafka_source(), kafka_target());
     let (sc, tc) = (client(source).await, client(target).await);
     let topic = unique("occupied");
@@ -466,25 +469,50 @@ async fn a_target_topic_with_foreign_data_is_refused() {
         &sample_records(2, "already-there"),
     )
     .await;
-    let m = start_mirror(source, target, &[&topic], |_| {}).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let s = m.status.snapshot();
-        if let Some(p) = s.topic_problems.iter().find(|p| p.topic == topic) {
-            assert!(
-                p.message.contains("data strait did not write"),
-                "{}",
-                p.message
-            );
-            assert!(
-                !s.partitions.keys().any(|tp| tp.topic == topic),
-                "nothing mirrored"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "occupied target not reported");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let shapes = [
+        (unique("together-a"), 1, Some("3600000")),
+        (unique("together-b"), 3, Some("7200000")),
+        (unique("together-c"), 7, None),
+    ];
+    for (name, partitions, retention) in &shapes {
+        let configs: Vec<(&str, &str)> = retention.iter().map(|r| ("retention.ms", *r)).collect();
+        create_topic(&sc, name, *partitions, &configs).await;
+        send_all(&producer(source, &[]), name, 0, &sample_records(4, name)).await;
     }
+    let mut all: Vec<&str> = shapes.iter().map(|(n, _, _)| n.as_str()).collect();
+    all.push(&topic);
+    let m = start_mirror(source, target, &all, |_| {}).await;
+    for (name, partitions, retention) in &shapes {
+        let mut ends = vec![0; *partitions as usize];
+        ends[0] = 4;
+        wait_caught_up(&m.status, name, &ends).await;
+        tc.invalidate_topic(name);
+        let t = tc.topic(name).await.unwrap().expect("target topic exists");
+        assert_eq!(t.partitions.len(), *partitions as usize, "{name}");
+        let described = tc
+            .describe_topic_configs(std::slice::from_ref(name))
+            .await
+            .unwrap();
+        let entries = described[name].as_ref().unwrap();
+        let copied = entries
+            .iter()
+            .find(|e| e.name == "retention.ms" && e.is_topic_override())
+            .and_then(|e| e.value.as_deref());
+        assert_eq!(copied, *retention, "{name}: retention.ms");
+    }
+    let s = m.status.snapshot();
+    let problem = s.topic_problems.iter().find(|p| p.topic == topic);
+    let problem = problem.expect("occupied target reported");
+    assert!(
+        problem.message.contains("data strait did not write"),
+        "{}",
+        problem.message
+    );
+    assert!(
+        !s.partitions.keys().any(|tp| tp.topic == topic),
+        "nothing mirrored"
+    );
+    assert_eq!(s.topic_problems.len(), 1, "{:?}", s.topic_problems);
     m.stop().await;
     let f = fetch_all(&tc, &topic, 0, Isolation::ReadUncommitted).await;
     assert_eq!(f.end, 2, "nothing appended to the occupied topic");

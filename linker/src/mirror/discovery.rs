@@ -42,27 +42,46 @@ impl Engine {
             self.store.partitions()?.into_iter().collect();
         let mut problems = Vec::new();
         let mut live = BTreeSet::new();
-        let mut fresh = false;
+        let mut ready = Vec::new();
+        let mut missing = Vec::new();
         for src in &selected {
             live.insert(src.name.clone());
-            if let Err(message) = self
-                .ensure_target(src, target_topics.get(&src.name), &known)
+            match self
+                .check_target(src, target_topics.get(&src.name), &known)
                 .await
             {
-                problems.push(TopicProblem {
+                Ok(TargetTopic::Ready) => ready.push(src),
+                Ok(TargetTopic::Missing) => missing.push(src),
+                Err(message) => problems.push(TopicProblem {
                     topic: src.name.clone(),
                     message,
-                });
-                continue;
+                }),
             }
-            let new: Vec<(String, i32)> = src
-                .partitions
-                .iter()
-                .map(|p| TopicPartition::new(&src.name, p.index))
-                .filter(|tp| !self.slots.contains_key(tp) && !known.contains_key(tp))
-                .map(|tp| (tp.topic, tp.partition))
-                .collect();
-            let early = self.prefetch(&new).await;
+        }
+        for (src, r) in missing.iter().zip(self.create_targets(&missing).await) {
+            match r {
+                Ok(()) => ready.push(src),
+                Err(message) => problems.push(TopicProblem {
+                    topic: src.name.clone(),
+                    message,
+                }),
+            }
+        }
+        // Every new partition of every topic read at once: a migration of many small
+        // topics would otherwise pay two round trips per topic before its first record.
+        let new: Vec<(String, i32)> = ready
+            .iter()
+            .flat_map(|src| {
+                src.partitions
+                    .iter()
+                    .map(|p| TopicPartition::new(&src.name, p.index))
+            })
+            .filter(|tp| !self.slots.contains_key(tp) && !known.contains_key(tp))
+            .map(|tp| (tp.topic, tp.partition))
+            .collect();
+        let early = self.prefetch(&new).await;
+        let mut fresh = false;
+        for src in ready {
             for p in &src.partitions {
                 let tp = TopicPartition::new(&src.name, p.index);
                 if !self.slots.contains_key(&tp) {
@@ -148,13 +167,14 @@ impl Engine {
         }
     }
 
-    /// Makes sure the target topic exists, is ours, and has enough partitions.
-    pub(super) async fn ensure_target(
+    /// Checks that the target topic of `src`, if it exists, is ours and has enough partitions
+    /// (growing it when the source grew); a missing one is left to [`Self::create_targets`].
+    async fn check_target(
         &self,
         src: &TopicMetadata,
         existing: Option<&TopicMetadata>,
         known: &BTreeMap<TopicPartition, PartitionCheckpoint>,
-    ) -> Result<(), String> {
+    ) -> Result<TargetTopic, String> {
         let ours = known.keys().any(|tp| tp.topic == src.name);
         if let Some(cp) = known
             .iter()
@@ -168,15 +188,8 @@ impl Engine {
                 src.name
             ));
         }
-        let target = match existing {
-            None => {
-                topics::create_target(&self.source, &self.target, src)
-                    .await
-                    .map_err(|e| format!("cannot create target topic: {e}"))?;
-                tracing::info!(topic = %src.name, partitions = src.partitions.len(), "created target topic");
-                return self.wait_for_target(&src.name, src.partitions.len()).await;
-            }
-            Some(t) => t,
+        let Some(target) = existing else {
+            return Ok(TargetTopic::Missing);
         };
         if !ours {
             match topics::is_empty(&self.target, target).await {
@@ -205,32 +218,76 @@ impl Engine {
                     )
                 })?;
             tracing::info!(topic = %src.name, partitions = src.partitions.len(), "grew target topic");
-            return self.wait_for_target(&src.name, src.partitions.len()).await;
+            let want = BTreeMap::from([(src.name.clone(), src.partitions.len())]);
+            let mut waited = self.wait_for_targets(want).await;
+            return waited
+                .remove(&src.name)
+                .unwrap_or(Ok(()))
+                .map(|()| TargetTopic::Ready);
         }
-        Ok(())
+        Ok(TargetTopic::Ready)
     }
 
-    pub(super) async fn wait_for_target(
+    /// Creates the target topics of `missing` together ([`topics::create_targets`]) and waits
+    /// until their partitions have leaders; one outcome per topic, in `missing`'s order.
+    async fn create_targets(&self, missing: &[&TopicMetadata]) -> Vec<Result<(), String>> {
+        if missing.is_empty() {
+            return Vec::new();
+        }
+        let mut created = topics::create_targets(&self.source, &self.target, missing).await;
+        let mut want = BTreeMap::new();
+        for src in missing {
+            if let Some(Ok(())) = created.get(&src.name) {
+                tracing::info!(topic = %src.name, partitions = src.partitions.len(), "created target topic");
+                want.insert(src.name.clone(), src.partitions.len());
+            }
+        }
+        let mut waited = self.wait_for_targets(want).await;
+        missing
+            .iter()
+            .map(|src| match created.remove(&src.name) {
+                Some(Ok(())) => waited.remove(&src.name).unwrap_or(Ok(())),
+                Some(Err(e)) => Err(format!("cannot create target topic: {e}")),
+                None => Err("cannot create target topic: no answer from the target".to_owned()),
+            })
+            .collect()
+    }
+
+    /// Waits until each topic of `want` has at least its number of partitions on the target,
+    /// all with leaders, polling their metadata together every 100 ms for up to 30 s.
+    async fn wait_for_targets(
         &self,
-        topic: &str,
-        partitions: usize,
-    ) -> Result<(), String> {
+        mut want: BTreeMap<String, usize>,
+    ) -> BTreeMap<String, Result<(), String>> {
+        let mut out = BTreeMap::new();
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            self.target.invalidate_topic(topic);
-            if let Ok(Some(t)) = self.target.topic(topic).await
-                && t.partitions.len() >= partitions
-                && t.partitions.iter().all(|p| p.leader >= 0)
-            {
-                return Ok(());
+        while !want.is_empty() {
+            let names: Vec<String> = want.keys().cloned().collect();
+            if let Ok(found) = self.target.refresh_metadata(Some(&names)).await {
+                for t in found {
+                    if want.get(&t.name).is_some_and(|n| {
+                        t.partitions.len() >= *n && t.partitions.iter().all(|p| p.leader >= 0)
+                    }) {
+                        want.remove(&t.name);
+                        out.insert(t.name, Ok(()));
+                    }
+                }
+            }
+            if want.is_empty() {
+                break;
             }
             if Instant::now() > deadline {
-                return Err(format!(
-                    "target topic {topic} did not get {partitions} partitions with leaders in 30 s"
-                ));
+                for (topic, partitions) in std::mem::take(&mut want) {
+                    let message = format!(
+                        "target topic {topic} did not get {partitions} partitions with leaders in 30 s"
+                    );
+                    out.insert(topic, Err(message));
+                }
+                break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        out
     }
 
     /// Reads where each of `keys` (new partitions of one topic) starts on the source and
@@ -468,6 +525,14 @@ impl Engine {
             context: crate::client::Context::partition(&tp.topic, tp.partition),
         }))
     }
+}
+
+/// Where a selected source topic's target stands before partition set-up.
+enum TargetTopic {
+    /// It exists, is strait's (or empty) and has enough partitions.
+    Ready,
+    /// It does not exist yet.
+    Missing,
 }
 
 /// New partitions' start offsets and target bounds, read together ([`Engine::prefetch`]).

@@ -67,35 +67,85 @@ pub async fn is_empty(
     Ok(Ok(()))
 }
 
-/// Creates the target topic for `source` (same name and partition count, copied configs).
-pub async fn create_target(
+/// Most topics per CreateTopics or DescribeConfigs request, and most partitions per
+/// CreateTopics: Kafka's KRaft controller refuses a request that would write more than 10,000
+/// metadata records at once (a topic is one record per partition plus one per config), so a
+/// migration of thousands of topics is created in slices.
+const TOPICS_PER_REQUEST: usize = 100;
+const PARTITIONS_PER_REQUEST: usize = 5_000;
+
+/// Creates the target topics for `sources` (same names and partition counts, copied configs),
+/// in as few requests as the limits above allow: one topic per request made a 1,000-topic
+/// migration wait minutes on a Kafka target before its last topic moved. Returns each
+/// topic's outcome; a topic that already exists (created concurrently, or by a run that
+/// crashed) counts as created, and the caller re-checks it like any other.
+pub async fn create_targets(
     source_client: &KafkaClient,
     target: &KafkaClient,
-    source: &TopicMetadata,
-) -> Result<(), Error> {
-    let described = source_client
-        .describe_topic_configs(std::slice::from_ref(&source.name))
-        .await?;
-    let configs = match described.get(&source.name) {
-        Some(Ok(entries)) => target_configs(entries),
-        _ => target_configs(&[]),
-    };
-    let new = NewTopic {
-        name: source.name.clone(),
-        partitions: source.partitions.len() as i32,
-        replication_factor: -1,
-        configs,
-    };
-    let r = target
-        .create_topics(&[new], Duration::from_secs(30), false)
-        .await?;
-    match r.get(&source.name) {
-        Some(Ok(())) => Ok(()),
-        // Created concurrently (e.g. by a previous run that crashed): the caller re-checks.
-        Some(Err(e)) if e.code() == Some(36) => Ok(()),
-        Some(Err(e)) => Err(e.clone()),
-        None => Ok(()),
+    sources: &[&TopicMetadata],
+) -> BTreeMap<String, Result<(), Error>> {
+    let mut out = BTreeMap::new();
+    for slice in slices(sources) {
+        let names: Vec<String> = slice.iter().map(|t| t.name.clone()).collect();
+        let described = match source_client.describe_topic_configs(&names).await {
+            Ok(d) => d,
+            Err(e) => {
+                out.extend(names.into_iter().map(|n| (n, Err(e.clone()))));
+                continue;
+            }
+        };
+        let new: Vec<NewTopic> = slice
+            .iter()
+            .map(|source| NewTopic {
+                name: source.name.clone(),
+                partitions: source.partitions.len() as i32,
+                replication_factor: -1,
+                configs: match described.get(&source.name) {
+                    Some(Ok(entries)) => target_configs(entries),
+                    _ => target_configs(&[]),
+                },
+            })
+            .collect();
+        let mut created = match target
+            .create_topics(&new, Duration::from_secs(30), false)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                out.extend(names.into_iter().map(|n| (n, Err(e.clone()))));
+                continue;
+            }
+        };
+        for n in names {
+            let r = match created.remove(&n) {
+                Some(Err(e)) if e.code() != Some(36) => Err(e),
+                // 36 TOPIC_ALREADY_EXISTS; a topic missing from the answer is looked up by
+                // the caller's wait like the others.
+                _ => Ok(()),
+            };
+            out.insert(n, r);
+        }
     }
+    out
+}
+
+/// `sources` cut into request-sized slices ([`TOPICS_PER_REQUEST`], [`PARTITIONS_PER_REQUEST`];
+/// a topic larger than the partition limit goes alone).
+fn slices<'a>(sources: &'a [&'a TopicMetadata]) -> Vec<&'a [&'a TopicMetadata]> {
+    let mut out = Vec::new();
+    let (mut from, mut partitions) = (0, 0);
+    for (i, t) in sources.iter().enumerate() {
+        let n = t.partitions.len();
+        if i > from && (i - from == TOPICS_PER_REQUEST || partitions + n > PARTITIONS_PER_REQUEST) {
+            out.push(&sources[from..i]);
+            (from, partitions) = (i, 0);
+        }
+        partitions += n;
+    }
+    if from < sources.len() {
+        out.push(&sources[from..]);
+    }
+    out
 }
 
 /// Brings the target topic's copied configs in line with the source; returns what changed.
@@ -179,5 +229,52 @@ mod tests {
             cfg.get("message.timestamp.type").map(String::as_str),
             Some("CreateTime")
         );
+    }
+
+    fn topic(name: &str, partitions: i32) -> TopicMetadata {
+        TopicMetadata {
+            name: name.into(),
+            id: uuid::Uuid::nil(),
+            internal: false,
+            partitions: (0..partitions)
+                .map(|index| crate::client::PartitionMetadata {
+                    index,
+                    leader: 1,
+                    leader_epoch: 0,
+                    error_code: 0,
+                })
+                .collect(),
+        }
+    }
+
+    fn slice_shapes(topics: &[TopicMetadata]) -> Vec<(usize, usize)> {
+        let refs: Vec<&TopicMetadata> = topics.iter().collect();
+        slices(&refs)
+            .iter()
+            .map(|s| (s.len(), s.iter().map(|t| t.partitions.len()).sum()))
+            .collect()
+    }
+
+    #[test]
+    fn creation_requests_stay_under_the_topic_and_partition_limits() {
+        assert!(slice_shapes(&[]).is_empty());
+        // 250 small topics: 100 + 100 + 50.
+        let small: Vec<_> = (0..250).map(|i| topic(&format!("t{i}"), 3)).collect();
+        assert_eq!(slice_shapes(&small), [(100, 300), (100, 300), (50, 150)]);
+        // Partitions bound the slice before the topic count does: 2,000 + 2,000 fit, a third
+        // would make 6,000.
+        let big: Vec<_> = (0..5).map(|i| topic(&format!("b{i}"), 2_000)).collect();
+        assert_eq!(slice_shapes(&big), [(2, 4_000), (2, 4_000), (1, 2_000)]);
+        // A topic over the limit on its own still goes, alone.
+        let huge = [topic("a", 10), topic("h", 6_000), topic("z", 10)];
+        assert_eq!(slice_shapes(&huge), [(1, 10), (1, 6_000), (1, 10)]);
+        // Every topic is in exactly one slice, in order.
+        let refs: Vec<&TopicMetadata> = small.iter().collect();
+        let names: Vec<&str> = slices(&refs)
+            .iter()
+            .flat_map(|s| s.iter().map(|t| t.name.as_str()))
+            .collect();
+        let want: Vec<&str> = small.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, want);
     }
 }

@@ -1,0 +1,271 @@
+//! Benchmark: how long a many-topic migration takes to get going. A migration rarely moves
+//! one big topic; it moves hundreds of small ones, and every one of them needs a target topic
+//! (with the source's configs) and a start position before its first record moves.
+//!
+//! ```text
+//!  source Kafka: N topics x P partitions, one 10-record batch per partition, 2 config overrides
+//!  for each target (Kafka, tansu memory://):
+//!    strait mirror (in process, fresh sled state) ─► time until strait's status shows every
+//!                                                     partition's 10 records acknowledged,
+//!                                                     then each partition's end checked on
+//!                                                     the target
+//! ```
+//!
+//! `cargo bench --bench many_topics -- [--topics N] [--partitions P] [--targets kafka,tansu]`.
+//! Prints a table and writes target/bench/many_topics.json.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use strait_linker::client::admin::NewTopic;
+use strait_linker::client::data::ProduceItem;
+use strait_linker::client::{ClientConfig, KafkaClient};
+use strait_linker::mirror::{Mirror, MirrorSettings};
+use strait_linker::state::StateStore;
+use tokio_util::sync::CancellationToken;
+
+const RECORDS: i64 = 10;
+
+fn batch() -> bytes::Bytes {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let recs: Vec<Record> = (0..RECORDS)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i,
+            sequence: i as i32 - 1,
+            timestamp: now,
+            key: Some(bytes::Bytes::from(format!("k{i}"))),
+            value: Some(bytes::Bytes::from(vec![b'x'; 100])),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = bytes::BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &recs,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+struct Args {
+    topics: usize,
+    partitions: i32,
+    targets: Vec<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        topics: 200,
+        partitions: 5,
+        targets: vec!["kafka".into(), "tansu".into()],
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let v = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--topics" => a.topics = v.parse().expect("--topics N"),
+            "--partitions" => a.partitions = v.parse().expect("--partitions P"),
+            "--targets" => a.targets = v.split(',').map(|s| s.trim().to_owned()).collect(),
+            _ => i -= 1, // `--bench` and anything else cargo passes
+        }
+        i += 2;
+    }
+    for t in &a.targets {
+        assert!(
+            ["kafka", "tansu"].contains(&t.as_str()),
+            "--targets: unknown name {t:?} (known: kafka, tansu)"
+        );
+    }
+    a
+}
+
+/// Creates the topics on the source and writes one batch to each partition.
+async fn load(sc: &KafkaClient, prefix: &str, a: &Args) -> Vec<(String, i32)> {
+    let names: Vec<String> = (0..a.topics).map(|i| format!("{prefix}-{i:04}")).collect();
+    let mut configs = BTreeMap::new();
+    configs.insert("retention.ms".to_owned(), "604800001".to_owned());
+    configs.insert("max.message.bytes".to_owned(), "2000000".to_owned());
+    for chunk in names.chunks(100) {
+        let new: Vec<NewTopic> = chunk
+            .iter()
+            .map(|n| NewTopic {
+                name: n.clone(),
+                partitions: a.partitions,
+                replication_factor: 1,
+                configs: configs.clone(),
+            })
+            .collect();
+        for (t, r) in sc
+            .create_topics(&new, Duration::from_secs(60), false)
+            .await
+            .unwrap()
+        {
+            r.unwrap_or_else(|e| panic!("creating {t}: {e}"));
+        }
+    }
+    let keys: Vec<(String, i32)> = names
+        .iter()
+        .flat_map(|n| (0..a.partitions).map(move |p| (n.clone(), p)))
+        .collect();
+    let b = batch();
+    let mut pending = keys.clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !pending.is_empty() {
+        assert!(Instant::now() < deadline, "source load did not finish");
+        let items = pending
+            .iter()
+            .map(|(t, p)| ProduceItem {
+                topic: t.clone(),
+                partition: *p,
+                records: b.clone().into(),
+            })
+            .collect();
+        let acks = sc.produce(items, -1, Duration::from_secs(30)).await;
+        pending.retain(|k| !matches!(acks.get(k), Some(Ok(_))));
+        if !pending.is_empty() {
+            for t in names.iter() {
+                sc.invalidate_topic(t);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    keys
+}
+
+/// Time from the mirror's start until every key holds `RECORDS` records on the target.
+async fn run(sc: &KafkaClient, tc: &KafkaClient, prefix: &str, keys: &[(String, i32)]) -> f64 {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(StateStore::open(dir.path()).unwrap());
+    let p = format!("{prefix}-");
+    let mirror = Mirror::new(
+        sc.clone(),
+        tc.clone(),
+        store,
+        MirrorSettings::new(Arc::new(move |n: &str| n.starts_with(&p))),
+    );
+    let status = mirror.status();
+    let cancel = CancellationToken::new();
+    let started = Instant::now();
+    let m = tokio::spawn({
+        let c = cancel.clone();
+        async move { mirror.run(c).await }
+    });
+    // Progress from strait's status (acknowledged writes): polling 5,000 partitions' logs on
+    // the target every 50 ms would load the broker that strait is timed against.
+    let deadline = started + Duration::from_secs(600);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "the mirror did not finish in 600 s"
+        );
+        let s = status.snapshot();
+        let done = s
+            .partitions
+            .values()
+            .filter(|v| v.next_source >= RECORDS)
+            .count();
+        if done == keys.len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed().as_secs_f64();
+    cancel.cancel();
+    m.await.unwrap().unwrap();
+    // What the status says was acknowledged is on the target.
+    let bounds = tc.log_bounds(keys).await;
+    for k in keys {
+        match bounds.get(k) {
+            Some(Ok(b)) => assert_eq!(b.end, RECORDS, "{k:?} on the target"),
+            other => panic!("{k:?} on the target: {other:?}"),
+        }
+    }
+    took
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let a = args();
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let source = strait_testkit::kafka_source();
+    let sc = KafkaClient::connect(ClientConfig::new(&source.bootstrap()))
+        .await
+        .unwrap();
+    let mut rows = Vec::new();
+    for target in &a.targets {
+        let broker = match target.as_str() {
+            "kafka" => strait_testkit::kafka_target(),
+            _ => strait_testkit::tansu_target(),
+        };
+        let tc = KafkaClient::connect(ClientConfig::new(&broker.bootstrap()))
+            .await
+            .unwrap();
+        let prefix = strait_testkit::unique("many");
+        let loaded = Instant::now();
+        let keys = load(&sc, &prefix, &a).await;
+        eprintln!(
+            "[{target}] loaded {} topics x {} partitions in {:.1} s",
+            a.topics,
+            a.partitions,
+            loaded.elapsed().as_secs_f64()
+        );
+        let secs = run(&sc, &tc, &prefix, &keys).await;
+        rows.push((target.clone(), secs));
+    }
+    println!(
+        "many-topic start ({} topics x {} partitions, {RECORDS} records each):",
+        a.topics, a.partitions
+    );
+    println!(
+        "  {:<8} {:>10} {:>14}",
+        "target", "all on (s)", "ms per topic"
+    );
+    for (t, s) in &rows {
+        println!(
+            "  {:<8} {:>10.2} {:>14.1}",
+            t,
+            s,
+            s * 1000.0 / a.topics as f64
+        );
+    }
+    let json: Vec<String> = rows
+        .iter()
+        .map(|(t, s)| format!("{{\"target\":\"{t}\",\"seconds\":{s:.3}}}"))
+        .collect();
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(
+        out.join("many_topics.json"),
+        format!(
+            "{{\"topics\":{},\"partitions\":{},\"rows\":[{}]}}\n",
+            a.topics,
+            a.partitions,
+            json.join(",")
+        ),
+    )
+    .unwrap();
+}
