@@ -9,6 +9,8 @@
 //!                                                     partition's 10 records acknowledged,
 //!                                                     then each partition's end checked on
 //!                                                     the target
+//!    then 11 s steady: a discovery every 2 s, each starting a re-sync of every topic's configs
+//!                      ─► mean discovery time (the coordinator moves no data meanwhile)
 //! ```
 //!
 //! `cargo bench --bench many_topics -- [--topics N] [--partitions P] [--targets kafka,tansu]`.
@@ -26,6 +28,9 @@ use strait_linker::state::StateStore;
 use tokio_util::sync::CancellationToken;
 
 const RECORDS: i64 = 10;
+/// Discovery interval in the steady phase, and how long that phase lasts.
+const STEADY_DISCOVERY: Duration = Duration::from_secs(2);
+const STEADY: Duration = Duration::from_secs(11);
 
 fn batch() -> bytes::Bytes {
     use kafka_protocol::records::{
@@ -129,8 +134,13 @@ async fn load(sc: &KafkaClient, prefix: &str, a: &Args) -> Vec<(String, i32)> {
     let b = batch();
     let mut pending = keys.clone();
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last_error = None;
     while !pending.is_empty() {
-        assert!(Instant::now() < deadline, "source load did not finish");
+        assert!(
+            Instant::now() < deadline,
+            "source load did not finish: {} partitions left, last error {last_error:?}",
+            pending.len()
+        );
         let items = pending
             .iter()
             .map(|(t, p)| ProduceItem {
@@ -140,7 +150,13 @@ async fn load(sc: &KafkaClient, prefix: &str, a: &Args) -> Vec<(String, i32)> {
             })
             .collect();
         let acks = sc.produce(items, -1, Duration::from_secs(30)).await;
-        pending.retain(|k| !matches!(acks.get(k), Some(Ok(_))));
+        pending.retain(|k| match acks.get(k) {
+            Some(Ok(_)) => false,
+            other => {
+                last_error = Some(format!("{k:?}: {other:?}"));
+                true
+            }
+        });
         if !pending.is_empty() {
             for t in names.iter() {
                 sc.invalidate_topic(t);
@@ -152,16 +168,15 @@ async fn load(sc: &KafkaClient, prefix: &str, a: &Args) -> Vec<(String, i32)> {
 }
 
 /// Time from the mirror's start until every key holds `RECORDS` records on the target.
-async fn run(sc: &KafkaClient, tc: &KafkaClient, prefix: &str, keys: &[(String, i32)]) -> f64 {
+async fn run(sc: &KafkaClient, tc: &KafkaClient, prefix: &str, keys: &[(String, i32)]) -> Timing {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(StateStore::open(dir.path()).unwrap());
     let p = format!("{prefix}-");
-    let mirror = Mirror::new(
-        sc.clone(),
-        tc.clone(),
-        store,
-        MirrorSettings::new(Arc::new(move |n: &str| n.starts_with(&p))),
-    );
+    let mut settings = MirrorSettings::new(Arc::new(move |n: &str| n.starts_with(&p)));
+    // Every discovery of the steady phase starts a re-sync of every topic's configs.
+    settings.topic_refresh = STEADY_DISCOVERY;
+    settings.config_sync = Duration::from_millis(500);
+    let mirror = Mirror::new(sc.clone(), tc.clone(), store, settings);
     let status = mirror.status();
     let cancel = CancellationToken::new();
     let started = Instant::now();
@@ -189,6 +204,17 @@ async fn run(sc: &KafkaClient, tc: &KafkaClient, prefix: &str, keys: &[(String, 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = started.elapsed().as_secs_f64();
+    // Steady phase: nothing new, discoveries with a config re-sync every STEADY_DISCOVERY;
+    // the coordinator moves no data while one runs.
+    let h = strait_linker::metrics::discovery_duration();
+    let (n0, s0) = (h.count(), h.sum_seconds());
+    tokio::time::sleep(STEADY).await;
+    let (n, secs) = (h.count() - n0, h.sum_seconds() - s0);
+    let discovery_ms = if n == 0 {
+        f64::NAN
+    } else {
+        secs * 1000.0 / n as f64
+    };
     cancel.cancel();
     m.await.unwrap().unwrap();
     // What the status says was acknowledged is on the target.
@@ -199,7 +225,20 @@ async fn run(sc: &KafkaClient, tc: &KafkaClient, prefix: &str, keys: &[(String, 
             other => panic!("{k:?} on the target: {other:?}"),
         }
     }
-    took
+    Timing {
+        took,
+        discovery_ms,
+        discoveries: n,
+    }
+}
+
+/// What one target's run measured.
+struct Timing {
+    /// Seconds from the mirror's start until every record was acknowledged.
+    took: f64,
+    /// Mean duration of a steady-phase discovery, in ms.
+    discovery_ms: f64,
+    discoveries: u64,
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -233,28 +272,48 @@ async fn main() {
             a.partitions,
             loaded.elapsed().as_secs_f64()
         );
-        let secs = run(&sc, &tc, &prefix, &keys).await;
-        rows.push((target.clone(), secs));
+        let timing = run(&sc, &tc, &prefix, &keys).await;
+        rows.push((target.clone(), timing));
+        // 10,000 partitions are more than a 512 MiB source broker holds: drop this run's.
+        let mut names: Vec<String> = keys.into_iter().map(|(t, _)| t).collect();
+        names.dedup();
+        for chunk in names.chunks(100) {
+            for c in [&sc, &tc] {
+                let _ = c.delete_topics(chunk, Duration::from_secs(60)).await;
+            }
+        }
     }
     println!(
         "many-topic start ({} topics x {} partitions, {RECORDS} records each):",
         a.topics, a.partitions
     );
     println!(
-        "  {:<8} {:>10} {:>14}",
-        "target", "all on (s)", "ms per topic"
+        "  {:<8} {:>10} {:>14} {:>26}",
+        "target", "all on (s)", "ms per topic", "steady discovery (ms, n)"
     );
-    for (t, s) in &rows {
+    for (t, r) in &rows {
         println!(
-            "  {:<8} {:>10.2} {:>14.1}",
+            "  {:<8} {:>10.2} {:>14.1} {:>21.1} ({})",
             t,
-            s,
-            s * 1000.0 / a.topics as f64
+            r.took,
+            r.took * 1000.0 / a.topics as f64,
+            r.discovery_ms,
+            r.discoveries
         );
     }
     let json: Vec<String> = rows
         .iter()
-        .map(|(t, s)| format!("{{\"target\":\"{t}\",\"seconds\":{s:.3}}}"))
+        .map(|(t, r)| {
+            let steady = if r.discoveries == 0 {
+                "null".to_owned() // JSON has no NaN
+            } else {
+                format!("{:.1}", r.discovery_ms)
+            };
+            format!(
+                "{{\"target\":\"{t}\",\"seconds\":{:.3},\"steady_discovery_ms\":{steady}}}",
+                r.took
+            )
+        })
         .collect();
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");
     std::fs::create_dir_all(&out).unwrap();

@@ -132,6 +132,15 @@ async fn lag_and_stage_series_have_the_expected_labels_and_values() {
         "{text}"
     );
 
+    // The mirror's first discovery at least, each well under the 30 s bucket.
+    let discoveries = sample(&text, "strait_mirror_discovery_seconds_count").unwrap_or(0.0);
+    assert!(discoveries >= 1.0, "{text}");
+    assert_eq!(
+        sample(&text, "strait_mirror_discovery_seconds_bucket{le=\"30\"}"),
+        Some(discoveries),
+        "{text}"
+    );
+
     // A cutover's stage series.
     let created = api_request(
         &base,

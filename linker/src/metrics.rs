@@ -175,6 +175,7 @@ const RETRY_CLASSES: [&str; 9] = [
     "config",
 ];
 
+static DISCOVERY: Histogram = Histogram::with_bounds(&DELAY_BUCKETS);
 static FETCH: [Histogram; 3] = [const { Histogram::new() }; 3];
 static MIRROR_DELAY: Histogram = Histogram::with_bounds(&DELAY_BUCKETS);
 static MIRROR_QUEUE: Histogram = Histogram::with_bounds(&DELAY_BUCKETS);
@@ -202,6 +203,17 @@ pub fn observe_mirror_delay(d: Duration) {
 /// the send of its first write to the target.
 pub fn observe_mirror_queue(d: Duration) {
     MIRROR_QUEUE.observe(d);
+}
+
+/// Records how long one topic discovery took. The mirror's coordinator moves no data while
+/// it runs, so this is also how long the data path stood still for it.
+pub fn observe_discovery(d: Duration) {
+    DISCOVERY.observe(d);
+}
+
+/// The topic discovery histogram (for tests and benchmarks).
+pub fn discovery_duration() -> &'static Histogram {
+    &DISCOVERY
 }
 
 /// Counts one retry of an operation that failed with an error of `class`.
@@ -261,6 +273,11 @@ pub fn render_prometheus(out: &mut String) {
             "strait_mirror_queue_seconds",
             "Time a record batch waits in strait, from the fetch response that carried it to the send of its write to the target, per batch (the part of the mirror delay that is strait's queue; a backlog counts its wait; immune to clock skew).",
             &MIRROR_QUEUE,
+        ),
+        (
+            "strait_mirror_discovery_seconds",
+            "Duration of each topic discovery (source and target topics listed, new topics and partitions set up, mirror topics protected); the mirror moves no data meanwhile.",
+            &DISCOVERY,
         ),
     ] {
         family(out, name, help, "histogram");

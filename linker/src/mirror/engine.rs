@@ -74,6 +74,8 @@ pub(super) enum Event {
         tp: Option<TopicPartition>,
         result: Result<ProducerIdentity, Error>,
     },
+    /// Idle partitions' target ends were read ([`Engine::watch_target_ends`]).
+    TargetEnds { results: Vec<FetchedPartition> },
     /// The target's tail past the checkpoint was read (or could not be).
     Tail {
         tp: TopicPartition,
@@ -164,6 +166,7 @@ impl Mirror {
             slots: BTreeMap::new(),
             budget_used: 0,
             fetch_in_flight: false,
+            watching_ends: false,
             produce_in_flight: 0,
             next_ticket: 0,
             rounds: rounds_tx,
@@ -175,6 +178,7 @@ impl Mirror {
             idempotent: e_idempotent,
             stacking,
             last_config_sync: Instant::now(),
+            config_sync_task: None,
             pending_holds: Vec::new(),
             target_deletes: None,
             protected: BTreeSet::new(),
@@ -188,7 +192,9 @@ impl Mirror {
             tx.clone(),
             e.settings.produce_connections,
         ));
+        let started = Instant::now();
         e.discover(&tx).await?;
+        crate::metrics::observe_discovery(started.elapsed());
         let mut next_discovery = Instant::now() + e.settings.topic_refresh;
         let mut drain_deadline: Option<Instant> = None;
         loop {
@@ -229,14 +235,20 @@ impl Mirror {
                         break;
                     }
                     if Instant::now() >= next_discovery && drain_deadline.is_none() {
+                        let started = Instant::now();
                         if let Err(err) = e.discover(&tx).await {
                             tracing::warn!(error = %err, "topic discovery failed; retrying next round");
                         }
-                        e.watch_target_ends().await;
+                        crate::metrics::observe_discovery(started.elapsed());
+                        e.watch_target_ends(&tx);
                         next_discovery = Instant::now() + e.settings.topic_refresh;
                     }
                 }
             }
+        }
+        // An alteration cut short is harmless: the next run re-syncs every topic.
+        if let Some(task) = e.config_sync_task.take() {
+            task.abort();
         }
         e.flush_progress()?;
         e.store.flush_async().await?;
@@ -253,6 +265,8 @@ pub(super) struct Engine {
     pub(super) slots: BTreeMap<TopicPartition, Slot>,
     pub(super) budget_used: usize,
     pub(super) fetch_in_flight: bool,
+    /// A [`Engine::watch_target_ends`] read is out.
+    watching_ends: bool,
     pub(super) produce_in_flight: usize,
     /// Names each batch sent, so that its answer finds it (and a stale answer finds nothing).
     pub(super) next_ticket: u64,
@@ -277,6 +291,9 @@ pub(super) struct Engine {
     /// 1 once it refused them (Apache Kafka takes one).
     pub(super) stacking: super::stacking::Stacking,
     pub(super) last_config_sync: Instant,
+    /// The config re-sync in the background ([`super::topics::sync_configs`]), if one was
+    /// started: a new one starts only after it ended, and it is stopped with the engine.
+    pub(super) config_sync_task: Option<tokio::task::JoinHandle<()>>,
     pending_holds: Vec<PendingHold>,
     /// Topics whose target copy strait protected with DENY WRITE ACLs ([`super::protect`]).
     pub(super) protected: BTreeSet<String>,
@@ -413,17 +430,28 @@ impl Engine {
         Ok(())
     }
 
-    /// Idle partitions whose target end moved were written by someone else.
-    async fn watch_target_ends(&mut self) {
+    /// Whether a partition is idle in the sense of [`Self::watch_target_ends`]: running, with
+    /// nothing of strait's in flight or pending on the target, so its target end must be
+    /// where strait's map says.
+    fn idle_for_watch(s: &Slot) -> bool {
+        s.view.state.is_running()
+            && !s.awaiting_tail
+            && s.run.in_flight == 0
+            && s.run.target_tail.is_empty()
+    }
+
+    /// Idle partitions whose target end moved were written by someone else. Reads their
+    /// target ends in a task of its own (one Fetch per leader; at 5,000 partitions that took
+    /// 70-140 ms, during which the coordinator moved no data) and hands the answers back as
+    /// [`Event::TargetEnds`]. One check at a time.
+    fn watch_target_ends(&mut self, tx: &mpsc::Sender<Event>) {
+        if self.watching_ends {
+            return;
+        }
         let positions: Vec<FetchPosition> = self
             .slots
             .values()
-            .filter(|s| {
-                s.view.state.is_running()
-                    && !s.awaiting_tail
-                    && s.run.in_flight == 0
-                    && s.run.target_tail.is_empty()
-            })
+            .filter(|s| Self::idle_for_watch(s))
             .map(|s| FetchPosition {
                 topic: s.run.tp.topic.clone(),
                 partition: s.run.tp.partition,
@@ -439,17 +467,29 @@ impl Engine {
             isolation: Isolation::ReadUncommitted,
             ..FetchOptions::default()
         };
-        for f in self.target.fetch(&positions, opts).await {
+        self.watching_ends = true;
+        let (target, tx) = (self.target.clone(), tx.clone());
+        tokio::spawn(async move {
+            let results = target.fetch(&positions, opts).await;
+            let _ = tx.send(Event::TargetEnds { results }).await;
+        });
+    }
+
+    /// The target ends read by [`Self::watch_target_ends`]. A partition counts only if it is
+    /// still idle and its map still ends where the read started: strait's own write, sent and
+    /// acknowledged meanwhile, moved the map, and one still unanswered keeps it busy.
+    fn on_target_ends(&mut self, results: Vec<FetchedPartition>) {
+        self.watching_ends = false;
+        for f in results {
             let tp = TopicPartition::new(&f.topic, f.partition);
             let Some(slot) = self.slots.get(&tp) else {
                 continue;
             };
             let expected = slot.run.map.next_target().0;
-            // Re-check: a produce may have started and finished while we fetched.
             if f.error.is_none()
                 && f.fetch_offset == expected
                 && f.high_watermark > expected
-                && slot.run.in_flight == 0
+                && Self::idle_for_watch(slot)
             {
                 let msg = format!(
                     "target end of {tp} is {} but strait wrote up to {expected}: another producer wrote to the mirror topic",
@@ -551,6 +591,7 @@ impl Engine {
                 result,
                 crc_failures,
             } => self.on_tail(tp, result, crc_failures, tx)?,
+            Event::TargetEnds { results } => self.on_target_ends(results),
         }
         self.match_tails()?;
         if !self.pending_holds.is_empty() {
