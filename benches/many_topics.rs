@@ -11,18 +11,26 @@
 //!                                                     the target
 //!    then 11 s steady: a discovery every 2 s, each starting a re-sync of every topic's configs
 //!                      ─► mean discovery time (the coordinator moves no data meanwhile)
+//!
+//!  fences: a Kafka broker with an authorizer; DENY WRITE ACLs for N topics created
+//!          (one request), then deleted one request per ACL (as strait did before) and
+//!          in one request (as it does now), the step inside the write pause
+//!          (protection lifted at promotion) and at rollback (the source unfenced)
 //! ```
 //!
-//! `cargo bench --bench many_topics -- [--topics N] [--partitions P] [--targets kafka,tansu]`.
+//! `cargo bench --bench many_topics -- [--topics N] [--partitions P] [--targets kafka,tansu]
+//!  [--no-acls]`.
 //! Prints a table and writes target/bench/many_topics.json.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use strait_linker::client::admin::NewTopic;
+use strait_linker::client::admin::{
+    Acl, AclOperation, AclPattern, AclPermission, AclResource, NewTopic,
+};
 use strait_linker::client::data::ProduceItem;
-use strait_linker::client::{ClientConfig, KafkaClient};
+use strait_linker::client::{ClientConfig, KafkaClient, SaslConfig, SaslMechanism, Secret};
 use strait_linker::mirror::{Mirror, MirrorSettings};
 use strait_linker::state::StateStore;
 use tokio_util::sync::CancellationToken;
@@ -74,6 +82,7 @@ struct Args {
     topics: usize,
     partitions: i32,
     targets: Vec<String>,
+    acls: bool,
 }
 
 fn args() -> Args {
@@ -81,6 +90,7 @@ fn args() -> Args {
         topics: 200,
         partitions: 5,
         targets: vec!["kafka".into(), "tansu".into()],
+        acls: true,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -90,6 +100,10 @@ fn args() -> Args {
             "--topics" => a.topics = v.parse().expect("--topics N"),
             "--partitions" => a.partitions = v.parse().expect("--partitions P"),
             "--targets" => a.targets = v.split(',').map(|s| s.trim().to_owned()).collect(),
+            "--no-acls" => {
+                a.acls = false;
+                i -= 1;
+            }
             _ => i -= 1, // `--bench` and anything else cargo passes
         }
         i += 2;
@@ -232,6 +246,53 @@ async fn run(sc: &KafkaClient, tc: &KafkaClient, prefix: &str, keys: &[(String, 
     }
 }
 
+/// Times lifting DENY WRITE ACLs of `topics` topics: one DeleteAcls per ACL (what strait
+/// did before) against one request for all; returns (per ACL, together) seconds.
+async fn acl_lift(topics: usize) -> (f64, f64) {
+    const PW: &str = "bench-admin-pw";
+    let broker = strait_testkit::start_kafka(
+        strait_testkit::KafkaOptions::new()
+            .user("admin", PW)
+            .authorizer("admin"),
+    );
+    let mut cfg = ClientConfig::new(&broker.bootstrap());
+    cfg.security.sasl = Some(SaslConfig {
+        mechanism: SaslMechanism::ScramSha512,
+        username: "admin".into(),
+        password: Secret::new(PW),
+    });
+    let admin = KafkaClient::connect(cfg).await.unwrap();
+    let prefix = strait_testkit::unique("fence");
+    let acls: Vec<Acl> = (0..topics)
+        .map(|i| Acl {
+            resource: AclResource::Topic,
+            name: format!("{prefix}-{i:04}"),
+            pattern: AclPattern::Literal,
+            principal: "User:*".into(),
+            host: "*".into(),
+            operation: AclOperation::Write,
+            permission: AclPermission::Deny,
+        })
+        .collect();
+    let mut times = [0.0; 2];
+    for (i, together) in [false, true].into_iter().enumerate() {
+        admin.create_acls(&acls).await.unwrap();
+        let started = Instant::now();
+        let removed = if together {
+            admin.delete_acls(&acls).await.unwrap()
+        } else {
+            let mut n = 0;
+            for acl in &acls {
+                n += admin.delete_acls(std::slice::from_ref(acl)).await.unwrap();
+            }
+            n
+        };
+        times[i] = started.elapsed().as_secs_f64();
+        assert_eq!(removed, topics, "every ACL removed");
+    }
+    (times[0], times[1])
+}
+
 /// What one target's run measured.
 struct Timing {
     /// Seconds from the mirror's start until every record was acknowledged.
@@ -301,6 +362,19 @@ async fn main() {
             r.discoveries
         );
     }
+    let acl = if a.acls {
+        let (each, together) = acl_lift(a.topics).await;
+        println!(
+            "lifting DENY WRITE ACLs of {} topics: one request per ACL {:.2} s, one request {:.3} s ({:.0}x)",
+            a.topics,
+            each,
+            together,
+            each / together
+        );
+        format!(",\"acl_lift\":{{\"per_acl_s\":{each:.3},\"together_s\":{together:.3}}}")
+    } else {
+        String::new()
+    };
     let json: Vec<String> = rows
         .iter()
         .map(|(t, r)| {
@@ -320,7 +394,7 @@ async fn main() {
     std::fs::write(
         out.join("many_topics.json"),
         format!(
-            "{{\"topics\":{},\"partitions\":{},\"rows\":[{}]}}\n",
+            "{{\"topics\":{},\"partitions\":{},\"rows\":[{}]{acl}}}\n",
             a.topics,
             a.partitions,
             json.join(",")

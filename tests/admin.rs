@@ -456,11 +456,33 @@ async fn sasl_over_tls_and_acls_on_kafka() {
         .await
         .unwrap();
     assert_eq!(listed.len(), 2, "{listed:?}");
-    assert_eq!(admin.delete_acls(&deny_write).await.unwrap(), 1);
+    assert_eq!(
+        admin
+            .delete_acls(std::slice::from_ref(&deny_write))
+            .await
+            .unwrap(),
+        1
+    );
     assert!(
         wait_for_produce(&alice, batch, true).await.is_ok(),
         "writes work again after the DENY is removed"
     );
+
+    // Several filters in one DeleteAcls: each removes its own match, one matching nothing
+    // counts nothing, and an ACL no filter names stays.
+    let deny = |name: &str| Acl {
+        name: name.to_owned(),
+        ..deny_write.clone()
+    };
+    let names = [unique("acl-a"), unique("acl-b"), unique("acl-c")];
+    let made: Vec<Acl> = names.iter().map(|n| deny(n)).collect();
+    admin.create_acls(&made).await.unwrap();
+    let filters = [deny(&names[0]), deny(&unique("acl-none")), deny(&names[2])];
+    assert_eq!(admin.delete_acls(&filters).await.unwrap(), 2);
+    for (n, left) in names.iter().zip([0, 1, 0]) {
+        let listed = admin.describe_acls(&deny(n)).await.unwrap();
+        assert_eq!(listed.len(), left, "{n}: {listed:?}");
+    }
 }
 
 /// A valid single-record batch built with kafka-protocol's encoder.

@@ -161,6 +161,7 @@ impl Engine {
         if self.settings.protect_principals.is_empty() {
             return;
         }
+        let mut due = Vec::new();
         for t in live {
             let mut partitions = self
                 .slots
@@ -174,15 +175,40 @@ impl Engine {
             if self.protected.contains(t) && !renew {
                 continue;
             }
-            let principals = &self.settings.protect_principals;
-            match super::protect::protect(&self.target, t, principals).await {
+            due.push(t.clone());
+        }
+        if due.is_empty() {
+            return;
+        }
+        let principals = &self.settings.protect_principals;
+        // All at once; when that fails, topic by topic, so that one refused topic neither
+        // leaves the others unprotected nor is reported under their names.
+        let outcomes: Vec<(String, Result<(), crate::client::Error>)> =
+            match super::protect::protect(&self.target, &due, principals).await {
+                Ok(()) => due.into_iter().map(|t| (t, Ok(()))).collect(),
+                Err(_) => {
+                    let mut each = Vec::new();
+                    for t in due {
+                        let r = super::protect::protect(
+                            &self.target,
+                            std::slice::from_ref(&t),
+                            principals,
+                        )
+                        .await;
+                        each.push((t, r));
+                    }
+                    each
+                }
+            };
+        for (t, r) in outcomes {
+            match r {
                 Ok(()) => {
                     if self.protected.insert(t.clone()) {
                         tracing::info!(topic = %t, ?principals, "mirror topic protected on the target (DENY WRITE)");
                     }
                 }
                 Err(e) => problems.push(TopicProblem {
-                    topic: t.clone(),
+                    topic: t,
                     message: format!("cannot protect the target topic with DENY WRITE ACLs: {e}"),
                 }),
             }

@@ -7,13 +7,15 @@
 //! user, which Kafka exempts from ACLs.
 //!
 //! ```text
-//!  discovery: topic mirrored, not held ──▶ CreateAcls DENY WRITE (once; again every
-//!                                          config-sync interval, to heal removals)
+//!  discovery: topics mirrored, not held ──▶ CreateAcls DENY WRITE, all in one request (once;
+//!                                          again every config-sync interval, to heal removals)
 //!  cutover promotion (topics held)     ──▶ DeleteAcls: the target becomes the primary
 //!  failback releases the topics        ──▶ discovery protects them again
 //! ```
 
-use crate::client::admin::{Acl, AclOperation, AclPattern, AclPermission, AclResource};
+use crate::client::admin::{
+    ACL_FILTERS_PER_REQUEST, Acl, AclOperation, AclPattern, AclPermission, AclResource,
+};
 use crate::client::{KafkaClient, Result};
 
 /// The DENY WRITE ACLs protecting `topic` from `principals`.
@@ -32,25 +34,29 @@ pub fn protection_acls(topic: &str, principals: &[String]) -> Vec<Acl> {
         .collect()
 }
 
-/// Adds the protection of `topic` (creating an ACL that exists is a no-op in Kafka).
-pub async fn protect(target: &KafkaClient, topic: &str, principals: &[String]) -> Result<()> {
-    target
-        .create_acls(&protection_acls(topic, principals))
-        .await
+/// Adds the protection of `topics` (creating an ACL that exists is a no-op in Kafka), in one
+/// CreateAcls request per thousand ACLs. Stops at the first ACL the broker refuses.
+pub async fn protect(target: &KafkaClient, topics: &[String], principals: &[String]) -> Result<()> {
+    let acls: Vec<Acl> = topics
+        .iter()
+        .flat_map(|t| protection_acls(t, principals))
+        .collect();
+    for chunk in acls.chunks(ACL_FILTERS_PER_REQUEST) {
+        target.create_acls(chunk).await?;
+    }
+    Ok(())
 }
 
-/// Removes the protection of `topics` (what a promotion does); returns how many ACLs were
-/// removed. Only the ACLs strait adds are removed.
+/// Removes the protection of `topics` (what a promotion does), in one request per thousand
+/// ACLs; returns how many ACLs were removed. Only the ACLs strait adds are removed.
 pub async fn unprotect(
     target: &KafkaClient,
     topics: &[String],
     principals: &[String],
 ) -> Result<usize> {
-    let mut removed = 0;
-    for t in topics {
-        for acl in protection_acls(t, principals) {
-            removed += target.delete_acls(&acl).await?;
-        }
-    }
-    Ok(removed)
+    let acls: Vec<Acl> = topics
+        .iter()
+        .flat_map(|t| protection_acls(t, principals))
+        .collect();
+    target.delete_acls(&acls).await
 }

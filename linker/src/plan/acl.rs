@@ -63,7 +63,10 @@ impl Probe<'_> {
             return (guarantee(id, outcome, detail), None);
         }
         let listed = self.wait_acls(&filter, true).await;
-        let deleted = self.client.delete_acls(&binding).await;
+        let deleted = self
+            .client
+            .delete_acls(std::slice::from_ref(&binding))
+            .await;
         let gone = deleted.is_ok() && self.wait_acls(&filter, false).await.is_ok();
         let left = (!gone).then(|| binding.clone());
         let g = match (listed, deleted) {

@@ -227,7 +227,7 @@ pub async fn probe(target: &KafkaClient) -> ProbeReport {
     found.push(p.delete_records().await);
     let mut problems = Vec::new();
     if let Some(binding) = acl_left
-        && let Err(e) = target.delete_acls(&binding).await
+        && let Err(e) = target.delete_acls(std::slice::from_ref(&binding)).await
     {
         problems.push(format!(
             "the probe ACL on {} could not be deleted: {e}",
