@@ -35,48 +35,13 @@ use strait_linker::mirror::{Mirror, MirrorSettings};
 use strait_linker::state::StateStore;
 use tokio_util::sync::CancellationToken;
 
+mod common;
+use common::batch;
+
 const RECORDS: i64 = 10;
 /// Discovery interval in the steady phase, and how long that phase lasts.
 const STEADY_DISCOVERY: Duration = Duration::from_secs(2);
 const STEADY: Duration = Duration::from_secs(11);
-
-fn batch() -> bytes::Bytes {
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let recs: Vec<Record> = (0..RECORDS)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i,
-            sequence: i as i32 - 1,
-            timestamp: now,
-            key: Some(bytes::Bytes::from(format!("k{i}"))),
-            value: Some(bytes::Bytes::from(vec![b'x'; 100])),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = bytes::BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &recs,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
-}
 
 struct Args {
     topics: usize,
@@ -145,7 +110,7 @@ async fn load(sc: &KafkaClient, prefix: &str, a: &Args) -> Vec<(String, i32)> {
         .iter()
         .flat_map(|n| (0..a.partitions).map(move |p| (n.clone(), p)))
         .collect();
-    let b = batch();
+    let b = batch(RECORDS as usize);
     let mut pending = keys.clone();
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut last_error = None;

@@ -173,6 +173,38 @@ pub struct ActiveProducer {
     pub current_txn_start_offset: i64,
 }
 
+/// Checks a CreateAcls or DeleteAcls answer: one result per ACL sent (a broker that answers
+/// fewer does not really manage ACLs), none an error (the first names its ACL's topic).
+fn check_acl_answers<'a>(
+    api: &'static str,
+    broker: &str,
+    acls: &[Acl],
+    answers: impl ExactSizeIterator<Item = (i16, &'a Option<StrBytes>)>,
+) -> Result<()> {
+    if answers.len() != acls.len() {
+        return Err(Error::Protocol {
+            broker: broker.to_owned(),
+            api,
+            message: format!(
+                "{} results for {} ACLs: the broker does not really manage ACLs",
+                answers.len(),
+                acls.len()
+            ),
+        });
+    }
+    for (a, (code, message)) in acls.iter().zip(answers) {
+        if code != 0 {
+            return Err(Error::broker(
+                api,
+                code,
+                Context::topic(&a.name),
+                message.as_ref().map(|m| m.to_string()),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn opt_str(s: &str) -> Option<StrBytes> {
     (!s.is_empty()).then(|| StrBytes::from_string(s.to_owned()))
 }
@@ -453,28 +485,11 @@ impl KafkaClient {
                 .collect(),
         );
         let resp = conn.send(&req).await?;
-        if resp.results.len() != acls.len() {
-            return Err(Error::Protocol {
-                broker: conn.broker().to_owned(),
-                api: "CreateAcls",
-                message: format!(
-                    "{} results for {} ACLs: broker does not really create ACLs",
-                    resp.results.len(),
-                    acls.len()
-                ),
-            });
-        }
-        for (a, r) in acls.iter().zip(resp.results) {
-            if r.error_code != 0 {
-                return Err(Error::broker(
-                    "CreateAcls",
-                    r.error_code,
-                    Context::topic(&a.name),
-                    r.error_message.map(|m| m.to_string()),
-                ));
-            }
-        }
-        Ok(())
+        let answers = resp
+            .results
+            .iter()
+            .map(|r| (r.error_code, &r.error_message));
+        check_acl_answers("CreateAcls", conn.broker(), acls, answers)
     }
 
     /// Deletes the ACLs matching any of `filters`, in one DeleteAcls request per
@@ -501,28 +516,16 @@ impl KafkaClient {
                     .collect(),
             );
             let resp = conn.send(&req).await?;
-            if resp.filter_results.len() != chunk.len() {
-                return Err(Error::Protocol {
-                    broker: conn.broker().to_owned(),
-                    api: "DeleteAcls",
-                    message: format!(
-                        "{} results for {} filters",
-                        resp.filter_results.len(),
-                        chunk.len()
-                    ),
-                });
-            }
-            for (filter, r) in chunk.iter().zip(resp.filter_results) {
-                if r.error_code != 0 {
-                    return Err(Error::broker(
-                        "DeleteAcls",
-                        r.error_code,
-                        Context::topic(&filter.name),
-                        r.error_message.map(|m| m.to_string()),
-                    ));
-                }
-                n += r.matching_acls.len();
-            }
+            let answers = resp
+                .filter_results
+                .iter()
+                .map(|r| (r.error_code, &r.error_message));
+            check_acl_answers("DeleteAcls", conn.broker(), chunk, answers)?;
+            n += resp
+                .filter_results
+                .iter()
+                .map(|r| r.matching_acls.len())
+                .sum::<usize>();
         }
         Ok(n)
     }
