@@ -272,19 +272,23 @@ async fn resume_exactly(target: &'static Broker, boundaries_only: bool) {
         at.truncate(8);
         positions.insert(p, at);
     }
-    for (i, (c0, c1)) in positions[&0]
+    let pairs: Vec<(i64, i64)> = positions[&0]
         .iter()
         .copied()
         .zip(positions[&1].iter().copied())
-        .enumerate()
-    {
-        let group = unique(&format!("resume-{i}"));
-        commit(&s.sc, &group, &s.topic, &[(0, c0), (1, c1)]).await;
-        let outcome = s
-            .sync
-            .sync_now(std::slice::from_ref(&group), false)
-            .await
-            .unwrap();
+        .collect();
+    // One group per position pair, all synced by one forced sync (groups run concurrently
+    // there, as in the cutover's barrier).
+    let groups: Vec<String> = (0..pairs.len())
+        .map(|i| unique(&format!("resume-{i}")))
+        .collect();
+    for (group, (c0, c1)) in groups.iter().zip(&pairs) {
+        commit(&s.sc, group, &s.topic, &[(0, *c0), (1, *c1)]).await;
+    }
+    let outcome = s.sync.sync_now(&groups, false).await.unwrap();
+    assert_eq!(outcome.len(), groups.len(), "an outcome per group");
+    for (i, (group, &(c0, c1))) in groups.iter().zip(&pairs).enumerate() {
+        let group = group.clone();
         assert_eq!(outcome[&group].state, SyncState::Syncing);
         assert_eq!(
             outcome[&group].committed.len(),
