@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use strait_linker::batch;
-use strait_linker::client::admin::{Acl, AclOperation, AclPattern, AclPermission, AclResource};
+use strait_linker::client::admin::Acl;
 use strait_linker::client::data::{Isolation, OffsetSpec};
 use strait_linker::client::{Error, KafkaClient, Retry};
 use strait_linker::offset::TopicPartition;
@@ -94,21 +94,7 @@ async fn list_latest(
 
 /// The DENY WRITE ACLs that fence `topics` for `principals`.
 pub fn fence_acls(topics: &[String], principals: &[String]) -> Vec<Acl> {
-    let mut out = Vec::new();
-    for t in topics {
-        for p in principals {
-            out.push(Acl {
-                resource: AclResource::Topic,
-                name: t.clone(),
-                pattern: AclPattern::Literal,
-                principal: p.clone(),
-                host: "*".into(),
-                operation: AclOperation::Write,
-                permission: AclPermission::Deny,
-            });
-        }
-    }
-    out
+    strait_linker::mirror::protect::protection_acls(topics, principals)
 }
 
 /// Adds the fence ACLs (creating an ACL that exists is a no-op in Kafka).

@@ -18,18 +18,21 @@ use crate::client::admin::{
 };
 use crate::client::{KafkaClient, Result};
 
-/// The DENY WRITE ACLs protecting `topic` from `principals`.
-pub fn protection_acls(topic: &str, principals: &[String]) -> Vec<Acl> {
-    principals
+/// The DENY WRITE ACLs protecting `topics` from `principals` (also the cutover's source
+/// fence: the same literal-topic DENY WRITE bindings).
+pub fn protection_acls(topics: &[String], principals: &[String]) -> Vec<Acl> {
+    topics
         .iter()
-        .map(|p| Acl {
-            resource: AclResource::Topic,
-            name: topic.to_owned(),
-            pattern: AclPattern::Literal,
-            principal: p.clone(),
-            host: "*".into(),
-            operation: AclOperation::Write,
-            permission: AclPermission::Deny,
+        .flat_map(|t| {
+            principals.iter().map(move |p| Acl {
+                resource: AclResource::Topic,
+                name: t.clone(),
+                pattern: AclPattern::Literal,
+                principal: p.clone(),
+                host: "*".into(),
+                operation: AclOperation::Write,
+                permission: AclPermission::Deny,
+            })
         })
         .collect()
 }
@@ -37,10 +40,7 @@ pub fn protection_acls(topic: &str, principals: &[String]) -> Vec<Acl> {
 /// Adds the protection of `topics` (creating an ACL that exists is a no-op in Kafka), in one
 /// CreateAcls request per thousand ACLs. Stops at the first ACL the broker refuses.
 pub async fn protect(target: &KafkaClient, topics: &[String], principals: &[String]) -> Result<()> {
-    let acls: Vec<Acl> = topics
-        .iter()
-        .flat_map(|t| protection_acls(t, principals))
-        .collect();
+    let acls = protection_acls(topics, principals);
     for chunk in acls.chunks(ACL_FILTERS_PER_REQUEST) {
         target.create_acls(chunk).await?;
     }
@@ -54,9 +54,6 @@ pub async fn unprotect(
     topics: &[String],
     principals: &[String],
 ) -> Result<usize> {
-    let acls: Vec<Acl> = topics
-        .iter()
-        .flat_map(|t| protection_acls(t, principals))
-        .collect();
+    let acls = protection_acls(topics, principals);
     target.delete_acls(&acls).await
 }
