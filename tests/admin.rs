@@ -483,6 +483,19 @@ async fn sasl_over_tls_and_acls_on_kafka() {
         let listed = admin.describe_acls(&deny(n)).await.unwrap();
         assert_eq!(listed.len(), left, "{n}: {listed:?}");
     }
+
+    // Several bindings in one CreateAcls: each gets its own answer, in order; a binding the
+    // broker refuses (an empty topic name) does not take the others down with it.
+    let kept = unique("acl-d");
+    let each = admin
+        .create_acls_each(&[deny(""), deny(&kept)])
+        .await
+        .unwrap();
+    assert_eq!(each.len(), 2);
+    assert!(each[0].is_err(), "an empty name is refused: {each:?}");
+    assert!(each[1].is_ok(), "{each:?}");
+    assert_eq!(admin.describe_acls(&deny(&kept)).await.unwrap().len(), 1);
+    assert!(admin.create_acls(&[deny(""), deny(&kept)]).await.is_err());
 }
 
 /// A valid single-record batch built with kafka-protocol's encoder.

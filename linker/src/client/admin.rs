@@ -173,14 +173,15 @@ pub struct ActiveProducer {
     pub current_txn_start_offset: i64,
 }
 
-/// Checks a CreateAcls or DeleteAcls answer: one result per ACL sent (a broker that answers
-/// fewer does not really manage ACLs), none an error (the first names its ACL's topic).
-fn check_acl_answers<'a>(
+/// Reads a CreateAcls or DeleteAcls answer: one result per ACL sent (a broker that answers
+/// fewer does not really manage ACLs: the whole request fails), each ACL's own outcome in
+/// order (an error names its ACL's topic).
+fn acl_answers<'a>(
     api: &'static str,
     broker: &str,
     acls: &[Acl],
     answers: impl ExactSizeIterator<Item = (i16, &'a Option<StrBytes>)>,
-) -> Result<()> {
+) -> Result<Vec<Result<()>>> {
     if answers.len() != acls.len() {
         return Err(Error::Protocol {
             broker: broker.to_owned(),
@@ -192,17 +193,22 @@ fn check_acl_answers<'a>(
             ),
         });
     }
-    for (a, (code, message)) in acls.iter().zip(answers) {
-        if code != 0 {
-            return Err(Error::broker(
-                api,
-                code,
-                Context::topic(&a.name),
-                message.as_ref().map(|m| m.to_string()),
-            ));
-        }
-    }
-    Ok(())
+    Ok(acls
+        .iter()
+        .zip(answers)
+        .map(|(a, (code, message))| {
+            if code == 0 {
+                Ok(())
+            } else {
+                Err(Error::broker(
+                    api,
+                    code,
+                    Context::topic(&a.name),
+                    message.as_ref().map(|m| m.to_string()),
+                ))
+            }
+        })
+        .collect())
 }
 
 fn opt_str(s: &str) -> Option<StrBytes> {
@@ -469,27 +475,41 @@ impl KafkaClient {
 
     /// Creates ACL bindings. Fails on the first binding the broker rejects.
     pub async fn create_acls(&self, acls: &[Acl]) -> Result<()> {
-        let conn = self.any_connection().await?;
-        let req = CreateAclsRequest::default().with_creations(
-            acls.iter()
-                .map(|a| {
-                    AclCreation::default()
-                        .with_resource_type(a.resource as i8)
-                        .with_resource_name(StrBytes::from_string(a.name.clone()))
-                        .with_resource_pattern_type(a.pattern as i8)
-                        .with_principal(StrBytes::from_string(a.principal.clone()))
-                        .with_host(StrBytes::from_string(a.host.clone()))
-                        .with_operation(a.operation as i8)
-                        .with_permission_type(a.permission as i8)
-                })
-                .collect(),
-        );
-        let resp = conn.send(&req).await?;
-        let answers = resp
-            .results
-            .iter()
-            .map(|r| (r.error_code, &r.error_message));
-        check_acl_answers("CreateAcls", conn.broker(), acls, answers)
+        self.create_acls_each(acls).await?.into_iter().collect()
+    }
+
+    /// Creates ACL bindings, one CreateAcls request per [`ACL_FILTERS_PER_REQUEST`], and
+    /// returns each binding's own outcome in order: a broker answers every binding (all
+    /// SECURITY_DISABLED without an authorizer), so one refused binding needs no request of
+    /// its own to be told apart from the others. `Err` when a request failed as a whole
+    /// (connection, a broker that does not really manage ACLs).
+    pub async fn create_acls_each(&self, acls: &[Acl]) -> Result<Vec<Result<()>>> {
+        let mut out = Vec::with_capacity(acls.len());
+        for chunk in acls.chunks(ACL_FILTERS_PER_REQUEST) {
+            let conn = self.any_connection().await?;
+            let req = CreateAclsRequest::default().with_creations(
+                chunk
+                    .iter()
+                    .map(|a| {
+                        AclCreation::default()
+                            .with_resource_type(a.resource as i8)
+                            .with_resource_name(StrBytes::from_string(a.name.clone()))
+                            .with_resource_pattern_type(a.pattern as i8)
+                            .with_principal(StrBytes::from_string(a.principal.clone()))
+                            .with_host(StrBytes::from_string(a.host.clone()))
+                            .with_operation(a.operation as i8)
+                            .with_permission_type(a.permission as i8)
+                    })
+                    .collect(),
+            );
+            let resp = conn.send(&req).await?;
+            let answers = resp
+                .results
+                .iter()
+                .map(|r| (r.error_code, &r.error_message));
+            out.extend(acl_answers("CreateAcls", conn.broker(), chunk, answers)?);
+        }
+        Ok(out)
     }
 
     /// Deletes the ACLs matching any of `filters`, in one DeleteAcls request per
@@ -520,7 +540,9 @@ impl KafkaClient {
                 .filter_results
                 .iter()
                 .map(|r| (r.error_code, &r.error_message));
-            check_acl_answers("DeleteAcls", conn.broker(), chunk, answers)?;
+            acl_answers("DeleteAcls", conn.broker(), chunk, answers)?
+                .into_iter()
+                .collect::<Result<()>>()?;
             n += resp
                 .filter_results
                 .iter()

@@ -181,23 +181,18 @@ impl Engine {
             return;
         }
         let principals = &self.settings.protect_principals;
-        // All at once; when that fails, topic by topic, so that one refused topic neither
-        // leaves the others unprotected nor is reported under their names.
-        let outcomes: Vec<(String, Result<(), crate::client::Error>)> =
+        // All in one request; the broker answers each ACL, so a refused topic is told apart
+        // from the others without a request of its own.
+        let outcomes: Vec<(String, Result<(), String>)> =
             match super::protect::protect(&self.target, &due, principals).await {
-                Ok(()) => due.into_iter().map(|t| (t, Ok(()))).collect(),
-                Err(_) => {
-                    let mut each = Vec::new();
-                    for t in due {
-                        let r = super::protect::protect(
-                            &self.target,
-                            std::slice::from_ref(&t),
-                            principals,
-                        )
-                        .await;
-                        each.push((t, r));
-                    }
-                    each
+                Ok(each) => due
+                    .into_iter()
+                    .zip(each)
+                    .map(|(t, r)| (t, r.map_err(|e| e.to_string())))
+                    .collect(),
+                Err(e) => {
+                    let e = e.to_string();
+                    due.into_iter().map(|t| (t, Err(e.clone()))).collect()
                 }
             };
         for (t, r) in outcomes {

@@ -74,7 +74,7 @@ pub struct ProxyStats {
     pub blackholes: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters {
     connections: AtomicU64,
     responses: AtomicU64,
@@ -83,6 +83,27 @@ struct Counters {
     resets: AtomicU64,
     corrupted: AtomicU64,
     blackholes: AtomicU64,
+    /// Requests forwarded, by API key (keys above the array's end are not counted).
+    requests: [AtomicU64; API_KEYS],
+}
+
+/// API keys counted by [`FaultProxy::requests`] (Kafka's keys are below 100).
+const API_KEYS: usize = 128;
+
+// By hand: `Default` for arrays stops at 32 elements.
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            connections: AtomicU64::default(),
+            responses: AtomicU64::default(),
+            rewrites: AtomicU64::default(),
+            dropped: AtomicU64::default(),
+            resets: AtomicU64::default(),
+            corrupted: AtomicU64::default(),
+            blackholes: AtomicU64::default(),
+            requests: std::array::from_fn(|_| AtomicU64::default()),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -235,6 +256,15 @@ impl FaultProxy {
         self.shared.corrupt_pending.store(0, Ordering::Relaxed);
     }
 
+    /// Requests forwarded so far that called API `api_key` (30 CreateAcls, 0 Produce, ...),
+    /// over every connection: how many round trips the client spent on something.
+    pub fn requests(&self, api_key: i16) -> u64 {
+        usize::try_from(api_key)
+            .ok()
+            .and_then(|k| self.shared.counters.requests.get(k))
+            .map_or(0, |n| n.load(Ordering::Relaxed))
+    }
+
     /// What the proxy has done so far.
     pub fn stats(&self) -> ProxyStats {
         let c = &self.shared.counters;
@@ -345,6 +375,12 @@ fn forward_requests(
             let api_key = i16::from_be_bytes([frame[4], frame[5]]);
             let correlation = i32::from_be_bytes([frame[8], frame[9], frame[10], frame[11]]);
             lock(in_flight).insert(correlation, api_key);
+            if let Some(n) = usize::try_from(api_key)
+                .ok()
+                .and_then(|k| shared.counters.requests.get(k))
+            {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
         }
         delay(shared);
         if write_paced(&mut to, &frame, shared).is_err() {
