@@ -22,21 +22,17 @@
 //!  [--no-acls]`.
 //! Prints a table and writes target/bench/many_topics.json.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use strait_linker::client::admin::{
-    Acl, AclOperation, AclPattern, AclPermission, AclResource, NewTopic,
-};
-use strait_linker::client::data::ProduceItem;
+use strait_linker::client::admin::{Acl, AclOperation, AclPattern, AclPermission, AclResource};
 use strait_linker::client::{ClientConfig, KafkaClient, SaslConfig, SaslMechanism, Secret};
 use strait_linker::mirror::{Mirror, MirrorSettings};
 use strait_linker::state::StateStore;
 use tokio_util::sync::CancellationToken;
 
 mod common;
-use common::batch;
+use common::load_topics;
 
 const RECORDS: i64 = 10;
 /// Discovery interval in the steady phase, and how long that phase lasts.
@@ -80,70 +76,6 @@ fn args() -> Args {
         );
     }
     a
-}
-
-/// Creates the topics on the source and writes one batch to each partition.
-async fn load(sc: &KafkaClient, prefix: &str, a: &Args) -> Vec<(String, i32)> {
-    let names: Vec<String> = (0..a.topics).map(|i| format!("{prefix}-{i:04}")).collect();
-    let mut configs = BTreeMap::new();
-    configs.insert("retention.ms".to_owned(), "604800001".to_owned());
-    configs.insert("max.message.bytes".to_owned(), "2000000".to_owned());
-    for chunk in names.chunks(100) {
-        let new: Vec<NewTopic> = chunk
-            .iter()
-            .map(|n| NewTopic {
-                name: n.clone(),
-                partitions: a.partitions,
-                replication_factor: 1,
-                configs: configs.clone(),
-            })
-            .collect();
-        for (t, r) in sc
-            .create_topics(&new, Duration::from_secs(60), false)
-            .await
-            .unwrap()
-        {
-            r.unwrap_or_else(|e| panic!("creating {t}: {e}"));
-        }
-    }
-    let keys: Vec<(String, i32)> = names
-        .iter()
-        .flat_map(|n| (0..a.partitions).map(move |p| (n.clone(), p)))
-        .collect();
-    let b = batch(RECORDS as usize);
-    let mut pending = keys.clone();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut last_error = None;
-    while !pending.is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "source load did not finish: {} partitions left, last error {last_error:?}",
-            pending.len()
-        );
-        let items = pending
-            .iter()
-            .map(|(t, p)| ProduceItem {
-                topic: t.clone(),
-                partition: *p,
-                records: b.clone().into(),
-            })
-            .collect();
-        let acks = sc.produce(items, -1, Duration::from_secs(30)).await;
-        pending.retain(|k| match acks.get(k) {
-            Some(Ok(_)) => false,
-            other => {
-                last_error = Some(format!("{k:?}: {other:?}"));
-                true
-            }
-        });
-        if !pending.is_empty() {
-            for t in names.iter() {
-                sc.invalidate_topic(t);
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    keys
 }
 
 /// Time from the mirror's start until every key holds `RECORDS` records on the target.
@@ -291,7 +223,7 @@ async fn main() {
             .unwrap();
         let prefix = strait_testkit::unique("many");
         let loaded = Instant::now();
-        let keys = load(&sc, &prefix, &a).await;
+        let keys = load_topics(&sc, &prefix, a.topics, a.partitions, RECORDS as usize).await;
         eprintln!(
             "[{target}] loaded {} topics x {} partitions in {:.1} s",
             a.topics,

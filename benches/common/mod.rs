@@ -1,4 +1,12 @@
-//! What several benchmarks share.
+//! What several benchmarks share (each uses part of it).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use strait_linker::client::KafkaClient;
+use strait_linker::client::admin::NewTopic;
+use strait_linker::client::data::ProduceItem;
 
 /// One record batch of `n` uncompressed records (keys `k0`.., 100-byte values), stamped now.
 pub fn batch(n: usize) -> bytes::Bytes {
@@ -37,4 +45,76 @@ pub fn batch(n: usize) -> bytes::Bytes {
     )
     .unwrap();
     buf.freeze()
+}
+
+/// Creates `topics` topics `PREFIX-0000`.. of `partitions` partitions on the source (two
+/// config overrides each, for the target to copy) and writes one batch of `records` records
+/// to each partition; returns every (topic, partition).
+pub async fn load_topics(
+    sc: &KafkaClient,
+    prefix: &str,
+    topics: usize,
+    partitions: i32,
+    records: usize,
+) -> Vec<(String, i32)> {
+    let names: Vec<String> = (0..topics).map(|i| format!("{prefix}-{i:04}")).collect();
+    let mut configs = BTreeMap::new();
+    configs.insert("retention.ms".to_owned(), "604800001".to_owned());
+    configs.insert("max.message.bytes".to_owned(), "2000000".to_owned());
+    for chunk in names.chunks(100) {
+        let new: Vec<NewTopic> = chunk
+            .iter()
+            .map(|n| NewTopic {
+                name: n.clone(),
+                partitions,
+                replication_factor: 1,
+                configs: configs.clone(),
+            })
+            .collect();
+        for (t, r) in sc
+            .create_topics(&new, Duration::from_secs(60), false)
+            .await
+            .unwrap()
+        {
+            r.unwrap_or_else(|e| panic!("creating {t}: {e}"));
+        }
+    }
+    let keys: Vec<(String, i32)> = names
+        .iter()
+        .flat_map(|n| (0..partitions).map(move |p| (n.clone(), p)))
+        .collect();
+    let b = batch(records);
+    let mut pending = keys.clone();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last_error = None;
+    while !pending.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "source load did not finish: {} partitions left, last error {last_error:?}",
+            pending.len()
+        );
+        let items = pending
+            .iter()
+            .map(|(t, p)| ProduceItem {
+                topic: t.clone(),
+                partition: *p,
+                records: b.clone().into(),
+            })
+            .collect();
+        let acks = sc.produce(items, -1, Duration::from_secs(30)).await;
+        pending.retain(|k| match acks.get(k) {
+            Some(Ok(_)) => false,
+            other => {
+                last_error = Some(format!("{k:?}: {other:?}"));
+                true
+            }
+        });
+        if !pending.is_empty() {
+            for t in names.iter() {
+                sc.invalidate_topic(t);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    keys
 }
