@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureRecord;
+use strait_control_api::cutover::cluster::compare_tails;
 use strait_control_api::cutover::{
     AdvanceRequest, CreateCutover, Cutover, CutoverContext, CutoverService, Deadlines, FenceMode,
     FenceSpec, Outcome, RollbackRequest, Stage,
@@ -270,6 +271,17 @@ async fn cutover_and_failback(target: &Broker) {
     advance(&s, &c.id, Stage::Drained).await;
     let drained = settle(&s, &c.id, Stage::Drained, 60).await;
     assert!(drained.checks.iter().all(|k| k.ok), "{:#?}", drained.checks);
+    let tails = drained
+        .checks
+        .iter()
+        .find(|k| k.name == "tail_batches_equal");
+    assert!(
+        tails.is_some_and(|k| k
+            .detail
+            .starts_with("2 partitions: last mirrored batch identical")),
+        "{:#?}",
+        drained.checks
+    );
     s.stop().await;
     s = Strait::start(&sc, &tc, dir.path(), &topic, &group).await;
 
@@ -563,4 +575,95 @@ async fn acl_fence_stops_a_running_producer_and_rollback_lifts_it() {
         .unwrap();
     assert_eq!(left.len(), 1, "{left:?}");
     s.stop().await;
+}
+
+/// The drain's tail comparison reads a wave's tails together and still compares every
+/// partition: a small batch, a batch larger than the batched read asks per partition (1 MiB),
+/// and a partition with nothing written. A target whose tail was replaced by other records at
+/// the same offsets (the topic recreated by someone) is caught.
+#[tokio::test(flavor = "multi_thread")]
+async fn tail_comparison_reads_the_wave_together_and_catches_a_replaced_tail() {
+    let (source, target) = (kafka_source(), kafka_target());
+    let (sc, tc) = (client(source).await, client(target).await);
+    let topic = unique("tails");
+    let big_topic = [("max.message.bytes", "4000000")];
+    create_topic(&sc, &topic, 3, &big_topic).await;
+    let p = producer(
+        source,
+        &[("linger.ms", "50"), ("message.max.bytes", "4000000")],
+    );
+    send_all(&p, &topic, 0, &sample_records(10, "small")).await;
+    let big = Rec {
+        key: None,
+        value: Some(vec![b'x'; 1_500_000]),
+        headers: Vec::new(),
+        timestamp: recent_base(),
+    };
+    send_all(&p, &topic, 1, &[big]).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(StateStore::open(dir.path()).unwrap());
+    let t = topic.clone();
+    let mut settings = MirrorSettings::new(Arc::new(move |n: &str| n == t));
+    settings.topic_refresh = Duration::from_millis(500);
+    let mirror = Mirror::new(sc.clone(), tc.clone(), Arc::clone(&store), settings);
+    let handle = mirror.handle();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn({
+        let c = cancel.clone();
+        async move { mirror.run(c).await.unwrap() }
+    });
+    wait_caught_up(&handle, &topic, 3).await;
+    cancel.cancel();
+    task.await.unwrap();
+
+    let tps: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new(&topic, p)).collect();
+    let r = compare_tails(&sc, &tc, &store, &tps).await;
+    assert_eq!(r.len(), 3);
+    for (p, r) in r.iter().take(2).enumerate() {
+        let detail = r.as_ref().unwrap_or_else(|e| panic!("partition {p}: {e}"));
+        assert!(detail.contains("equals target batch at 0"), "{detail}");
+    }
+    assert!(
+        r[2].is_ok(),
+        "nothing to compare on partition 2: {:?}",
+        r[2]
+    );
+
+    // Someone recreates the target topic and writes 10 other records to partition 0: same
+    // offsets, other content.
+    tc.delete_topics(std::slice::from_ref(&topic), Duration::from_secs(30))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let made = tc
+            .create_topics(
+                &[strait_linker::client::admin::NewTopic {
+                    name: topic.clone(),
+                    partitions: 3,
+                    replication_factor: 1,
+                    configs: Default::default(),
+                }],
+                Duration::from_secs(30),
+                false,
+            )
+            .await
+            .unwrap();
+        if made[&topic].is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not recreated: {made:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tc.invalidate_topic(&topic);
+    let other = producer(target, &[("linger.ms", "50")]);
+    send_all(&other, &topic, 0, &sample_records(10, "other")).await;
+    let r = compare_tails(&sc, &tc, &store, &tps).await;
+    let e = r[0].as_ref().expect_err("a replaced tail differs");
+    assert!(e.contains("differs from target batch at 0"), "{e}");
+    let e = r[1]
+        .as_ref()
+        .expect_err("the big batch is gone from the target");
+    assert!(e.contains("no batch at target offset 0"), "{e}");
 }

@@ -1,15 +1,16 @@
 //! What the cutover asks of the clusters: end offsets, fences (ACLs), producer activity and
-//! the tail comparison. Each function is one idempotent question or action.
+//! the tail comparison. Each function is one idempotent question or action. Public so that
+//! the integration tests can ask the same questions of real brokers.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use strait_linker::batch;
 use strait_linker::client::admin::Acl;
-use strait_linker::client::data::{Isolation, OffsetSpec};
+use strait_linker::client::data::{FetchOptions, FetchPosition, Isolation, OffsetSpec};
 use strait_linker::client::{Error, KafkaClient, Retry};
 use strait_linker::offset::TopicPartition;
-use strait_linker::state::{Layout, StateStore};
+use strait_linker::state::{Layout, MapEntry, StateStore};
 
 /// Attempts of [`partitions`]' metadata request when the error is transient.
 const METADATA_ATTEMPTS: u64 = 5;
@@ -151,11 +152,9 @@ pub async fn compare_tail(
     store: &StateStore,
     tp: &TopicPartition,
 ) -> Result<String, String> {
-    let Some((_, map)) = store.load_partition(tp).map_err(|e| e.to_string())? else {
-        return Err(format!("{tp}: no offset map"));
-    };
-    let Some(last) = map.last_entry() else {
-        return Ok(format!("{tp}: nothing mirrored"));
+    let last = match last_entry(store, tp)? {
+        Ok(last) => last,
+        Err(nothing) => return Ok(nothing),
     };
     // The source batch holding the entry's last offset (Kafka returns a batch from inside).
     let src = fetch_first(source, tp, last.source_last.0).await?;
@@ -168,17 +167,100 @@ pub async fn compare_tail(
             last.source_last
         ));
     };
-    let h = *src.header();
-    let target_base = match &last.layout {
-        Layout::Shifted => last.target_first.0 + (h.base_offset - last.source_first.0),
-        Layout::Dense { .. } => last.target_first.0,
-    };
+    let target_base = target_base(&last, &src);
     // A batch boundary on the target, so targets that cannot fetch from inside a batch work.
     let tgt = fetch_first(target, tp, target_base).await?;
     let Some(tgt) = tgt.into_iter().next() else {
         return Err(format!("{tp}: no batch at target offset {target_base}"));
     };
-    let t = tgt.header();
+    judge(tp, &last, &src, &tgt, target_base)
+}
+
+/// Partitions whose tails one Fetch reads on each side in [`compare_tails`], and the bytes it
+/// asks per partition: enough for the batches producers write (16 KiB to 1 MiB), a response
+/// of at most 64 MiB.
+const TAILS_PER_FETCH: usize = 64;
+const TAIL_BYTES: i32 = 1 << 20;
+
+/// [`compare_tail`] for every partition of `tps`, in order, reading the tails of up to
+/// [`TAILS_PER_FETCH`] partitions per Fetch on each side. It runs inside the write pause, where
+/// two round trips per partition, one partition after the other, cost a wave of 1,000
+/// partitions seconds. A partition the batched read does not answer with a whole batch (a
+/// larger one, an error, a log moved by retention) is compared alone, by [`compare_tail`].
+pub async fn compare_tails(
+    source: &KafkaClient,
+    target: &KafkaClient,
+    store: &StateStore,
+    tps: &[TopicPartition],
+) -> Vec<Result<String, String>> {
+    let mut out: Vec<Option<Result<String, String>>> = tps.iter().map(|_| None).collect();
+    let mut pending = Vec::new();
+    for (i, tp) in tps.iter().enumerate() {
+        match last_entry(store, tp) {
+            Ok(Ok(last)) => pending.push((i, last)),
+            Ok(Err(nothing)) => out[i] = Some(Ok(nothing)),
+            Err(e) => out[i] = Some(Err(e)),
+        }
+    }
+    for chunk in pending.chunks(TAILS_PER_FETCH) {
+        let at: Vec<(usize, i64)> = chunk.iter().map(|(i, l)| (*i, l.source_last.0)).collect();
+        let src = fetch_tails(source, tps, &at).await;
+        let mut found = Vec::new();
+        for (i, last) in chunk {
+            let batch = src.get(i).and_then(|bs| {
+                bs.iter()
+                    .rfind(|b| b.header().base_offset <= last.source_last.0)
+            });
+            if let Some(b) = batch {
+                found.push((*i, last, b.clone(), target_base(last, b)));
+            }
+        }
+        let at: Vec<(usize, i64)> = found.iter().map(|(i, _, _, base)| (*i, *base)).collect();
+        let tgt = fetch_tails(target, tps, &at).await;
+        for (i, last, src, base) in found {
+            if let Some(t) = tgt.get(&i).and_then(|bs| bs.first()) {
+                out[i] = Some(judge(&tps[i], last, &src, t, base));
+            }
+        }
+    }
+    let mut done = Vec::with_capacity(tps.len());
+    for (tp, r) in tps.iter().zip(out) {
+        done.push(match r {
+            Some(r) => r,
+            None => compare_tail(source, target, store, tp).await,
+        });
+    }
+    done
+}
+
+/// The last entry of `tp`'s offset map; `Ok(Err(detail))` when there is nothing to compare.
+fn last_entry(store: &StateStore, tp: &TopicPartition) -> Result<Result<MapEntry, String>, String> {
+    let Some((_, map)) = store.load_partition(tp).map_err(|e| e.to_string())? else {
+        return Err(format!("{tp}: no offset map"));
+    };
+    Ok(map
+        .last_entry()
+        .cloned()
+        .ok_or_else(|| format!("{tp}: nothing mirrored")))
+}
+
+/// Where the target copy of source batch `src` (within map entry `last`) starts.
+fn target_base(last: &MapEntry, src: &batch::RawBatch) -> i64 {
+    match &last.layout {
+        Layout::Shifted => last.target_first.0 + (src.header().base_offset - last.source_first.0),
+        Layout::Dense { .. } => last.target_first.0,
+    }
+}
+
+/// Whether source batch `src` and target batch `tgt` (at `target_base`) are the same batch.
+fn judge(
+    tp: &TopicPartition,
+    last: &MapEntry,
+    src: &batch::RawBatch,
+    tgt: &batch::RawBatch,
+    target_base: i64,
+) -> Result<String, String> {
+    let (h, t) = (src.header(), tgt.header());
     let same = src.records_section() == tgt.records_section()
         && h.record_count == t.record_count
         && h.max_timestamp == t.max_timestamp;
@@ -196,6 +278,52 @@ pub async fn compare_tail(
             h.last_offset()
         ))
     }
+}
+
+/// The whole batches read at `at` (index into `tps`, offset) in one Fetch per leader, read
+/// uncommitted, without waiting; a partition that answered with an error or no whole batch
+/// is left out.
+async fn fetch_tails(
+    client: &KafkaClient,
+    tps: &[TopicPartition],
+    at: &[(usize, i64)],
+) -> BTreeMap<usize, Vec<batch::RawBatch>> {
+    if at.is_empty() {
+        return BTreeMap::new();
+    }
+    let positions: Vec<FetchPosition> = at
+        .iter()
+        .map(|(i, offset)| FetchPosition {
+            topic: tps[*i].topic.clone(),
+            partition: tps[*i].partition,
+            offset: *offset,
+            max_bytes: TAIL_BYTES,
+        })
+        .collect();
+    let opts = FetchOptions {
+        max_wait: Duration::ZERO,
+        isolation: Isolation::ReadUncommitted,
+        ..FetchOptions::default()
+    };
+    let index: BTreeMap<(&str, i32, i64), usize> = at
+        .iter()
+        .map(|(i, offset)| ((tps[*i].topic.as_str(), tps[*i].partition, *offset), *i))
+        .collect();
+    let mut out = BTreeMap::new();
+    for f in client.fetch(&positions, opts).await {
+        let Some(&i) = index.get(&(f.topic.as_str(), f.partition, f.fetch_offset)) else {
+            continue;
+        };
+        if f.error.is_some() {
+            continue;
+        }
+        if let Ok(split) = batch::split(f.records)
+            && !split.batches.is_empty()
+        {
+            out.insert(i, split.batches);
+        }
+    }
+    out
 }
 
 async fn fetch_first(

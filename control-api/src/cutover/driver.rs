@@ -496,8 +496,8 @@ async fn drain(inner: &Inner, c: &Cutover, op: &Operation) -> Result<StepEnd, Ap
         ];
         let mut diffs = Vec::new();
         let mut same = 0;
-        for tp in &tps {
-            match cluster::compare_tail(&ctx.source, &ctx.target, &ctx.store, tp).await {
+        for r in cluster::compare_tails(&ctx.source, &ctx.target, &ctx.store, &tps).await {
+            match r {
                 Ok(_) => same += 1,
                 Err(d) => diffs.push(d),
             }
@@ -545,27 +545,24 @@ async fn promote(inner: &Inner, c: &Cutover, op: &Operation) -> Result<StepEnd, 
         }
         // A write that reached the source between the check and the hold is not on the
         // target: release and drain again rather than promote without it.
+        // One read of the wave's ends (this is inside the write pause; it was a round trip
+        // per partition). An end that cannot be read counts as moved: drain again.
+        let ends = cluster::ends(&ctx.source, &tps, Isolation::ReadUncommitted)
+            .await
+            .unwrap_or_default();
         let mut behind = Vec::new();
         for tp in &tps {
             let next = ctx
                 .store
                 .load_partition(tp)?
                 .map_or(-1, |(cp, _)| cp.next_source.0);
-            let end = cluster::ends(
-                &ctx.source,
-                std::slice::from_ref(tp),
-                Isolation::ReadUncommitted,
-            )
-            .await
-            .ok()
-            .and_then(|e| e.get(tp).copied())
-            .unwrap_or(i64::MAX);
+            let end = ends.get(tp).copied().unwrap_or(i64::MAX);
             if next < end || next < hw[tp] {
                 behind.push(format!("{tp}: mirrored {next}, source end {end}"));
             }
         }
         if !behind.is_empty() {
-            why = format!("writes arrived during promotion: {}", behind.join("; "));
+            why = format!("writes arrived during promotion: {}", summarize(&behind));
             ctx.mirror.release_topics(&c.topics).await?;
             inner.pause(POLL_MS).await;
             continue;

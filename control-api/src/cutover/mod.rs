@@ -11,7 +11,7 @@
 //! ```
 
 mod checks;
-mod cluster;
+pub mod cluster;
 mod driver;
 mod machine;
 pub mod model;
