@@ -181,7 +181,7 @@ async fn produce_idempotent(
             check_round(inflight.pop_front().expect("non-empty")).await?;
         }
         let answers = c
-            .queue_produce(items, -1, std::time::Duration::from_secs(60), lanes)
+            .queue_produce(items, -1, std::time::Duration::from_secs(60), 0..lanes)
             .await;
         inflight.push_back(tokio::spawn(answers));
     }

@@ -667,3 +667,51 @@ async fn tail_comparison_reads_the_wave_together_and_catches_a_replaced_tail() {
         .expect_err("the big batch is gone from the target");
     assert!(e.contains("no batch at target offset 0"), "{e}");
 }
+
+/// The mirror's data path has connections of its own: a control request over the same
+/// client (a cutover's end read, a group sync, discovery) does not queue behind the mirror's
+/// long-poll fetch, which Kafka holds for `fetch_max_wait` on an idle source and answers in
+/// order with the requests behind it.
+#[tokio::test(flavor = "multi_thread")]
+async fn control_requests_do_not_wait_behind_the_mirrors_long_poll() {
+    let (source, target) = (kafka_source(), kafka_target());
+    let (sc, tc) = (client(source).await, client(target).await);
+    let topic = unique("lanes");
+    create_topic(&sc, &topic, 1, &[]).await;
+    send_all(&producer(source, &[]), &topic, 0, &sample_records(3, "l")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(StateStore::open(dir.path()).unwrap());
+    let t = topic.clone();
+    let mut settings = MirrorSettings::new(Arc::new(move |n: &str| n == t));
+    settings.topic_refresh = Duration::from_secs(30);
+    settings.fetch_max_wait = Duration::from_secs(3);
+    let mirror = Mirror::new(sc.clone(), tc.clone(), Arc::clone(&store), settings);
+    let handle = mirror.handle();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn({
+        let c = cancel.clone();
+        async move { mirror.run(c).await.unwrap() }
+    });
+    wait_caught_up(&handle, &topic, 1).await;
+    // Caught up and idle: the mirror's fetch now waits 3 s at a time on the source.
+    let tps = [TopicPartition::new(&topic, 0)];
+    for _ in 0..5 {
+        let asked = Instant::now();
+        let ends = strait_control_api::cutover::cluster::ends(
+            &sc,
+            &tps,
+            strait_linker::client::data::Isolation::ReadUncommitted,
+        )
+        .await
+        .unwrap();
+        assert_eq!(ends[&tps[0]], 3);
+        assert!(
+            asked.elapsed() < Duration::from_millis(1_500),
+            "an end read waited {:?} behind the mirror's fetch",
+            asked.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    cancel.cancel();
+    task.await.unwrap();
+}

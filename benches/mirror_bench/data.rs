@@ -270,7 +270,7 @@ pub async fn produce_all(
             settle(c, items, answers, lanes).await?;
         }
         let answers = c
-            .queue_produce(items.clone(), -1, Duration::from_secs(60), lanes)
+            .queue_produce(items.clone(), -1, Duration::from_secs(60), 0..lanes)
             .await;
         inflight.push_back((items, tokio::spawn(answers)));
     }
@@ -323,7 +323,7 @@ pub async fn produce_retrying(
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let results = c
-            .queue_produce(items.clone(), -1, Duration::from_secs(60), lanes)
+            .queue_produce(items.clone(), -1, Duration::from_secs(60), 0..lanes)
             .await
             .await;
         let mut again = Vec::new();
@@ -379,6 +379,7 @@ pub async fn raw_fetch(c: &KafkaClient, b: &Backlog) -> Result<(Duration, u64)> 
         min_bytes: 1,
         max_bytes: 64 << 20,
         isolation: Isolation::ReadCommitted,
+        lane: 0,
     };
     let started = Instant::now();
     let mut bytes = 0u64;

@@ -282,6 +282,7 @@ async fn follow(c: KafkaClient, topic: String, batches: usize) -> Result<Vec<f64
         min_bytes: 1,
         max_bytes: 64 << 20,
         isolation: Isolation::ReadUncommitted,
+        lane: 0,
     };
     let deadline = Instant::now() + Duration::from_secs(600);
     while out.len() < batches {

@@ -53,6 +53,9 @@ pub struct FetchOptions {
     pub max_bytes: i32,
     /// Transaction isolation.
     pub isolation: Isolation,
+    /// Connection lane to each leader: 0 (control) unless the caller is the data path
+    /// ([`super::DATA_LANE`]).
+    pub lane: usize,
 }
 
 impl Default for FetchOptions {
@@ -62,6 +65,7 @@ impl Default for FetchOptions {
             min_bytes: 1,
             max_bytes: 64 << 20,
             isolation: Isolation::ReadCommitted,
+            lane: 0,
         }
     }
 }
@@ -214,7 +218,7 @@ impl KafkaClient {
         positions: &[FetchPosition],
         opts: FetchOptions,
     ) -> Result<Vec<FetchedPartition>> {
-        let conn = self.broker_connection(node).await?;
+        let conn = self.broker_connection_on(node, opts.lane).await?;
         let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
         for p in positions {
             topics.entry(&p.topic).or_default().push(
@@ -304,7 +308,7 @@ impl KafkaClient {
         timeout: Duration,
     ) -> PartitionResults<ProduceAck> {
         // Queued on every leader first, then awaited: the requests run concurrently.
-        self.queue_produce(items, acks, timeout, 1).await.await
+        self.queue_produce(items, acks, timeout, 0..1).await.await
     }
 
     /// [`produce`](Self::produce) in two steps, for a caller that keeps several produces in
@@ -312,8 +316,9 @@ impl KafkaClient {
     /// queued on its leader's connection, behind those queued by earlier calls; the returned
     /// future waits for the answers. Call it from one task, one call after the other.
     ///
-    /// `lanes` spreads the partitions over that many connections per broker (1 = the
-    /// ordinary connection only). A partition always goes over the same lane
+    /// `lanes` spreads the partitions over those connections per broker (`0..1` = the
+    /// control connection only; the mirror writes over lanes from [`super::DATA_LANE`] up).
+    /// A partition always goes over the same lane
     /// ([`produce_lane`]), so its writes still reach the broker in call order; Kafka handles
     /// one request per connection at a time, so lanes let it append for several requests at
     /// once.
@@ -324,7 +329,7 @@ impl KafkaClient {
         items: Vec<ProduceItem>,
         acks: i16,
         timeout: Duration,
-        lanes: usize,
+        lanes: std::ops::Range<usize>,
     ) -> impl std::future::Future<Output = PartitionResults<ProduceAck>> + Send + 'static {
         let (by_leader, failed) = self
             .group_by_leader(&items, |i| (&i.topic, i.partition))
@@ -338,11 +343,11 @@ impl KafkaClient {
                 )
             })
             .collect();
-        let lanes = lanes.max(1);
+        let count = lanes.len().max(1);
         let mut by_lane: BTreeMap<(i32, usize), Vec<ProduceItem>> = BTreeMap::new();
         for (leader, batch) in by_leader {
             for item in batch {
-                let lane = produce_lane(&item.topic, item.partition, lanes);
+                let lane = lanes.start + produce_lane(&item.topic, item.partition, count);
                 by_lane.entry((leader, lane)).or_default().push(item);
             }
         }
@@ -438,6 +443,7 @@ impl KafkaClient {
             min_bytes: 1,
             max_bytes: 1,
             isolation: Isolation::ReadUncommitted,
+            lane: 0,
         };
         let mut out: PartitionResults<LogBounds> = BTreeMap::new();
         let mut truncated = Vec::new();

@@ -77,13 +77,20 @@ pub struct KafkaClient {
     inner: Arc<Inner>,
 }
 
+/// The first connection lane of the mirror's data path (its source fetches, its target
+/// writes). Kafka answers a connection's requests one at a time, in order: on a shared
+/// connection every control request (metadata, offsets, a cutover's checks, a group sync)
+/// waited behind the mirror's long-poll fetch or its queue of writes. Measured at 5,000
+/// partitions: 37 ms per request on the source, 6 ms on the target.
+pub const DATA_LANE: usize = 1;
+
 #[derive(Debug)]
 struct Inner {
     config: ClientConfig,
     metadata: RwLock<MetadataCache>,
     /// Open connections by node id and lane. Bootstrap connections use negative pseudo ids.
-    /// Lane 0 carries everything; produces may be spread over further lanes
-    /// ([`KafkaClient::queue_produce`]).
+    /// Lane 0 carries control requests; the mirror's data path uses lanes from
+    /// [`DATA_LANE`] up ([`KafkaClient::queue_produce`], [`data::FetchOptions::lane`]).
     conns: AsyncMutex<HashMap<(i32, usize), Arc<Connection>>>,
     coordinators: Mutex<HashMap<String, i32>>,
     /// Which cluster this is, for metric labels ([`crate::metrics::Cluster`] as u8).

@@ -20,7 +20,7 @@ use crate::client::data::{
     FetchOptions, FetchPosition, FetchedPartition, Isolation, PartitionResults, ProduceAck,
 };
 use crate::client::groups::ProducerIdentity;
-use crate::client::{Error, KafkaClient, Retry};
+use crate::client::{DATA_LANE, Error, KafkaClient, Retry};
 use crate::offset::TopicPartition;
 use crate::state::{OffsetMap, PartitionCheckpoint, PartitionStatus, StateError, StateStore};
 
@@ -346,6 +346,9 @@ impl Engine {
             min_bytes: 1,
             max_bytes: per_request as i32,
             isolation: Isolation::ReadCommitted,
+            // Its own connection: a control request to the source (a cutover's checks, a
+            // group sync, discovery) does not wait behind this long poll.
+            lane: DATA_LANE,
         };
         let (client, tx) = (self.source.clone(), tx.clone());
         tokio::spawn(async move {

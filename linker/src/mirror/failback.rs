@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use super::partition::{Accepted, PartitionRun, WriteMismatch};
 use super::tail::read_tail;
 use crate::client::data::{FetchOptions, FetchPosition, Isolation, ProduceItem};
-use crate::client::{Error, KafkaClient, Retry};
+use crate::client::{DATA_LANE, Error, KafkaClient, Retry};
 use crate::offset::{SourceOffset, TargetOffset, TopicPartition};
 use crate::state::{MapEntry, OffsetMap, PartitionCheckpoint, StateError, StateStore};
 
@@ -150,6 +150,8 @@ pub async fn copy_back(
             min_bytes: 1,
             max_bytes: run.fetch_max_bytes,
             isolation: Isolation::ReadCommitted,
+            // The copy's long poll on its own connection, as the mirror's fetches.
+            lane: DATA_LANE,
         };
         let Some(f) = target.fetch(&[pos], opts).await.pop() else {
             tokio::time::sleep(RETRY_DELAY).await;

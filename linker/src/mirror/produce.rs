@@ -25,7 +25,7 @@ use super::stacking::Learned;
 use crate::batch;
 use crate::client::data::{PartitionResults, ProduceAck, ProduceItem};
 use crate::client::groups::ProducerIdentity;
-use crate::client::{Error, KafkaClient, Retry};
+use crate::client::{DATA_LANE, Error, KafkaClient, Retry};
 use crate::offset::TopicPartition;
 use crate::records;
 use crate::state::MapEntry;
@@ -52,7 +52,8 @@ pub(super) struct Round {
 /// spawned per round could overtake each other), and hands each round's answers back as an
 /// event. The number of rounds in flight is bounded by the engine (see `start_produces`).
 /// Each round is spread over `lanes` connections per target broker, a partition always on
-/// the same one.
+/// the same one; they are data lanes ([`DATA_LANE`] up), so the target's control requests
+/// (end checks, a cutover's reads) do not queue behind the writes.
 pub(super) async fn send_rounds(
     client: KafkaClient,
     mut rounds: mpsc::UnboundedReceiver<Round>,
@@ -61,7 +62,7 @@ pub(super) async fn send_rounds(
 ) {
     while let Some(Round { items, tickets }) = rounds.recv().await {
         let answers = client
-            .queue_produce(items, -1, PRODUCE_TIMEOUT, lanes)
+            .queue_produce(items, -1, PRODUCE_TIMEOUT, DATA_LANE..DATA_LANE + lanes)
             .await;
         let events = events.clone();
         tokio::spawn(async move {
