@@ -79,6 +79,7 @@ impl Strait {
         let dir = tempfile::tempdir().unwrap();
         let cfg = dir.path().join("strait.toml");
         let api = format!("127.0.0.1:{}", strait_testkit::free_port());
+        let level = std::env::var("STRAIT_BENCH_LOG_LEVEL").unwrap_or_else(|_| "warn".into());
         std::fs::write(
             &cfg,
             format!(
@@ -88,12 +89,18 @@ impl Strait {
                  [state]\ndir = \"{}\"\n\
                  [groups]\ninclude = ['strait-bench-no-such-group']\n\
                  [api]\nlisten = \"{api}\"\n\
-                 [log]\nlevel = \"warn\"\n",
+                 [log]\nlevel = \"{level}\"\n",
                 dir.path().join("state").display()
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.path().join("strait.log")).unwrap();
+        // STRAIT_BENCH_LOG_DIR=DIR keeps each run's log as DIR/strait-<prefix>.log (level
+        // STRAIT_BENCH_LOG_LEVEL, default warn).
+        let log = match std::env::var("STRAIT_BENCH_LOG_DIR") {
+            Ok(d) => std::path::Path::new(&d).join(format!("strait-{prefix}.log")),
+            Err(_) => dir.path().join("strait.log"),
+        };
+        let log = std::fs::File::create(log).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_strait"))
             .env("STRAIT_API_TOKEN", TOKEN)
             .args(["run", "--config"])

@@ -11,6 +11,7 @@ use strait_linker::client::data::{FetchOptions, FetchPosition, Isolation, Offset
 use strait_linker::client::{Error, KafkaClient, Retry};
 use strait_linker::offset::TopicPartition;
 use strait_linker::state::{Layout, MapEntry, StateStore};
+use tokio::task::JoinSet;
 
 /// Attempts of [`partitions`]' metadata request when the error is transient.
 const METADATA_ATTEMPTS: u64 = 5;
@@ -176,17 +177,19 @@ pub async fn compare_tail(
     judge(tp, &last, &src, &tgt, target_base)
 }
 
-/// Partitions whose tails one Fetch reads on each side in [`compare_tails`], and the bytes it
-/// asks per partition: enough for the batches producers write (16 KiB to 1 MiB), a response
-/// of at most 64 MiB.
+/// Partitions whose tails one Fetch reads on each side in [`compare_tails`], the bytes it
+/// asks per partition (enough for the batches producers write, 16 KiB to 1 MiB: an answer of
+/// at most 64 MiB), and how many such reads run at once.
 const TAILS_PER_FETCH: usize = 64;
 const TAIL_BYTES: i32 = 1 << 20;
+const TAIL_FETCHES_IN_FLIGHT: usize = 4;
 
 /// [`compare_tail`] for every partition of `tps`, in order, reading the tails of up to
-/// [`TAILS_PER_FETCH`] partitions per Fetch on each side. It runs inside the write pause, where
-/// two round trips per partition, one partition after the other, cost a wave of 1,000
-/// partitions seconds. A partition the batched read does not answer with a whole batch (a
-/// larger one, an error, a log moved by retention) is compared alone, by [`compare_tail`].
+/// [`TAILS_PER_FETCH`] partitions per Fetch on each side, a few reads at a time. It runs
+/// inside the write pause, where two round trips per partition, one partition after the
+/// other, cost a wave of 1,000 partitions 12 s. A partition the batched read does not answer
+/// with a whole batch (a larger one, an error, a log moved by retention) is compared alone,
+/// by [`compare_tail`].
 pub async fn compare_tails(
     source: &KafkaClient,
     target: &KafkaClient,
@@ -197,30 +200,26 @@ pub async fn compare_tails(
     let mut pending = Vec::new();
     for (i, tp) in tps.iter().enumerate() {
         match last_entry(store, tp) {
-            Ok(Ok(last)) => pending.push((i, last)),
+            Ok(Ok(last)) => pending.push((i, tp.clone(), last)),
             Ok(Err(nothing)) => out[i] = Some(Ok(nothing)),
             Err(e) => out[i] = Some(Err(e)),
         }
     }
-    for chunk in pending.chunks(TAILS_PER_FETCH) {
-        let at: Vec<(usize, i64)> = chunk.iter().map(|(i, l)| (*i, l.source_last.0)).collect();
-        let src = fetch_tails(source, tps, &at).await;
-        let mut found = Vec::new();
-        for (i, last) in chunk {
-            let batch = src.get(i).and_then(|bs| {
-                bs.iter()
-                    .rfind(|b| b.header().base_offset <= last.source_last.0)
-            });
-            if let Some(b) = batch {
-                found.push((*i, last, b.clone(), target_base(last, b)));
-            }
+    let mut chunks = pending.chunks(TAILS_PER_FETCH).map(<[_]>::to_vec);
+    let mut set = JoinSet::new();
+    loop {
+        while set.len() < TAIL_FETCHES_IN_FLIGHT
+            && let Some(chunk) = chunks.next()
+        {
+            let (source, target) = (source.clone(), target.clone());
+            set.spawn(async move { compare_chunk(&source, &target, chunk).await });
         }
-        let at: Vec<(usize, i64)> = found.iter().map(|(i, _, _, base)| (*i, *base)).collect();
-        let tgt = fetch_tails(target, tps, &at).await;
-        for (i, last, src, base) in found {
-            if let Some(t) = tgt.get(&i).and_then(|bs| bs.first()) {
-                out[i] = Some(judge(&tps[i], last, &src, t, base));
-            }
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
+        // A chunk whose task failed leaves its partitions to the one-by-one comparison.
+        for (i, r) in joined.unwrap_or_default() {
+            out[i] = Some(r);
         }
     }
     let mut done = Vec::with_capacity(tps.len());
@@ -231,6 +230,43 @@ pub async fn compare_tails(
         });
     }
     done
+}
+
+/// One batched comparison: the source tails of `chunk` (index, partition, last map entry) in
+/// one read, then the target batches where they landed in another. Partitions either read
+/// did not answer with a whole batch are left out.
+async fn compare_chunk(
+    source: &KafkaClient,
+    target: &KafkaClient,
+    chunk: Vec<(usize, TopicPartition, MapEntry)>,
+) -> Vec<(usize, Result<String, String>)> {
+    let at: Vec<(usize, &TopicPartition, i64)> = chunk
+        .iter()
+        .map(|(i, tp, last)| (*i, tp, last.source_last.0))
+        .collect();
+    let src = fetch_tails(source, &at).await;
+    let mut found = Vec::new();
+    for (i, tp, last) in &chunk {
+        let batch = src.get(i).and_then(|bs| {
+            bs.iter()
+                .rfind(|b| b.header().base_offset <= last.source_last.0)
+        });
+        if let Some(b) = batch {
+            found.push((*i, tp, last, b, target_base(last, b)));
+        }
+    }
+    let at: Vec<(usize, &TopicPartition, i64)> = found
+        .iter()
+        .map(|(i, tp, _, _, base)| (*i, *tp, *base))
+        .collect();
+    let tgt = fetch_tails(target, &at).await;
+    found
+        .into_iter()
+        .filter_map(|(i, tp, last, src, base)| {
+            let t = tgt.get(&i)?.first()?;
+            Some((i, judge(tp, last, src, t, base)))
+        })
+        .collect()
 }
 
 /// The last entry of `tp`'s offset map; `Ok(Err(detail))` when there is nothing to compare.
@@ -280,22 +316,21 @@ fn judge(
     }
 }
 
-/// The whole batches read at `at` (index into `tps`, offset) in one Fetch per leader, read
+/// The whole batches read at `at` (index, partition, offset) in one Fetch per leader, read
 /// uncommitted, without waiting; a partition that answered with an error or no whole batch
 /// is left out.
 async fn fetch_tails(
     client: &KafkaClient,
-    tps: &[TopicPartition],
-    at: &[(usize, i64)],
+    at: &[(usize, &TopicPartition, i64)],
 ) -> BTreeMap<usize, Vec<batch::RawBatch>> {
     if at.is_empty() {
         return BTreeMap::new();
     }
     let positions: Vec<FetchPosition> = at
         .iter()
-        .map(|(i, offset)| FetchPosition {
-            topic: tps[*i].topic.clone(),
-            partition: tps[*i].partition,
+        .map(|(_, tp, offset)| FetchPosition {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
             offset: *offset,
             max_bytes: TAIL_BYTES,
         })
@@ -307,7 +342,7 @@ async fn fetch_tails(
     };
     let index: BTreeMap<(&str, i32, i64), usize> = at
         .iter()
-        .map(|(i, offset)| ((tps[*i].topic.as_str(), tps[*i].partition, *offset), *i))
+        .map(|(i, tp, offset)| ((tp.topic.as_str(), tp.partition, *offset), *i))
         .collect();
     let mut out = BTreeMap::new();
     for f in client.fetch(&positions, opts).await {

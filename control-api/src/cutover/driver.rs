@@ -321,14 +321,13 @@ enum Poll {
 /// target's end where the mirror expects it, for every partition.
 async fn poll_drained(inner: &Inner, tps: &[TopicPartition]) -> Poll {
     let ctx = &inner.ctx;
-    let ends = async {
-        Ok::<_, String>((
-            cluster::ends(&ctx.source, tps, Isolation::ReadUncommitted).await?,
-            cluster::ends(&ctx.source, tps, Isolation::ReadCommitted).await?,
-            cluster::ends(&ctx.target, tps, Isolation::ReadUncommitted).await?,
-        ))
-    };
-    let (hw, lso, target) = match ends.await {
+    // The three reads together: one poll of a large wave is inside the write pause.
+    let ends = tokio::try_join!(
+        cluster::ends(&ctx.source, tps, Isolation::ReadUncommitted),
+        cluster::ends(&ctx.source, tps, Isolation::ReadCommitted),
+        cluster::ends(&ctx.target, tps, Isolation::ReadUncommitted),
+    );
+    let (hw, lso, target) = match ends {
         Ok(e) => e,
         Err(e) => return Poll::Waiting(e),
     };
@@ -414,8 +413,10 @@ async fn wait_drained(
                 "{step} did not complete within {limit_ms} ms: {why}"
             ))));
         }
-        let _ = watch_stragglers(inner, &inner.load(&c.id)?).await;
-        match poll_drained(inner, tps).await {
+        // The straggler watch reads the source's ends too; side by side with the poll.
+        let current = inner.load(&c.id)?;
+        let (_, poll) = tokio::join!(watch_stragglers(inner, &current), poll_drained(inner, tps));
+        match poll {
             Poll::Drained(hw) => return Ok(Ok(hw)),
             Poll::Broken(e) => return Ok(Err(StepEnd::Failed(e))),
             Poll::Waiting(w) => {
@@ -544,12 +545,14 @@ async fn promote(inner: &Inner, c: &Cutover, op: &Operation) -> Result<StepEnd, 
             return Err(e.into());
         }
         // A write that reached the source between the check and the hold is not on the
-        // target: release and drain again rather than promote without it.
-        // One read of the wave's ends (this is inside the write pause; it was a round trip
-        // per partition). An end that cannot be read counts as moved: drain again.
-        let ends = cluster::ends(&ctx.source, &tps, Isolation::ReadUncommitted)
-            .await
-            .unwrap_or_default();
+        // target: release and drain again rather than promote without it. The wave's ends
+        // are read once on each side, together (this is inside the write pause; it was a
+        // round trip per partition); a source end that cannot be read counts as moved.
+        let (ends, target) = tokio::join!(
+            cluster::ends(&ctx.source, &tps, Isolation::ReadUncommitted),
+            cluster::ends(&ctx.target, &tps, Isolation::ReadUncommitted),
+        );
+        let ends = ends.unwrap_or_default();
         let mut behind = Vec::new();
         for tp in &tps {
             let next = ctx
@@ -567,7 +570,7 @@ async fn promote(inner: &Inner, c: &Cutover, op: &Operation) -> Result<StepEnd, 
             inner.pause(POLL_MS).await;
             continue;
         }
-        let target = match cluster::ends(&ctx.target, &tps, Isolation::ReadUncommitted).await {
+        let target = match target {
             Ok(t) => t,
             Err(e) => {
                 why = e;
