@@ -208,7 +208,10 @@ pub struct MirrorConfig {
     #[serde(default = "default_max_in_flight_per_partition")]
     pub max_in_flight_per_partition: u8,
     /// Connections to each target broker that writes are spread over, 1 to 16; a partition
-    /// always writes over the same one, so its batches stay in order. Kafka works on one
+    /// always writes over the same one, so its batches stay in order. One more connection
+    /// per broker carries everything else (metadata, end reads, a cutover's checks), so
+    /// those never wait behind writes; likewise the source's fetches have a connection of
+    /// their own. Kafka works on one
     /// request per connection at a time, so with several connections a target broker with
     /// spare cores appends for several requests at once. On a 2-core machine shared with
     /// both brokers it gained nothing for Kafka (the broker was already CPU-bound) and cost
@@ -238,7 +241,10 @@ pub struct MirrorConfig {
     /// `["User:*"]`), removes it from a wave's topics when a cutover promotes them, and adds
     /// it again when a failback resumes mirroring. Needs a target that enforces ACLs, and
     /// strait's own target principal must be a super user (super users are exempt from
-    /// ACLs). Empty by default: writes by others are still detected (the partition stops
+    /// ACLs). On a target that refuses the ACLs (no authorizer: SECURITY_DISABLED; tansu),
+    /// every mirror topic shows the refusal under `topic_problems` in the status and
+    /// mirroring goes on; each discovery asks again, in one CreateAcls request for all
+    /// topics. Empty by default: writes by others are still detected (the partition stops
     /// with a foreign-write error), but not prevented.
     /// Example: `protect_principals = ["User:*"]`.
     #[serde(default, deserialize_with = "deserialize_principals")]
