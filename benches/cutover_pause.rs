@@ -10,6 +10,9 @@
 //!    POST advance to promoted ─► fence (quiet check) ─► drain (mirrored, verified, tail
 //!                                 batches compared) ─► promote (held, ends read, recorded)
 //!    stage log ─► write pause = fenced..promoted, split fenced..drained and drained..promoted
+//!    one batch per partition written to the promoted target, then POST rollback
+//!      ─► failback: target quiet (fenced) ─► copied back ─► groups ─► source primary
+//!    failback pause = target fenced..rolled back (neither side takes writes)
 //! ```
 //!
 //! `cargo bench --bench cutover_pause -- [--topics 10,200] [--partitions P]
@@ -19,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use strait_linker::client::data::ProduceItem;
 use strait_linker::client::{ClientConfig, KafkaClient};
 
 mod common;
@@ -188,6 +192,11 @@ struct Pause {
     promote_ms: u64,
     /// From the advance request to promoted, the quiet-period check included.
     advance_ms: u64,
+    /// Failback: from the target fenced (quiet) to rolled back, with one batch per partition
+    /// copied back; neither side takes writes meanwhile.
+    failback_pause_ms: u64,
+    /// From the rollback request to rolled back, the target's quiet check included.
+    rollback_ms: u64,
 }
 
 fn stage_at(c: &Value, stage: &str) -> u64 {
@@ -198,7 +207,7 @@ fn stage_at(c: &Value, stage: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {stage} in the stage log: {c}"))
 }
 
-async fn cutover(strait: &Strait, names: &[String]) -> (u64, u64, u64, u64) {
+async fn cutover(strait: &Strait, names: &[String]) -> (String, (u64, u64, u64, u64)) {
     let c = strait
         .post(
             "/v1/cutovers",
@@ -230,7 +239,61 @@ async fn cutover(strait: &Strait, names: &[String]) -> (u64, u64, u64, u64) {
         stage_at(&c, "drained"),
         stage_at(&c, "promoted"),
     );
-    (p - f, d - f, p - d, advance)
+    (id, (p - f, d - f, p - d, advance))
+}
+
+/// Writes one batch of `RECORDS` records to every partition of `keys` on the promoted target
+/// (what the applications wrote there), then rolls the cutover back: the failback fences the
+/// target (manual: a quiet check), copies those writes back to the source and makes the source
+/// the primary again. Returns (ms from the target fenced to rolled back: neither side takes
+/// writes meanwhile, ms from the rollback request to rolled back).
+async fn failback(
+    strait: &Strait,
+    tc: &KafkaClient,
+    id: &str,
+    keys: &[(String, i32)],
+) -> (u64, u64) {
+    let b = common::batch(RECORDS);
+    let items: Vec<ProduceItem> = keys
+        .iter()
+        .map(|(t, p)| ProduceItem {
+            topic: t.clone(),
+            partition: *p,
+            records: b.clone().into(),
+        })
+        .collect();
+    for (k, r) in tc.produce(items, -1, Duration::from_secs(60)).await {
+        r.unwrap_or_else(|e| panic!("writing to the promoted target {k:?}: {e}"));
+    }
+    let asked = Instant::now();
+    strait
+        .post(&format!("/v1/cutovers/{id}/rollback"), json!({}))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(1_200);
+    let c = loop {
+        let c = strait.get(&format!("/v1/cutovers/{id}")).await;
+        if c["operation"].is_null() {
+            assert_eq!(
+                c["stage"], "rolled_back",
+                "the failback did not finish: {c}"
+            );
+            break c;
+        }
+        assert!(Instant::now() < deadline, "not rolled back in 1,200 s: {c}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let total = asked.elapsed().as_millis() as u64;
+    let copied = c["failback"]["records_copied"].as_u64().unwrap_or(0);
+    assert_eq!(
+        copied,
+        (keys.len() * RECORDS) as u64,
+        "records copied back: {c}"
+    );
+    let fenced = c["failback"]["target_fenced_ms"]
+        .as_u64()
+        .expect("target fenced");
+    let back = stage_at(&c, "rolled_back");
+    (back - fenced, total)
 }
 
 #[tokio::main]
@@ -260,10 +323,12 @@ async fn main() {
             names.dedup();
             let strait = Strait::spawn(&source.bootstrap(), &broker.bootstrap(), &prefix);
             strait.wait_mirrored(keys.len()).await;
-            let (pause, drain, promote, advance) = cutover(&strait, &names).await;
+            let (id, (pause, drain, promote, advance)) = cutover(&strait, &names).await;
+            let (failback_pause, rollback) = failback(&strait, &tc, &id, &keys).await;
             eprintln!(
                 "[{target}] {n} topics x {}: write pause {pause} ms (drain {drain}, promote \
-                 {promote}), advance {advance} ms",
+                 {promote}), advance {advance} ms; failback pause {failback_pause} ms, \
+                 rollback {rollback} ms",
                 a.partitions
             );
             rows.push(Pause {
@@ -274,6 +339,8 @@ async fn main() {
                 drain_ms: drain,
                 promote_ms: promote,
                 advance_ms: advance,
+                failback_pause_ms: failback_pause,
+                rollback_ms: rollback,
             });
             drop(strait);
             // Thousands of partitions are more than a 512 MiB broker holds: drop this wave's.
@@ -286,19 +353,29 @@ async fn main() {
     }
     println!("cutover write pause by wave size ({RECORDS} records per partition, no load):");
     println!(
-        "  {:<8} {:>7} {:>11} {:>16} {:>10} {:>12} {:>12}",
-        "target", "topics", "partitions", "write pause (ms)", "drain", "promote", "advance"
+        "  {:<8} {:>7} {:>11} {:>16} {:>8} {:>8} {:>8} {:>15} {:>9}",
+        "target",
+        "topics",
+        "partitions",
+        "write pause (ms)",
+        "drain",
+        "promote",
+        "advance",
+        "failback pause",
+        "rollback"
     );
     for r in &rows {
         println!(
-            "  {:<8} {:>7} {:>11} {:>16} {:>10} {:>12} {:>12}",
+            "  {:<8} {:>7} {:>11} {:>16} {:>8} {:>8} {:>8} {:>15} {:>9}",
             r.target,
             r.topics,
             r.partitions,
             r.write_pause_ms,
             r.drain_ms,
             r.promote_ms,
-            r.advance_ms
+            r.advance_ms,
+            r.failback_pause_ms,
+            r.rollback_ms
         );
     }
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench");

@@ -14,11 +14,13 @@
 //! from the forward map's cursors, commits are recomputed from the same maps.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use strait_linker::client::groups::CommittedOffset;
 use strait_linker::mirror::Translation;
 use strait_linker::mirror::failback::{FailbackError, copy_back};
 use strait_linker::offset::{TargetOffset, TopicPartition};
+use tokio::task::JoinSet;
 
 use super::cluster;
 use super::driver::{POLL_MS, event, key, wait_quiet};
@@ -26,6 +28,9 @@ use super::machine::{self, now_ms};
 use super::model::{Cutover, FailbackState, FenceMode, Operation, Stage};
 use super::service::{Inner, same_op};
 use crate::error::ApiError;
+
+/// Partitions a failback copies back at once.
+const COPIES_AT_ONCE: usize = 32;
 
 /// Lifts the source fence and releases the mirror and groups (an advance that did not
 /// finish, or a rollback before promotion). Idempotent.
@@ -165,36 +170,60 @@ async fn failback(inner: &Inner, c: &Cutover, op: &Operation) -> Result<(), ApiE
         })?;
     }
 
-    // 2. Copy back, partition by partition (each resumes from the forward map).
+    // 2. Copy back, up to COPIES_AT_ONCE partitions at a time (each resumes from its own
+    // forward map and is its map's only writer). Neither cluster takes writes meanwhile:
+    // one partition after the other, a wave of 1,000 partitions took 2.3 s on Kafka and
+    // 204 s on tansu, which holds every fetch for its full wait.
     progress(
         inner,
         c,
         op,
         "copying target writes back to the source".into(),
     )?;
-    let mut copied = 0;
-    for tp in &tps {
+    let mut copies = tps.iter().map(|tp| {
         let until = TargetOffset(state.target_ends.get(&key(tp)).copied().unwrap_or(0));
-        match copy_back(
-            &ctx.target,
-            &ctx.source,
-            &ctx.store,
-            tp,
-            until,
-            &inner.cancel,
-        )
-        .await
+        (tp.clone(), until)
+    });
+    let mut set = JoinSet::new();
+    let mut outcomes = BTreeMap::new();
+    loop {
+        while set.len() < COPIES_AT_ONCE
+            && let Some((tp, until)) = copies.next()
         {
-            Ok(r) => copied += r.records,
-            Err(FailbackError::Cancelled) => return Ok(()),
+            let (target, source) = (ctx.target.clone(), ctx.source.clone());
+            let (store, cancel) = (Arc::clone(&ctx.store), inner.cancel.clone());
+            set.spawn(async move {
+                let r = copy_back(&target, &source, &store, &tp, until, &cancel).await;
+                (tp, r)
+            });
+        }
+        let Some(joined) = set.join_next().await else {
+            break;
+        };
+        match joined {
+            Ok((tp, r)) => {
+                outcomes.insert(tp, r);
+            }
+            // A copy task that panicked: the step is retried, the copy resumes from its map.
             Err(e) => {
-                let msg = format!("failback copy of {tp} failed (retrying): {e}");
-                progress(inner, c, op, msg.clone())?;
-                if !c.events.iter().any(|ev| ev.message == msg) {
-                    event(inner, &c.id, "failback_retry", msg)?;
-                }
+                let msg = format!("failback copy task failed (retrying): {e}");
+                progress(inner, c, op, msg)?;
                 inner.pause(2_000).await;
                 return Ok(());
+            }
+        }
+    }
+    // What was copied counts even when another partition failed (the retry does not copy
+    // it again); the first failure in partition order is reported and the step retried.
+    let mut copied = 0;
+    let mut failed = None;
+    let mut cancelled = false;
+    for (tp, r) in outcomes {
+        match r {
+            Ok(r) => copied += r.records,
+            Err(FailbackError::Cancelled) => cancelled = true,
+            Err(e) => {
+                failed.get_or_insert((tp, e));
             }
         }
     }
@@ -211,6 +240,18 @@ async fn failback(inner: &Inner, c: &Cutover, op: &Operation) -> Result<(), ApiE
             );
             Ok(())
         })?;
+    }
+    if cancelled {
+        return Ok(());
+    }
+    if let Some((tp, e)) = failed {
+        let msg = format!("failback copy of {tp} failed (retrying): {e}");
+        progress(inner, c, op, msg.clone())?;
+        if !c.events.iter().any(|ev| ev.message == msg) {
+            event(inner, &c.id, "failback_retry", msg)?;
+        }
+        inner.pause(2_000).await;
+        return Ok(());
     }
 
     // 3. Groups: once idle on the target, their offsets translate back exactly.

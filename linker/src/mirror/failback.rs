@@ -37,6 +37,10 @@ use crate::state::{MapEntry, OffsetMap, PartitionCheckpoint, StateError, StateSt
 const MAX_CRC_RETRIES: u32 = 5;
 /// Pause before retrying after a retriable error.
 const RETRY_DELAY: Duration = Duration::from_millis(300);
+/// How long the target may hold a fetch of the copy (nothing to wait for: the data is there
+/// up to the fenced end), and the pause after an empty answer.
+const FETCH_WAIT: Duration = Duration::ZERO;
+const EMPTY_FETCH_DELAY: Duration = Duration::from_millis(200);
 
 /// Why a failback copy stopped.
 #[derive(Debug, Error)]
@@ -145,8 +149,11 @@ pub async fn copy_back(
             offset: run.fetch_offset,
             max_bytes: run.fetch_max_bytes,
         };
+        // Everything up to `until` is on the fenced target already: no wait (tansu holds
+        // every fetch for its full wait, and 200 ms per fetch made a failback of 1,000
+        // partitions take minutes there).
         let opts = FetchOptions {
-            max_wait: Duration::from_millis(200),
+            max_wait: FETCH_WAIT,
             min_bytes: 1,
             max_bytes: run.fetch_max_bytes,
             isolation: Isolation::ReadCommitted,
@@ -163,6 +170,12 @@ pub async fn copy_back(
             }
             target.refresh_for(&e);
             tokio::time::sleep(RETRY_DELAY).await;
+            continue;
+        }
+        if f.records.is_empty() {
+            // Nothing readable yet below `until` (an open transaction on the target keeps
+            // read_committed short of it): ask again in a moment, not in a tight loop.
+            tokio::time::sleep(EMPTY_FETCH_DELAY).await;
             continue;
         }
         match run.accept_fetch(f.records, &f.aborted) {
