@@ -271,12 +271,12 @@ async fn compare_chunk(
 
 /// The last entry of `tp`'s offset map; `Ok(Err(detail))` when there is nothing to compare.
 fn last_entry(store: &StateStore, tp: &TopicPartition) -> Result<Result<MapEntry, String>, String> {
-    let Some((_, map)) = store.load_partition(tp).map_err(|e| e.to_string())? else {
+    if store.checkpoint(tp).map_err(|e| e.to_string())?.is_none() {
         return Err(format!("{tp}: no offset map"));
-    };
-    Ok(map
-        .last_entry()
-        .cloned()
+    }
+    Ok(store
+        .last_entry(tp)
+        .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("{tp}: nothing mirrored")))
 }
 

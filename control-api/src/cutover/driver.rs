@@ -555,10 +555,7 @@ async fn promote(inner: &Inner, c: &Cutover, op: &Operation) -> Result<StepEnd, 
         let ends = ends.unwrap_or_default();
         let mut behind = Vec::new();
         for tp in &tps {
-            let next = ctx
-                .store
-                .load_partition(tp)?
-                .map_or(-1, |(cp, _)| cp.next_source.0);
+            let next = ctx.store.checkpoint(tp)?.map_or(-1, |cp| cp.next_source.0);
             let end = ends.get(tp).copied().unwrap_or(i64::MAX);
             if next < end || next < hw[tp] {
                 behind.push(format!("{tp}: mirrored {next}, source end {end}"));

@@ -242,18 +242,9 @@ impl StateStore {
             previous = Some(entry);
         }
         let entry = entries.first();
-        let prefix = keys::entry_prefix(tp)?;
-        let last = self
-            .inner
-            .partitions
-            .scan_prefix(&prefix)
-            .next_back()
-            .transpose()
-            .map_err(|e| StateError::db(format!("reading the last map entry of {tp}"), e))?;
-        let Some((key, value)) = last else {
+        let Some(stored) = self.last_entry(tp)? else {
             return Ok(());
         };
-        let stored: MapEntry = decode(&value, || keys::describe(&key))?;
         let follows = match entry {
             // Only the cursors move: they must stay past the stored map.
             None => {
@@ -330,6 +321,38 @@ impl StateStore {
                 source,
             })?;
         Ok(Some((checkpoint, map)))
+    }
+
+    /// The partition's checkpoint alone (its cursors and status), or `None` if nothing is
+    /// stored for it: one read, where [`Self::load_partition`] reads the whole map.
+    pub fn checkpoint(
+        &self,
+        tp: &TopicPartition,
+    ) -> Result<Option<PartitionCheckpoint>, StateError> {
+        let key = keys::checkpoint(tp)?;
+        let stored = self
+            .inner
+            .partitions
+            .get(&key)
+            .map_err(|e| StateError::db(format!("reading the checkpoint of {tp}"), e))?;
+        stored
+            .map(|value| decode(&value, || keys::describe(&key)))
+            .transpose()
+    }
+
+    /// The partition's last stored map entry, which is the map's last entry
+    /// ([`OffsetMap::last_entry`]): every write is checked to follow the stored map. One read.
+    pub fn last_entry(&self, tp: &TopicPartition) -> Result<Option<MapEntry>, StateError> {
+        let prefix = keys::entry_prefix(tp)?;
+        let last = self
+            .inner
+            .partitions
+            .scan_prefix(&prefix)
+            .next_back()
+            .transpose()
+            .map_err(|e| StateError::db(format!("reading the last map entry of {tp}"), e))?;
+        last.map(|(key, value)| decode(&value, || keys::describe(&key)))
+            .transpose()
     }
 
     /// Every partition with stored state and its checkpoint, ordered by topic then partition.

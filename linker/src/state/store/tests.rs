@@ -113,13 +113,50 @@ fn reopen_restores_maps_and_checkpoints_exactly() {
         }
     );
     assert_eq!((cp_b.next_source, cp_b.next_target), (so(10), to(10)));
+    // The one-read accessors agree with the whole map.
+    assert_eq!(store.checkpoint(&a).unwrap().as_ref(), Some(&cp_a));
+    assert_eq!(store.last_entry(&a).unwrap().as_ref(), map_a.last_entry());
+    assert_eq!(store.checkpoint(&b).unwrap().as_ref(), Some(&cp_b));
+    assert_eq!(store.last_entry(&b).unwrap().as_ref(), map_b.last_entry());
     assert_eq!(store.partitions().unwrap(), vec![(a, cp_a), (b, cp_b)]);
-    assert!(
-        store
-            .load_partition(&TopicPartition::new("orders", 1))
-            .unwrap()
-            .is_none()
+    let unknown = TopicPartition::new("orders", 1);
+    assert!(store.load_partition(&unknown).unwrap().is_none());
+    assert_eq!(store.checkpoint(&unknown).unwrap(), None);
+    assert_eq!(store.last_entry(&unknown).unwrap(), None);
+}
+
+#[test]
+fn last_entry_follows_merges_and_never_reads_a_neighbours_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    // "orders" partition 1 and "orders" partition 10 share a textual prefix; a map entry of
+    // one must never be read as the other's last entry.
+    let one = TopicPartition::new("orders", 1);
+    let ten = TopicPartition::new("orders", 10);
+    let mut map = OffsetMap::new(so(0), to(0));
+    write(
+        &store,
+        &one,
+        &mut map,
+        MapEntry::shifted(so(0), so(4), to(0)),
     );
+    // A contiguous batch merges into the same entry (same key, wider range).
+    write(
+        &store,
+        &one,
+        &mut map,
+        MapEntry::shifted(so(5), so(9), to(5)),
+    );
+    assert_eq!(map.entries().len(), 1);
+    assert_eq!(
+        store.last_entry(&one).unwrap().as_ref(),
+        map.last_entry(),
+        "the merged entry, not the first version"
+    );
+    let cp = checkpoint(&OffsetMap::new(so(0), to(0)), PartitionStatus::Active);
+    store.record_batch_written(&ten, None, &cp).unwrap();
+    assert_eq!(store.last_entry(&ten).unwrap(), None, "no entry of its own");
+    assert_eq!(store.checkpoint(&ten).unwrap(), Some(cp));
 }
 
 #[test]
