@@ -41,6 +41,11 @@ const RETRY_DELAY: Duration = Duration::from_millis(300);
 /// up to the fenced end), and the pause after an empty answer.
 const FETCH_WAIT: Duration = Duration::ZERO;
 const EMPTY_FETCH_DELAY: Duration = Duration::from_millis(200);
+/// The source connections the copy writes over. Kafka answers one request per connection at
+/// a time, so partitions copied at once (the rollback runs several) spread their writes over
+/// a few connections of their own: not lane 0, where they would queue with control requests,
+/// nor [`DATA_LANE`], where the forward mirror of other topics long-polls its fetches.
+const SOURCE_WRITE_LANES: std::ops::Range<usize> = DATA_LANE + 1..DATA_LANE + 5;
 
 /// Why a failback copy stopped.
 #[derive(Debug, Error)]
@@ -230,7 +235,8 @@ pub async fn copy_back(
                     records: pending.to_write().into(),
                 };
                 let mut results = source
-                    .produce(vec![item], -1, Duration::from_secs(30))
+                    .queue_produce(vec![item], -1, Duration::from_secs(30), SOURCE_WRITE_LANES)
+                    .await
                     .await;
                 match results.remove(&(tp.topic.clone(), tp.partition)) {
                     Some(Ok(ack)) => {
