@@ -32,6 +32,28 @@ struct Strait {
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
+/// An in-process mirror of `topic` alone over `store`, running until the returned token is
+/// cancelled; `tune` adjusts its settings.
+fn spawn_mirror(
+    sc: &KafkaClient,
+    tc: &KafkaClient,
+    store: &Arc<StateStore>,
+    topic: &str,
+    tune: impl FnOnce(&mut MirrorSettings),
+) -> (MirrorHandle, CancellationToken, tokio::task::JoinHandle<()>) {
+    let t = topic.to_string();
+    let mut settings = MirrorSettings::new(Arc::new(move |n: &str| n == t));
+    tune(&mut settings);
+    let mirror = Mirror::new(sc.clone(), tc.clone(), Arc::clone(store), settings);
+    let handle = mirror.handle();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn({
+        let c = cancel.clone();
+        async move { mirror.run(c).await.unwrap() }
+    });
+    (handle, cancel, task)
+}
+
 impl Strait {
     async fn start(
         sc: &KafkaClient,
@@ -41,11 +63,9 @@ impl Strait {
         group: &str,
     ) -> Self {
         let store = Arc::new(StateStore::open(dir).unwrap());
-        let t = topic.to_string();
-        let mut settings = MirrorSettings::new(Arc::new(move |n: &str| n == t));
-        settings.topic_refresh = Duration::from_secs(1);
-        let mirror = Mirror::new(sc.clone(), tc.clone(), Arc::clone(&store), settings);
-        let handle = mirror.handle();
+        let (handle, cancel, mirror_task) = spawn_mirror(sc, tc, &store, topic, |s| {
+            s.topic_refresh = Duration::from_secs(1);
+        });
         let g = group.to_string();
         let groups = GroupSync::new(
             sc.clone(),
@@ -56,12 +76,7 @@ impl Strait {
             Duration::from_millis(300),
         )
         .unwrap();
-        let cancel = CancellationToken::new();
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn({
-            let c = cancel.clone();
-            async move { mirror.run(c).await.unwrap() }
-        }));
+        let mut tasks = vec![mirror_task];
         tasks.push(tokio::spawn({
             let (c, g) = (cancel.clone(), groups.clone());
             async move { g.run(c).await }
@@ -603,15 +618,8 @@ async fn tail_comparison_reads_the_wave_together_and_catches_a_replaced_tail() {
 
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(StateStore::open(dir.path()).unwrap());
-    let t = topic.clone();
-    let mut settings = MirrorSettings::new(Arc::new(move |n: &str| n == t));
-    settings.topic_refresh = Duration::from_millis(500);
-    let mirror = Mirror::new(sc.clone(), tc.clone(), Arc::clone(&store), settings);
-    let handle = mirror.handle();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn({
-        let c = cancel.clone();
-        async move { mirror.run(c).await.unwrap() }
+    let (handle, cancel, task) = spawn_mirror(&sc, &tc, &store, &topic, |s| {
+        s.topic_refresh = Duration::from_millis(500);
     });
     wait_caught_up(&handle, &topic, 3).await;
     cancel.cancel();
@@ -681,16 +689,9 @@ async fn control_requests_do_not_wait_behind_the_mirrors_long_poll() {
     send_all(&producer(source, &[]), &topic, 0, &sample_records(3, "l")).await;
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(StateStore::open(dir.path()).unwrap());
-    let t = topic.clone();
-    let mut settings = MirrorSettings::new(Arc::new(move |n: &str| n == t));
-    settings.topic_refresh = Duration::from_secs(30);
-    settings.fetch_max_wait = Duration::from_secs(3);
-    let mirror = Mirror::new(sc.clone(), tc.clone(), Arc::clone(&store), settings);
-    let handle = mirror.handle();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn({
-        let c = cancel.clone();
-        async move { mirror.run(c).await.unwrap() }
+    let (handle, cancel, task) = spawn_mirror(&sc, &tc, &store, &topic, |s| {
+        s.topic_refresh = Duration::from_secs(30);
+        s.fetch_max_wait = Duration::from_secs(3);
     });
     wait_caught_up(&handle, &topic, 1).await;
     // Caught up and idle: the mirror's fetch now waits 3 s at a time on the source.
