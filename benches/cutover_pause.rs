@@ -293,6 +293,15 @@ async fn failback(
         .as_u64()
         .expect("target fenced");
     let back = stage_at(&c, "rolled_back");
+    // Where the pause went: each event after the fence, in ms from it.
+    if std::env::var_os("STRAIT_BENCH_EVENTS").is_some() {
+        for e in c["events"].as_array().into_iter().flatten() {
+            let at = e["at_ms"].as_u64().unwrap_or(0);
+            if at >= fenced {
+                eprintln!("  +{:>6} ms {} {}", at - fenced, e["kind"], e["message"]);
+            }
+        }
+    }
     (back - fenced, total)
 }
 

@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::partition::{Accepted, PartitionRun, WriteMismatch};
 use super::tail::read_tail;
-use crate::client::data::{FetchOptions, FetchPosition, Isolation, ProduceItem};
+use crate::client::data::{FetchOptions, FetchPosition, Isolation, ProduceItem, produce_lane};
 use crate::client::{DATA_LANE, Error, KafkaClient, Retry};
 use crate::offset::{SourceOffset, TargetOffset, TopicPartition};
 use crate::state::{MapEntry, OffsetMap, PartitionCheckpoint, StateError, StateStore};
@@ -41,11 +41,17 @@ const RETRY_DELAY: Duration = Duration::from_millis(300);
 /// up to the fenced end), and the pause after an empty answer.
 const FETCH_WAIT: Duration = Duration::ZERO;
 const EMPTY_FETCH_DELAY: Duration = Duration::from_millis(200);
-/// The source connections the copy writes over. Kafka answers one request per connection at
-/// a time, so partitions copied at once (the rollback runs several) spread their writes over
-/// a few connections of their own: not lane 0, where they would queue with control requests,
-/// nor [`DATA_LANE`], where the forward mirror of other topics long-polls its fetches.
-const SOURCE_WRITE_LANES: std::ops::Range<usize> = DATA_LANE + 1..DATA_LANE + 5;
+/// The connections a copy reads and writes over, on both clusters. Kafka answers one request
+/// per connection at a time, so partitions copied at once (the rollback runs several) spread
+/// over a few connections of their own, each partition always on the same one ([`copy_lane`]):
+/// not lane 0, where they would queue with control requests, nor [`DATA_LANE`], where the
+/// forward mirror of other topics long-polls its source fetches.
+const COPY_LANES: std::ops::Range<usize> = DATA_LANE + 1..DATA_LANE + 5;
+
+/// The lane of [`COPY_LANES`] that `tp`'s copy uses, the one its writes take too.
+fn copy_lane(tp: &TopicPartition) -> usize {
+    COPY_LANES.start + produce_lane(&tp.topic, tp.partition, COPY_LANES.len())
+}
 
 /// Why a failback copy stopped.
 #[derive(Debug, Error)]
@@ -134,6 +140,7 @@ pub async fn copy_back(
     let mut run = PartitionRun::new(tp.clone(), reversed, 8 << 20, false);
     let mut reconcile = true;
     let mut crc_failures = 0;
+    let lane = copy_lane(tp);
     while run.map.next_source().0 < until.0 {
         if cancel.is_cancelled() {
             return Err(FailbackError::Cancelled);
@@ -142,7 +149,7 @@ pub async fn copy_back(
             run.reset_to_map();
             // Re-reads of the source's tail are not counted: the metric is the forward
             // mirror's, per partition it runs.
-            let tail = read_tail(source, tp, run.map.next_target().0, &mut 0)
+            let tail = read_tail(source, tp, run.map.next_target().0, lane, &mut 0)
                 .await
                 .map_err(|e| cluster("source", e))?;
             run.target_tail = tail.into();
@@ -162,8 +169,7 @@ pub async fn copy_back(
             min_bytes: 1,
             max_bytes: run.fetch_max_bytes,
             isolation: Isolation::ReadCommitted,
-            // The copy's long poll on its own connection, as the mirror's fetches.
-            lane: DATA_LANE,
+            lane,
         };
         let Some(f) = target.fetch(&[pos], opts).await.pop() else {
             tokio::time::sleep(RETRY_DELAY).await;
@@ -235,7 +241,7 @@ pub async fn copy_back(
                     records: pending.to_write().into(),
                 };
                 let mut results = source
-                    .queue_produce(vec![item], -1, Duration::from_secs(30), SOURCE_WRITE_LANES)
+                    .queue_produce(vec![item], -1, Duration::from_secs(30), COPY_LANES)
                     .await
                     .await;
                 match results.remove(&(tp.topic.clone(), tp.partition)) {

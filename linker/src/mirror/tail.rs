@@ -39,7 +39,7 @@ impl Engine {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let mut crc_failures = 0;
-            let result = read_tail(&client, &tp, from, &mut crc_failures).await;
+            let result = read_tail(&client, &tp, from, 0, &mut crc_failures).await;
             let _ = tx
                 .send(Event::Tail {
                     tp,
@@ -97,10 +97,12 @@ const TAIL_CRC_RETRIES: u32 = 5;
 /// fails is read again (up to [`TAIL_CRC_RETRIES`] times in a row), so a byte flipped on the
 /// way is never taken for a batch strait did not write. Each such re-read is counted in
 /// `crc_failures`. A batch that fails on every read is a [`Error::Protocol`] (not retriable).
+/// `lane` is the connection the fetches go over ([`FetchOptions::lane`]).
 pub(super) async fn read_tail(
     client: &KafkaClient,
     tp: &TopicPartition,
     from: i64,
+    lane: usize,
     crc_failures: &mut u32,
 ) -> Result<Vec<RawBatch>, Error> {
     let mut out = Vec::new();
@@ -109,6 +111,7 @@ pub(super) async fn read_tail(
     let opts = FetchOptions {
         max_wait: Duration::ZERO,
         isolation: Isolation::ReadUncommitted,
+        lane,
         ..FetchOptions::default()
     };
     loop {
