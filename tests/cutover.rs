@@ -1,7 +1,8 @@
 //! Staged cutovers on real brokers, driven through the cutover service with rdkafka producers
 //! and consumers running: a full cutover and failback with strait restarted between stages,
-//! rollback from every stage before promotion, a fence deadline that expires, and the `acl`
-//! fence on a SASL Kafka with the StandardAuthorizer.
+//! rollback from every stage before promotion, a fence deadline that expires, the `acl`
+//! fence on a SASL Kafka with the StandardAuthorizer, and the failback copy of many
+//! partitions at once.
 
 mod support;
 
@@ -16,8 +17,10 @@ use strait_control_api::cutover::{
     FenceSpec, Outcome, RollbackRequest, Stage,
 };
 use strait_linker::client::KafkaClient;
+use strait_linker::client::data::Isolation;
+use strait_linker::mirror::failback::{CopyIo, copy_back};
 use strait_linker::mirror::{Mirror, MirrorHandle, MirrorSettings, PartitionState};
-use strait_linker::offset::TopicPartition;
+use strait_linker::offset::{TargetOffset, TopicPartition};
 use strait_linker::state::StateStore;
 use strait_offset_sync::GroupSync;
 use strait_testkit::{Broker, kafka_source, kafka_target, unique};
@@ -226,7 +229,8 @@ async fn cutover_and_failback(target: &Broker) {
     let (sc, tc) = (client(source).await, client(target).await);
     let topic = unique("cut");
     let group = unique("cut-group");
-    create_topic(&sc, &topic, 2, &[]).await;
+    // Room for the 1.5 MB batch written to the target before the failback.
+    create_topic(&sc, &topic, 2, &[("max.message.bytes", "4000000")]).await;
     let dir = tempfile::tempdir().unwrap();
     let next = Arc::new(AtomicU64::new(0));
     let acked = Arc::new(Mutex::new(Vec::new()));
@@ -314,7 +318,22 @@ async fn cutover_and_failback(target: &Broker) {
     s = Strait::start(&sc, &tc, dir.path(), &topic, &group).await;
 
     // Phase 2: producers and the consumer on the target. The consumer stops before the
-    // producer, leaving records it has not read.
+    // producer, leaving records it has not read. First on each partition, a batch larger than
+    // a failback copy's first fetch (1 MiB): the copies start there together, their fetches
+    // share a request, and a broker returns only part of an oversized batch past the first
+    // partition of a response. The failback must still copy them whole.
+    let p = producer(target, &[("message.max.bytes", "4000000")]);
+    for part in 0..2 {
+        let big = format!("big-{part}-{}", "x".repeat(1_500_000));
+        let rec = Rec {
+            key: None,
+            value: Some(big.clone().into_bytes()),
+            headers: Vec::new(),
+            timestamp: recent_base(),
+        };
+        send_all(&p, &topic, part, &[rec]).await;
+        acked.lock().unwrap().push(big);
+    }
     let load = Load::start(target, &topic, Arc::clone(&next), Arc::clone(&acked));
     let reader = Reader::start(target, &topic, &group, Arc::clone(&seen));
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -715,4 +734,102 @@ async fn control_requests_do_not_wait_behind_the_mirrors_long_poll() {
     }
     cancel.cancel();
     task.await.unwrap();
+}
+
+/// The failback copy itself, on many partitions at once: every partition's copies share their
+/// requests ([`CopyIo`]), and each starts at a batch larger than a copy's first fetch (1 MiB),
+/// which a broker returns whole only for the first partition of a response. Everything
+/// written to the target after the mirror stopped reaches the source exactly once, in order,
+/// byte for byte; the forward map ends at the target's end; a second copy copies nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn failback_copies_many_partitions_together_with_oversized_batches() {
+    const PARTITIONS: i32 = 12;
+    let (source, target) = (kafka_source(), kafka_target());
+    let (sc, tc) = (client(source).await, client(target).await);
+    let topic = unique("copyback");
+    create_topic(&sc, &topic, PARTITIONS, &[("max.message.bytes", "4000000")]).await;
+    let sp = producer(source, &[]);
+    for p in 0..PARTITIONS {
+        send_all(&sp, &topic, p, &sample_records(5, &format!("src-{p}"))).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(StateStore::open(dir.path()).unwrap());
+    let (handle, cancel, task) = spawn_mirror(&sc, &tc, &store, &topic, |s| {
+        s.topic_refresh = Duration::from_millis(500);
+    });
+    wait_caught_up(&handle, &topic, PARTITIONS).await;
+    cancel.cancel();
+    task.await.unwrap();
+
+    // What the applications wrote to the target after the cutover: a big batch first.
+    let tp_ = producer(target, &[("message.max.bytes", "4000000")]);
+    for p in 0..PARTITIONS {
+        let big = Rec {
+            key: Some(format!("big-{p}").into_bytes()),
+            value: Some(vec![b'a' + p as u8; 1_500_000]),
+            headers: Vec::new(),
+            timestamp: recent_base(),
+        };
+        send_all(&tp_, &topic, p, &[big]).await;
+        send_all(&tp_, &topic, p, &sample_records(3, &format!("tgt-{p}"))).await;
+    }
+
+    let io = Arc::new(CopyIo::new(tc.clone(), sc.clone()));
+    let never = CancellationToken::new();
+    let mut ends = Vec::new();
+    let mut copies = tokio::task::JoinSet::new();
+    for p in 0..PARTITIONS {
+        let end = fetch_all(&tc, &topic, p, Isolation::ReadCommitted)
+            .await
+            .end;
+        ends.push(end);
+        let (io, store, never) = (Arc::clone(&io), Arc::clone(&store), never.clone());
+        let tp = TopicPartition::new(&topic, p);
+        copies.spawn(async move {
+            let r = copy_back(&io, &store, &tp, TargetOffset(end), &never).await;
+            (p, r)
+        });
+    }
+    while let Some(joined) = copies.join_next().await {
+        let (p, r) = joined.unwrap();
+        let r = r.unwrap_or_else(|e| panic!("copy of partition {p}: {e}"));
+        assert_eq!(r.records, 4, "partition {p}: {r:?}");
+        assert_eq!(
+            (r.next_source, r.next_target),
+            (ends[p as usize], ends[p as usize])
+        );
+    }
+
+    for p in 0..PARTITIONS {
+        let tp = TopicPartition::new(&topic, p);
+        let on_target = data_records(
+            &fetch_all(&tc, &topic, p, Isolation::ReadCommitted).await,
+            true,
+        );
+        let on_source = data_records(
+            &fetch_all(&sc, &topic, p, Isolation::ReadCommitted).await,
+            true,
+        );
+        assert_eq!(
+            on_source.len(),
+            9,
+            "partition {p}: 5 mirrored + 4 copied back"
+        );
+        assert_same(
+            &format!("partition {p} on the source after the failback"),
+            &recs(&on_source),
+            &recs(&on_target),
+        );
+        let cp = store.checkpoint(&tp).unwrap().expect("checkpoint");
+        assert_eq!(cp.next_target.0, ends[p as usize], "partition {p}");
+        // Idempotent: nothing left to copy.
+        let again = copy_back(&io, &store, &tp, TargetOffset(ends[p as usize]), &never)
+            .await
+            .unwrap();
+        assert_eq!(
+            again.batches + again.reconciled,
+            0,
+            "partition {p}: {again:?}"
+        );
+    }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use strait_linker::client::groups::CommittedOffset;
 use strait_linker::mirror::Translation;
-use strait_linker::mirror::failback::{FailbackError, copy_back};
+use strait_linker::mirror::failback::{CopyIo, FailbackError, copy_back};
 use strait_linker::offset::{TargetOffset, TopicPartition};
 use tokio::task::JoinSet;
 
@@ -29,8 +29,11 @@ use super::model::{Cutover, FailbackState, FenceMode, Operation, Stage};
 use super::service::{Inner, same_op};
 use crate::error::ApiError;
 
-/// Partitions a failback copies back at once.
-const COPIES_AT_ONCE: usize = 32;
+/// Partitions a failback copies back at once. Their requests go out together ([`CopyIo`]),
+/// and each holds at most one fetch of 1 MiB at first (more only for a larger batch): about
+/// 128 MiB at most. A wave of 5,000 partitions on Kafka: 8.2 s at 32 copies one request
+/// each, 5.4 s at 32 sharing requests, 3.0 s at 128.
+const COPIES_AT_ONCE: usize = 128;
 
 /// Lifts the source fence and releases the mirror and groups (an advance that did not
 /// finish, or a rollback before promotion). Idempotent.
@@ -184,16 +187,21 @@ async fn failback(inner: &Inner, c: &Cutover, op: &Operation) -> Result<(), ApiE
         let until = TargetOffset(state.target_ends.get(&key(tp)).copied().unwrap_or(0));
         (tp.clone(), until)
     });
+    // The copies' requests go out together (one Fetch, one Produce for many partitions).
+    let io = Arc::new(CopyIo::new(ctx.target.clone(), ctx.source.clone()));
     let mut set = JoinSet::new();
     let mut outcomes = BTreeMap::new();
     loop {
         while set.len() < COPIES_AT_ONCE
             && let Some((tp, until)) = copies.next()
         {
-            let (target, source) = (ctx.target.clone(), ctx.source.clone());
-            let (store, cancel) = (Arc::clone(&ctx.store), inner.cancel.clone());
+            let (io, store, cancel) = (
+                Arc::clone(&io),
+                Arc::clone(&ctx.store),
+                inner.cancel.clone(),
+            );
             set.spawn(async move {
-                let r = copy_back(&target, &source, &store, &tp, until, &cancel).await;
+                let r = copy_back(&io, &store, &tp, until, &cancel).await;
                 (tp, r)
             });
         }

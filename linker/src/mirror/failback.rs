@@ -28,30 +28,30 @@ use tokio_util::sync::CancellationToken;
 
 use super::partition::{Accepted, PartitionRun, WriteMismatch};
 use super::tail::read_tail;
-use crate::client::data::{FetchOptions, FetchPosition, Isolation, ProduceItem, produce_lane};
-use crate::client::{DATA_LANE, Error, KafkaClient, Retry};
+use crate::client::data::{FetchPosition, ProduceItem};
+use crate::client::{DATA_LANE, Error, Retry};
 use crate::offset::{SourceOffset, TargetOffset, TopicPartition};
 use crate::state::{MapEntry, OffsetMap, PartitionCheckpoint, StateError, StateStore};
+
+mod io;
+pub use io::CopyIo;
 
 /// Consecutive CRC failures on one batch before the copy gives up.
 const MAX_CRC_RETRIES: u32 = 5;
 /// Pause before retrying after a retriable error.
 const RETRY_DELAY: Duration = Duration::from_millis(300);
-/// How long the target may hold a fetch of the copy (nothing to wait for: the data is there
-/// up to the fenced end), and the pause after an empty answer.
-const FETCH_WAIT: Duration = Duration::ZERO;
+/// The pause after an empty answer from the target.
 const EMPTY_FETCH_DELAY: Duration = Duration::from_millis(200);
-/// The connections a copy reads and writes over, on both clusters. Kafka answers one request
-/// per connection at a time, so partitions copied at once (the rollback runs several) spread
-/// over a few connections of their own, each partition always on the same one ([`copy_lane`]):
-/// not lane 0, where they would queue with control requests, nor [`DATA_LANE`], where the
-/// forward mirror of other topics long-polls its source fetches.
+/// What a copy's fetch asks of its partition at first (the rollback runs many copies at once:
+/// this times their number bounds the bytes they hold), doubled up to
+/// [`MAX_COPY_FETCH_BYTES`] while the next batch does not fit.
+const COPY_FETCH_BYTES: i32 = 1 << 20;
+const MAX_COPY_FETCH_BYTES: i32 = 256 << 20;
+/// The connections the copies' requests ([`CopyIo`]) go over, on both clusters. Kafka answers
+/// one request per connection at a time, so they use a few connections of their own: not
+/// lane 0, where they would queue with control requests, nor [`DATA_LANE`], where the forward
+/// mirror of other topics long-polls its source fetches.
 const COPY_LANES: std::ops::Range<usize> = DATA_LANE + 1..DATA_LANE + 5;
-
-/// The lane of [`COPY_LANES`] that `tp`'s copy uses, the one its writes take too.
-fn copy_lane(tp: &TopicPartition) -> usize {
-    COPY_LANES.start + produce_lane(&tp.topic, tp.partition, COPY_LANES.len())
-}
 
 /// Why a failback copy stopped.
 #[derive(Debug, Error)]
@@ -110,8 +110,7 @@ pub struct CopyBack {
 /// Cancel safety: cancelling (the token or dropping the future) at any point is safe; a
 /// produce whose outcome was not recorded is reconciled from the source's tail next time.
 pub async fn copy_back(
-    target: &KafkaClient,
-    source: &KafkaClient,
+    io: &CopyIo,
     store: &StateStore,
     tp: &TopicPartition,
     until: TargetOffset,
@@ -137,10 +136,9 @@ pub async fn copy_back(
     );
     // One write at a time, without a producer id: a failback writes little and stops on any
     // doubt.
-    let mut run = PartitionRun::new(tp.clone(), reversed, 8 << 20, false);
+    let mut run = PartitionRun::new(tp.clone(), reversed, COPY_FETCH_BYTES, false);
     let mut reconcile = true;
     let mut crc_failures = 0;
-    let lane = copy_lane(tp);
     while run.map.next_source().0 < until.0 {
         if cancel.is_cancelled() {
             return Err(FailbackError::Cancelled);
@@ -149,7 +147,7 @@ pub async fn copy_back(
             run.reset_to_map();
             // Re-reads of the source's tail are not counted: the metric is the forward
             // mirror's, per partition it runs.
-            let tail = read_tail(source, tp, run.map.next_target().0, lane, &mut 0)
+            let tail = read_tail(&io.source_tail(), tp, run.map.next_target().0, &mut 0)
                 .await
                 .map_err(|e| cluster("source", e))?;
             run.target_tail = tail.into();
@@ -161,17 +159,7 @@ pub async fn copy_back(
             offset: run.fetch_offset,
             max_bytes: run.fetch_max_bytes,
         };
-        // Everything up to `until` is on the fenced target already: no wait (tansu holds
-        // every fetch for its full wait, and 200 ms per fetch made a failback of 1,000
-        // partitions take minutes there).
-        let opts = FetchOptions {
-            max_wait: FETCH_WAIT,
-            min_bytes: 1,
-            max_bytes: run.fetch_max_bytes,
-            isolation: Isolation::ReadCommitted,
-            lane,
-        };
-        let Some(f) = target.fetch(&[pos], opts).await.pop() else {
+        let Some(f) = io.fetch_target(pos).await else {
             tokio::time::sleep(RETRY_DELAY).await;
             continue;
         };
@@ -179,18 +167,46 @@ pub async fn copy_back(
             if e.retry() == Retry::No {
                 return Err(cluster("target", e));
             }
-            target.refresh_for(&e);
+            io.target().refresh_for(&e);
             tokio::time::sleep(RETRY_DELAY).await;
             continue;
         }
+        let readable_end = if f.last_stable_offset >= 0 {
+            f.last_stable_offset
+        } else {
+            f.high_watermark
+        };
         if f.records.is_empty() {
+            // Readable data that did not come back: its first batch is larger than the
+            // partition's limit (a broker returns an oversized batch only for the first
+            // partition of a response, and the copies share their fetches). Ask for more.
+            if readable_end > run.fetch_offset && run.fetch_max_bytes < MAX_COPY_FETCH_BYTES {
+                run.fetch_max_bytes = run.fetch_max_bytes.saturating_mul(2);
+                tracing::debug!(partition = %tp, offset = run.fetch_offset, bytes = run.fetch_max_bytes, "next target batch larger than the copy's fetch; asking for more");
+                continue;
+            }
             // Nothing readable yet below `until` (an open transaction on the target keeps
             // read_committed short of it): ask again in a moment, not in a tight loop.
             tokio::time::sleep(EMPTY_FETCH_DELAY).await;
             continue;
         }
+        let before = run.fetch_offset;
         match run.accept_fetch(f.records, &f.aborted) {
-            Ok(Accepted::Queued(_)) => crc_failures = 0,
+            Ok(Accepted::Queued(_)) => {
+                crc_failures = 0;
+                if run.fetch_offset == before && run.queue.is_empty() {
+                    // Only part of the next batch came back: ask for more, as above.
+                    if run.fetch_max_bytes >= MAX_COPY_FETCH_BYTES {
+                        tokio::time::sleep(EMPTY_FETCH_DELAY).await;
+                    }
+                    run.fetch_max_bytes = run
+                        .fetch_max_bytes
+                        .saturating_mul(2)
+                        .min(MAX_COPY_FETCH_BYTES);
+                    tracing::debug!(partition = %tp, offset = run.fetch_offset, bytes = run.fetch_max_bytes, "next target batch larger than the copy's fetch; asking for more");
+                    continue;
+                }
+            }
             Ok(Accepted::CrcFailure { at, error }) => {
                 crc_failures += 1;
                 if crc_failures > MAX_CRC_RETRIES {
@@ -240,11 +256,7 @@ pub async fn copy_back(
                     partition: tp.partition,
                     records: pending.to_write().into(),
                 };
-                let mut results = source
-                    .queue_produce(vec![item], -1, Duration::from_secs(30), COPY_LANES)
-                    .await
-                    .await;
-                match results.remove(&(tp.topic.clone(), tp.partition)) {
+                match io.produce(item).await {
                     Some(Ok(ack)) => {
                         out.batches += 1;
                         out.records += pending.source.header().record_count.max(0) as u64;
@@ -265,7 +277,7 @@ pub async fn copy_back(
                     Some(Err(e)) => {
                         // Maybe written, maybe not: read the source tail before writing again.
                         tracing::debug!(partition = %tp, error = %e, "failback produce failed; reconciling");
-                        source.refresh_for(&e);
+                        io.source().refresh_for(&e);
                         tokio::time::sleep(RETRY_DELAY).await;
                         reconcile = true;
                         break;

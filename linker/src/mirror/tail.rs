@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use super::engine::{Engine, Event, MirrorError};
 use crate::batch::{self, RawBatch};
-use crate::client::data::{FetchOptions, FetchPosition, Isolation};
+use crate::client::data::{FetchOptions, FetchPosition, FetchedPartition, Isolation};
 use crate::client::{Error, KafkaClient, Retry};
 use crate::offset::TopicPartition;
 
@@ -39,7 +39,7 @@ impl Engine {
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
             let mut crc_failures = 0;
-            let result = read_tail(&client, &tp, from, 0, &mut crc_failures).await;
+            let result = read_tail(&client, &tp, from, &mut crc_failures).await;
             let _ = tx
                 .send(Event::Tail {
                     tp,
@@ -88,6 +88,29 @@ impl Engine {
     }
 }
 
+/// Where [`read_tail`] reads: one partition per call, read uncommitted (every batch on the
+/// log is matched, whatever its transaction's outcome), without waiting.
+pub(super) trait TailFetch: Sync {
+    /// The fetch of `pos`; `None` if the answer left the partition out.
+    fn fetch_tail(
+        &self,
+        pos: FetchPosition,
+    ) -> impl std::future::Future<Output = Option<FetchedPartition>> + Send;
+}
+
+/// The mirror's own reads of the target's tail after a restart: one request each, on the
+/// control connection (rare, and they must not wait behind the data path).
+impl TailFetch for KafkaClient {
+    async fn fetch_tail(&self, pos: FetchPosition) -> Option<FetchedPartition> {
+        let opts = FetchOptions {
+            max_wait: Duration::ZERO,
+            isolation: Isolation::ReadUncommitted,
+            ..FetchOptions::default()
+        };
+        self.fetch(&[pos], opts).await.pop()
+    }
+}
+
 /// Consecutive CRC failures [`read_tail`] re-reads before it returns an error (the engine
 /// then retries the whole read a second later; a failback fails).
 const TAIL_CRC_RETRIES: u32 = 5;
@@ -97,23 +120,15 @@ const TAIL_CRC_RETRIES: u32 = 5;
 /// fails is read again (up to [`TAIL_CRC_RETRIES`] times in a row), so a byte flipped on the
 /// way is never taken for a batch strait did not write. Each such re-read is counted in
 /// `crc_failures`. A batch that fails on every read is a [`Error::Protocol`] (not retriable).
-/// `lane` is the connection the fetches go over ([`FetchOptions::lane`]).
 pub(super) async fn read_tail(
-    client: &KafkaClient,
+    client: &impl TailFetch,
     tp: &TopicPartition,
     from: i64,
-    lane: usize,
     crc_failures: &mut u32,
 ) -> Result<Vec<RawBatch>, Error> {
     let mut out = Vec::new();
     let mut offset = from;
     let mut crc_streak = 0;
-    let opts = FetchOptions {
-        max_wait: Duration::ZERO,
-        isolation: Isolation::ReadUncommitted,
-        lane,
-        ..FetchOptions::default()
-    };
     loop {
         let pos = FetchPosition {
             topic: tp.topic.clone(),
@@ -122,9 +137,8 @@ pub(super) async fn read_tail(
             max_bytes: 8 << 20,
         };
         let f = client
-            .fetch(&[pos], opts)
+            .fetch_tail(pos)
             .await
-            .pop()
             .ok_or_else(|| Error::NoLeader {
                 context: crate::client::Context::partition(&tp.topic, tp.partition),
             })?;
