@@ -1,7 +1,7 @@
 //! The coordinator task: discovery, fetch rounds, produce rounds, acks and reconciliation.
 //! See the module docs of [`crate::mirror`] for the data flow.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -516,10 +516,15 @@ impl Engine {
                 reply,
             } => {
                 // Partitions not running here (stopped, or not yet initialised) are marked in
-                // the store, so discovery leaves them stopped.
-                super::handle::set_held(&self.store, &topics, Some(&reason))?;
+                // the store, so discovery leaves them stopped; running ones are marked when
+                // they stop.
+                let slots = &self.slots;
+                super::handle::set_held(&self.store, &topics, Some(&reason), |tp| {
+                    slots.contains_key(tp)
+                })?;
+                let held: HashSet<&str> = topics.iter().map(String::as_str).collect();
                 for slot in self.slots.values_mut() {
-                    if topics.contains(&slot.run.tp.topic) {
+                    if held.contains(slot.run.tp.topic.as_str()) {
                         slot.hold = Some(reason.clone());
                     }
                 }
@@ -528,7 +533,7 @@ impl Engine {
                 return Ok(false);
             }
             Query::Release { topics, reply } => {
-                let result = super::handle::set_held(&self.store, &topics, None);
+                let result = super::handle::set_held(&self.store, &topics, None, |_| false);
                 if result.is_ok() {
                     self.status.update(|s| {
                         s.partitions.retain(|tp, v| {
@@ -561,22 +566,28 @@ impl Engine {
     /// Stops held partitions whose write in flight is recorded, and answers the hold
     /// requests whose partitions have all stopped.
     fn settle_holds(&mut self) -> Result<(), MirrorError> {
-        let ready: Vec<(TopicPartition, String)> = self
+        let ready: Vec<(TopicPartition, PartitionState)> = self
             .slots
             .iter()
             .filter_map(|(tp, s)| match &s.hold {
-                Some(reason) if s.run.in_flight == 0 => Some((tp.clone(), reason.clone())),
+                Some(reason) if s.run.in_flight == 0 => Some((
+                    tp.clone(),
+                    PartitionState::Stopped {
+                        reason: reason.clone(),
+                    },
+                )),
                 _ => None,
             })
             .collect();
-        for (tp, reason) in ready {
-            tracing::info!(topic = %tp.topic, partition = tp.partition, %reason, "partition held");
-            self.stop(&tp, PartitionState::Stopped { reason })?;
+        if let Some((first, PartitionState::Stopped { reason })) = ready.first() {
+            // One line for the hold, not one per partition of a wave.
+            tracing::info!(topic = %first.topic, partition = first.partition, partitions = ready.len(), %reason, "partitions held");
         }
-        let slots = &self.slots;
+        self.stop_all(ready)?;
+        let running: HashSet<&str> = self.slots.keys().map(|tp| tp.topic.as_str()).collect();
         let (done, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.pending_holds)
             .into_iter()
-            .partition(|h| !slots.keys().any(|tp| h.topics.contains(&tp.topic)));
+            .partition(|h| !h.topics.iter().any(|t| running.contains(t.as_str())));
         self.pending_holds = waiting;
         for h in done {
             let _ = h.reply.send(Ok(()));
@@ -626,26 +637,43 @@ impl Engine {
         tp: &TopicPartition,
         state: PartitionState,
     ) -> Result<(), MirrorError> {
-        let status = match &state {
-            PartitionState::Error { message } => PartitionStatus::Error {
-                message: message.clone(),
-            },
-            PartitionState::Stopped { reason } => PartitionStatus::Stopped {
-                reason: reason.clone(),
-            },
-            _ => PartitionStatus::Active,
-        };
-        // What the partition mirrored is stored before its status says it stopped.
-        self.flush_progress()?;
-        if let Some(mut slot) = self.slots.remove(tp) {
-            self.budget_used -= slot.run.reset_to_map();
-            slot.view.state = state;
-            let view = slot.view;
-            self.status.update(|s| {
-                s.partitions.insert(tp.clone(), view);
-            });
+        self.stop_all(vec![(tp.clone(), state)])
+    }
+
+    /// Stops partitions, each in its state: what they mirrored is stored, then their status,
+    /// in one write for all (the engine is the one writer of its running partitions'
+    /// checkpoints; a hold stops a whole wave at once, inside the cutover's write pause).
+    pub(super) fn stop_all(
+        &mut self,
+        stops: Vec<(TopicPartition, PartitionState)>,
+    ) -> Result<(), MirrorError> {
+        if stops.is_empty() {
+            return Ok(());
         }
-        self.store.set_status(tp, status)?;
+        // What the partitions mirrored is stored before their status says they stopped.
+        self.flush_progress()?;
+        let mut statuses = Vec::with_capacity(stops.len());
+        let mut views = Vec::with_capacity(stops.len());
+        for (tp, state) in stops {
+            let status = match &state {
+                PartitionState::Error { message } => PartitionStatus::Error {
+                    message: message.clone(),
+                },
+                PartitionState::Stopped { reason } => PartitionStatus::Stopped {
+                    reason: reason.clone(),
+                },
+                _ => PartitionStatus::Active,
+            };
+            if let Some(mut slot) = self.slots.remove(&tp) {
+                self.budget_used -= slot.run.reset_to_map();
+                slot.view.state = state;
+                views.push((tp.clone(), slot.view));
+            }
+            statuses.push((tp, status));
+        }
+        self.status.update(|s| s.partitions.extend(views));
+        self.store
+            .set_statuses(statuses.iter().map(|(tp, status)| (tp, status)))?;
         Ok(())
     }
 

@@ -41,26 +41,34 @@ pub(crate) fn stored_map<'a>(
 }
 
 /// Marks every stored partition of `topics` stopped with `reason` (`Some`) or active again
-/// (`None`); partitions stopped by an error are left alone.
+/// (`None`), except those `skip` names (the engine's running partitions, whose status it sets
+/// when they stop); partitions stopped by an error are left alone. One compare-and-swap per
+/// partition that changes: the partitions are not running, and a failback may be writing
+/// their checkpoints.
 pub(crate) fn set_held(
     store: &StateStore,
     topics: &[String],
     reason: Option<&str>,
+    skip: impl Fn(&TopicPartition) -> bool,
 ) -> Result<(), StateError> {
     use crate::state::PartitionStatus;
+    let status = match reason {
+        Some(r) => PartitionStatus::Stopped {
+            reason: r.to_string(),
+        },
+        None => PartitionStatus::Active,
+    };
+    // A set: a wave holds thousands of partitions of a thousand topics.
+    let topics: std::collections::HashSet<&str> = topics.iter().map(String::as_str).collect();
     for (tp, cp) in store.partitions()? {
-        if !topics.contains(&tp.topic) || matches!(cp.status, PartitionStatus::Error { .. }) {
+        if !topics.contains(tp.topic.as_str())
+            || matches!(cp.status, PartitionStatus::Error { .. })
+            || cp.status == status
+            || skip(&tp)
+        {
             continue;
         }
-        let status = match reason {
-            Some(r) => PartitionStatus::Stopped {
-                reason: r.to_string(),
-            },
-            None => PartitionStatus::Active,
-        };
-        if cp.status != status {
-            store.set_status(&tp, status)?;
-        }
+        store.set_status(&tp, status.clone())?;
     }
     Ok(())
 }
@@ -167,7 +175,7 @@ impl MirrorHandle {
             return answer;
         }
         // Not running: mark them in the store; the next start leaves them stopped.
-        set_held(&self.store, topics, Some(reason))
+        set_held(&self.store, topics, Some(reason), |_| false)
     }
 
     /// Mirrors held `topics` again: each partition resumes from its checkpoint after
@@ -183,7 +191,7 @@ impl MirrorHandle {
         {
             return answer;
         }
-        set_held(&self.store, topics, None)
+        set_held(&self.store, topics, None, |_| false)
     }
 
     /// Asks the running mirror; when it is not running, its persisted maps are final and

@@ -398,6 +398,43 @@ impl StateStore {
         }
     }
 
+    /// [`Self::set_status`] for many partitions in one write: a read of each checkpoint, then
+    /// one batch. For the partitions' one writer (the mirror engine, or its handle while the
+    /// engine is not running), since nothing guards a checkpoint between its read and the
+    /// batch. A compare-and-swap per partition cost the hold of a 5,000-partition wave 160 ms
+    /// inside the cutover's write pause. A partition already in its status is not rewritten;
+    /// an unknown one is an error and nothing is written. Returns how many changed.
+    pub fn set_statuses<'a>(
+        &self,
+        updates: impl IntoIterator<Item = (&'a TopicPartition, &'a PartitionStatus)>,
+    ) -> Result<usize, StateError> {
+        let mut batch = sled::Batch::default();
+        let mut changed = 0;
+        for (tp, status) in updates {
+            let key = keys::checkpoint(tp)?;
+            let current = self
+                .inner
+                .partitions
+                .get(&key)
+                .map_err(|e| StateError::db(format!("setting the status of {tp}"), e))?
+                .ok_or_else(|| StateError::UnknownPartition { tp: tp.clone() })?;
+            let mut checkpoint: PartitionCheckpoint = decode(&current, || keys::describe(&key))?;
+            if checkpoint.status == *status {
+                continue;
+            }
+            checkpoint.status = status.clone();
+            batch.insert(key.clone(), encode(&checkpoint, || keys::describe(&key))?);
+            changed += 1;
+        }
+        if changed > 0 {
+            self.inner
+                .partitions
+                .apply_batch(batch)
+                .map_err(|e| StateError::db("setting partition statuses", e))?;
+        }
+        Ok(changed)
+    }
+
     /// Deletes a partition's checkpoint and map, atomically. Returns whether anything was
     /// stored.
     pub fn remove_partition(&self, tp: &TopicPartition) -> Result<bool, StateError> {

@@ -359,6 +359,35 @@ fn set_status_keeps_the_cursors_and_needs_a_partition() {
 }
 
 #[test]
+fn set_statuses_writes_all_or_nothing_and_keeps_the_cursors() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let (a, b) = (TopicPartition::new("t", 0), TopicPartition::new("u", 1));
+    let (map_a, map_b) = (mixed_partition(&store, &a), mixed_partition(&store, &b));
+    let held = PartitionStatus::Stopped {
+        reason: "held".to_string(),
+    };
+    let unknown = TopicPartition::new("t", 9);
+    // An unknown partition anywhere in the list: an error, and neither known one changes.
+    assert!(matches!(
+        store.set_statuses([(&a, &held), (&unknown, &held), (&b, &held)]),
+        Err(StateError::UnknownPartition { tp }) if tp == unknown
+    ));
+    for (tp, map) in [(&a, &map_a), (&b, &map_b)] {
+        let cp = store.checkpoint(tp).unwrap().unwrap();
+        assert_eq!(cp, checkpoint(map, PartitionStatus::Active), "{tp}");
+    }
+    assert_eq!(store.set_statuses([(&a, &held), (&b, &held)]).unwrap(), 2);
+    for (tp, map) in [(&a, &map_a), (&b, &map_b)] {
+        let (cp, loaded) = store.load_partition(tp).unwrap().unwrap();
+        assert_eq!(cp, checkpoint(map, held.clone()), "{tp}");
+        assert_eq!(&loaded, map, "{tp}");
+    }
+    // Already in that status: nothing rewritten.
+    assert_eq!(store.set_statuses([(&a, &held)]).unwrap(), 0);
+}
+
+#[test]
 fn invalid_topic_and_corrupt_values_are_reported() {
     let dir = tempfile::tempdir().unwrap();
     let store = StateStore::open(dir.path()).unwrap();
