@@ -657,6 +657,26 @@ async fn tail_comparison_reads_the_wave_together_and_catches_a_replaced_tail() {
         r[2]
     );
 
+    // A batch damaged on the way from the source (a flipped byte, CRC-checked) is read again,
+    // not reported as a difference: both damaged reads hit tails, and every tail compares.
+    let proxy = strait_testkit::FaultProxy::start(&source.bootstrap());
+    let via = KafkaClient::connect(strait_linker::client::ClientConfig::new(&proxy.bootstrap()))
+        .await
+        .unwrap();
+    proxy.corrupt_next_fetches(2);
+    let r = compare_tails(&via, &tc, &store, &tps).await;
+    assert_eq!(
+        proxy.stats().corrupted,
+        2,
+        "both armed corruptions hit a read"
+    );
+    for (p, r) in r.iter().take(2).enumerate() {
+        let detail = r
+            .as_ref()
+            .unwrap_or_else(|e| panic!("damaged read, partition {p}: {e}"));
+        assert!(detail.contains("equals target batch at 0"), "{detail}");
+    }
+
     // Someone recreates the target topic and writes 10 other records to partition 0: same
     // offsets, other content.
     tc.delete_topics(std::slice::from_ref(&topic), Duration::from_secs(30))

@@ -352,7 +352,9 @@ async fn fetch_tails(
         if f.error.is_some() {
             continue;
         }
-        if let Ok(split) = batch::split(f.records)
+        // CRC-checked: a batch damaged on the way is compared alone, read again, rather
+        // than reported as a difference between the clusters.
+        if let Ok(split) = batch::split_verified(f.records)
             && !split.batches.is_empty()
         {
             out.insert(i, split.batches);
@@ -366,14 +368,32 @@ async fn fetch_first(
     tp: &TopicPartition,
     offset: i64,
 ) -> Result<Vec<batch::RawBatch>, String> {
-    let f = client
-        .fetch_at(&tp.topic, tp.partition, offset)
-        .await
-        .ok_or_else(|| format!("{tp}: empty fetch response"))?;
-    if let Some(e) = f.error {
-        return Err(format!("{tp}: fetch at {offset}: {e}"));
+    // A batch that fails its CRC check was damaged on the way (the log's copy is checked by
+    // the broker): read it again, a few times, before calling the comparison off.
+    let mut attempt = 1;
+    loop {
+        let f = client
+            .fetch_at(&tp.topic, tp.partition, offset)
+            .await
+            .ok_or_else(|| format!("{tp}: empty fetch response"))?;
+        if let Some(e) = f.error {
+            return Err(format!("{tp}: fetch at {offset}: {e}"));
+        }
+        match batch::split_verified(f.records) {
+            Ok(split) => return Ok(split.batches),
+            Err(e) if attempt < TAIL_READ_ATTEMPTS => {
+                tracing::warn!(topic = %tp.topic, partition = tp.partition, offset, "tail read again: {e}");
+                attempt += 1;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "{tp}: fetch at {offset}: {e} ({TAIL_READ_ATTEMPTS} reads)"
+                ));
+            }
+        }
     }
-    batch::split(f.records)
-        .map(|s| s.batches)
-        .map_err(|e| format!("{tp}: {e}"))
 }
+
+/// Reads of one partition's tail in [`compare_tail`] before a damaged answer counts as an
+/// error.
+const TAIL_READ_ATTEMPTS: u32 = 3;
