@@ -356,8 +356,14 @@ async fn kill_until_tail_corrupted(
     let mut strait = s.strait().await;
     let mut kills = 0;
     let mut at_start = 0;
-    // A kill leaves no tail now and then (the checkpoints were flushed): kill again.
-    while tp.stats().corrupted == 0 {
+    // Until a start's tail read was damaged, which strait counts. A kill leaves no tail now
+    // and then (the checkpoints were flushed): kill again. The proxy's own count is not
+    // enough: with no tail to read, the armed corruptions land on the target-ends watch,
+    // whose reads take nothing from the records (seen in CI).
+    loop {
+        if kills > 0 && tail_damage_counted(&strait).await {
+            break;
+        }
         assert!(
             kills < 10,
             "{kills} restarts and no corrupted tail read: {:?}",
@@ -370,9 +376,23 @@ async fn kill_until_tail_corrupted(
         tp.corrupt_next_fetches(per_restart.saturating_sub(armed));
         at_start = tp.stats().corrupted;
         strait = s.strait().await;
-        tokio::time::sleep(Duration::from_millis(1500)).await;
     }
     (strait, kills, at_start)
+}
+
+/// Whether `strait` counts a CRC failure within a few seconds of its start (a damaged tail
+/// read: only target reads are damaged here).
+async fn tail_damage_counted(strait: &StraitRun) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        if strait.metric_sum("strait_crc_failures_total").await > 0.0 {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 /// Corrupted fetches from the TARGET while strait reads its tail
