@@ -76,6 +76,26 @@ impl Clone for StateStore {
     }
 }
 
+/// `sled::open`, tried again for up to 2 s while sled's own file lock is taken. The directory
+/// lock is ours by then, so no other store has the database open: the holder is a store of
+/// this process just dropped, whose sled background thread lets go of the file a moment after
+/// the drop (seen in CI: a reopen in a test failed with `WouldBlock`).
+fn open_sled(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match sled::open(path) {
+            // sled reports it as ErrorKind::Other with this message (sled 0.34 config.rs).
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl StateStore {
     /// Opens (creating it if missing) the state directory `dir`, taking its lock.
     ///
@@ -88,7 +108,7 @@ impl StateStore {
         // Lock before touching the database: sled must never be opened twice.
         let lock = lock_dir(dir)?;
         let db_path = dir.join(DB_DIR);
-        let db = sled::open(&db_path)
+        let db = open_sled(&db_path)
             .map_err(|e| StateError::db(format!("opening {}", db_path.display()), e))?;
         check_format(&db, dir)?;
         let partitions = db
