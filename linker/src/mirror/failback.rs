@@ -103,6 +103,20 @@ pub struct CopyBack {
     pub next_target: i64,
 }
 
+/// The next target batch did not fit the copy's fetch: doubles the fetch size, up to
+/// [`MAX_COPY_FETCH_BYTES`]. False, and nothing changed, when it is there already.
+fn grow_fetch(run: &mut PartitionRun) -> bool {
+    if run.fetch_max_bytes >= MAX_COPY_FETCH_BYTES {
+        return false;
+    }
+    run.fetch_max_bytes = run
+        .fetch_max_bytes
+        .saturating_mul(2)
+        .min(MAX_COPY_FETCH_BYTES);
+    tracing::debug!(partition = %run.tp, offset = run.fetch_offset, bytes = run.fetch_max_bytes, "next target batch larger than the copy's fetch; asking for more");
+    true
+}
+
 /// Copies target offsets `[forward map's next_target, until)` of `tp` back to the source,
 /// recording each batch in the forward map. `until` is the target's end offset after it was
 /// fenced. Idempotent: a repeated call continues (or confirms) the copy.
@@ -180,9 +194,7 @@ pub async fn copy_back(
             // Readable data that did not come back: its first batch is larger than the
             // partition's limit (a broker returns an oversized batch only for the first
             // partition of a response, and the copies share their fetches). Ask for more.
-            if readable_end > run.fetch_offset && run.fetch_max_bytes < MAX_COPY_FETCH_BYTES {
-                run.fetch_max_bytes = run.fetch_max_bytes.saturating_mul(2);
-                tracing::debug!(partition = %tp, offset = run.fetch_offset, bytes = run.fetch_max_bytes, "next target batch larger than the copy's fetch; asking for more");
+            if readable_end > run.fetch_offset && grow_fetch(&mut run) {
                 continue;
             }
             // Nothing readable yet below `until` (an open transaction on the target keeps
@@ -196,14 +208,9 @@ pub async fn copy_back(
                 crc_failures = 0;
                 if run.fetch_offset == before && run.queue.is_empty() {
                     // Only part of the next batch came back: ask for more, as above.
-                    if run.fetch_max_bytes >= MAX_COPY_FETCH_BYTES {
+                    if !grow_fetch(&mut run) {
                         tokio::time::sleep(EMPTY_FETCH_DELAY).await;
                     }
-                    run.fetch_max_bytes = run
-                        .fetch_max_bytes
-                        .saturating_mul(2)
-                        .min(MAX_COPY_FETCH_BYTES);
-                    tracing::debug!(partition = %tp, offset = run.fetch_offset, bytes = run.fetch_max_bytes, "next target batch larger than the copy's fetch; asking for more");
                     continue;
                 }
             }
