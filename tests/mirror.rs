@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use strait_linker::client::KafkaClient;
 use strait_linker::client::data::{Isolation, ProduceItem};
 use strait_linker::mirror::{
-    Mirror, MirrorSettings, MirrorStatus, PartitionState, StatusHandle, verify,
+    Mirror, MirrorHandle, MirrorSettings, MirrorStatus, PartitionState, StatusHandle, verify,
 };
 use strait_linker::state::StateStore;
 use strait_testkit::{Broker, kafka_source, kafka_target, tansu_target, unique};
@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 /// A mirror of exactly `topics`, running in this process with its own state directory.
 struct Running {
     status: StatusHandle,
+    handle: MirrorHandle,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
     store: Arc<StateStore>,
@@ -51,11 +52,13 @@ async fn start_mirror_between(
     tune(&mut settings);
     let mirror = Mirror::new(source, target, Arc::clone(&store), settings);
     let status = mirror.status();
+    let handle = mirror.handle();
     let cancel = CancellationToken::new();
     let token = cancel.clone();
     let task = tokio::spawn(async move { mirror.run(token).await.expect("mirror runs") });
     Running {
         status,
+        handle,
         cancel,
         task,
         store,
@@ -371,6 +374,73 @@ async fn new_topics_and_partition_growth_are_picked_up_within_10s() {
     let (store, _dir) = m.stop().await;
     assert_verified(source, target, &store, &first).await;
     assert_verified(source, target, &store, &second).await;
+}
+
+/// Topic listings are read beside the mirror's coordinator: while the source answers every
+/// Metadata request only after 5 s, new records still reach the target at once, a hold is
+/// answered at once, and topics released meanwhile restart when the listing lands.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_topic_listing_stands_neither_data_nor_holds_still() {
+    const METADATA: i16 = 3;
+    const STALL: Duration = Duration::from_secs(5);
+    let (source, target) = (kafka_source(), kafka_target());
+    let sc = client(source).await;
+    let topic = unique("slow-listing");
+    create_topic(&sc, &topic, 1, &[]).await;
+    let p = producer(source, &[]);
+    send_all(&p, &topic, 0, &sample_records(5, "before")).await;
+    let proxy = strait_testkit::FaultProxy::start(&source.bootstrap());
+    let via = KafkaClient::connect(strait_linker::client::ClientConfig::new(&proxy.bootstrap()))
+        .await
+        .unwrap();
+    let m = start_mirror_between(via, client(target).await, &[&topic], |s| {
+        s.topic_refresh = Duration::from_millis(200);
+    })
+    .await;
+    wait_caught_up(&m.status, &topic, &[5]).await;
+
+    // A listing goes out and hangs.
+    proxy.delay_responses(METADATA, STALL);
+    let asked = proxy.requests(METADATA);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proxy.requests(METADATA) == asked {
+        assert!(Instant::now() < deadline, "no discovery listed the topics");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let listing_out = Instant::now();
+    send_all(&p, &topic, 0, &sample_records(5, "during")).await;
+    wait_caught_up(&m.status, &topic, &[10]).await;
+    let moved = listing_out.elapsed();
+    let held = Instant::now();
+    m.handle
+        .hold_topics(std::slice::from_ref(&topic), "test hold")
+        .await
+        .unwrap();
+    let hold_took = held.elapsed();
+    assert!(
+        listing_out.elapsed() < STALL,
+        "the listing out should still hang (records after {moved:?}, hold {hold_took:?})"
+    );
+    // The same records with the listing inside the coordinator waited up to the whole stall.
+    assert!(
+        moved < STALL / 2,
+        "records waited {moved:?} behind a hanging listing"
+    );
+    assert!(
+        hold_took < Duration::from_secs(1),
+        "a hold waited {hold_took:?} behind a hanging listing"
+    );
+
+    // Released while that listing is still out: the partition restarts once it lands.
+    send_all(&p, &topic, 0, &sample_records(3, "held")).await;
+    m.handle
+        .release_topics(std::slice::from_ref(&topic))
+        .await
+        .unwrap();
+    proxy.delay_responses(METADATA, Duration::ZERO);
+    wait_caught_up(&m.status, &topic, &[13]).await;
+    let (store, _dir) = m.stop().await;
+    assert_verified(source, target, &store, &topic).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -205,8 +205,9 @@ pub fn observe_mirror_queue(d: Duration) {
     MIRROR_QUEUE.observe(d);
 }
 
-/// Records how long one topic discovery took. The mirror's coordinator moves no data while
-/// it runs, so this is also how long the data path stood still for it.
+/// Records how long the mirror's coordinator stood still for one topic discovery (it moves
+/// no data meanwhile). After the first, the topic listings are read beside the coordinator
+/// and do not count.
 pub fn observe_discovery(d: Duration) {
     DISCOVERY.observe(d);
 }
@@ -276,7 +277,7 @@ pub fn render_prometheus(out: &mut String) {
         ),
         (
             "strait_mirror_discovery_seconds",
-            "Duration of each topic discovery (source and target topics listed, new topics and partitions set up, mirror topics protected); the mirror moves no data meanwhile.",
+            "Time the mirror's coordinator stands still for each topic discovery (new topics and partitions set up, mirror topics protected); the mirror moves no data meanwhile. The source and target topic listings are read beside it, except for the first discovery's.",
             &DISCOVERY,
         ),
     ] {

@@ -36,6 +36,21 @@ pub enum MirrorError {
     /// The state store failed; strait stops rather than mirror without a record.
     #[error("state store: {0}")]
     State(#[from] StateError),
+    /// The task listing the clusters' topics for a discovery ended without an answer.
+    #[error("topic listing: {0}")]
+    Listing(String),
+}
+
+/// The outcome of the task `handle`, once it ended; never, while there is none. For
+/// `select!`: polling a task's handle is cancel-safe, and the caller clears `handle` once
+/// this returned (a finished handle must not be polled again).
+async fn joined<T>(
+    handle: &mut Option<tokio::task::JoinHandle<T>>,
+) -> Result<T, tokio::task::JoinError> {
+    match handle {
+        Some(h) => h.await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Time allowed for in-flight produces to finish after cancellation.
@@ -196,6 +211,10 @@ impl Mirror {
         e.discover(&tx).await?;
         crate::metrics::observe_discovery(started.elapsed());
         let mut next_discovery = Instant::now() + e.settings.topic_refresh;
+        // The listings of the discovery under way, read beside the coordinator; and whether
+        // released topics asked for another discovery while they were out.
+        let mut listing: Option<tokio::task::JoinHandle<super::discovery::Listings>> = None;
+        let mut rediscover = false;
         let mut drain_deadline: Option<Instant> = None;
         loop {
             if e.progress_due.is_some_and(|t| t <= Instant::now()) {
@@ -226,7 +245,30 @@ impl Mirror {
                 },
                 Some(q) = queries.recv() => {
                     if e.answer(q)? {
-                        next_discovery = Instant::now(); // released topics restart now
+                        // Released topics restart now, or as soon as the listings out land.
+                        rediscover = listing.is_some();
+                        if !rediscover {
+                            next_discovery = Instant::now();
+                        }
+                    }
+                }
+                listed = joined(&mut listing) => {
+                    listing = None;
+                    if drain_deadline.is_none() {
+                        let started = Instant::now();
+                        let applied = match listed {
+                            Ok(listings) => e.apply_listings(listings, &tx).await,
+                            Err(join) => Err(MirrorError::Listing(join.to_string())),
+                        };
+                        if let Err(err) = applied {
+                            tracing::warn!(error = %err, "topic discovery failed; retrying next round");
+                        }
+                        crate::metrics::observe_discovery(started.elapsed());
+                        e.watch_target_ends(&tx);
+                    }
+                    next_discovery = Instant::now();
+                    if !std::mem::take(&mut rediscover) {
+                        next_discovery += e.settings.topic_refresh;
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
@@ -235,18 +277,21 @@ impl Mirror {
                         break;
                     }
                     if Instant::now() >= next_discovery && drain_deadline.is_none() {
-                        let started = Instant::now();
-                        if let Err(err) = e.discover(&tx).await {
-                            tracing::warn!(error = %err, "topic discovery failed; retrying next round");
+                        if listing.is_none() {
+                            listing = Some(e.start_listing());
                         }
-                        crate::metrics::observe_discovery(started.elapsed());
-                        e.watch_target_ends(&tx);
+                        // Set again when the listings land; this only keeps the loop from
+                        // waking for a discovery already under way.
                         next_discovery = Instant::now() + e.settings.topic_refresh;
                     }
                 }
             }
         }
-        // An alteration cut short is harmless: the next run re-syncs every topic.
+        // Listings and an alteration cut short are harmless: the next run lists again and
+        // re-syncs every topic.
+        if let Some(task) = listing.take() {
+            task.abort();
+        }
         if let Some(task) = e.config_sync_task.take() {
             task.abort();
         }

@@ -35,6 +35,9 @@
 //!   located exactly (magic 2, a length that fits, and a CRC-32C that verifies), and the
 //!   flipped byte is the batch's last, inside the CRC-covered area, so a client that checks
 //!   CRCs must notice.
+//! * [`delay_responses`](FaultProxy::delay_responses): every response to one API (Metadata,
+//!   say) waits this long. Responses on a connection keep their order, so the ones behind it
+//!   on the same connection wait too, as they would behind a slow broker.
 //!
 //! [`stats`](FaultProxy::stats) counts connections and every fault actually injected.
 
@@ -121,6 +124,8 @@ struct Shared {
     blackhole_until: Mutex<Option<Instant>>,
     reset_pending: AtomicU32,
     corrupt_pending: AtomicU32,
+    /// Responses to this API key wait this long ([`FaultProxy::delay_responses`]).
+    response_delay: Mutex<Option<(i16, Duration)>>,
     /// Open connections: id → (client side, broker side) handles, for drop_connections.
     conns: Mutex<HashMap<u64, (TcpStream, Option<TcpStream>)>>,
     next_id: AtomicU64,
@@ -164,6 +169,7 @@ impl FaultProxy {
             blackhole_until: Mutex::new(None),
             reset_pending: AtomicU32::new(0),
             corrupt_pending: AtomicU32::new(0),
+            response_delay: Mutex::new(None),
             conns: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             closed: AtomicBool::new(false),
@@ -239,6 +245,12 @@ impl FaultProxy {
         self.shared.corrupt_pending.fetch_add(n, Ordering::Relaxed);
     }
 
+    /// Holds every response to API `api_key` (3 Metadata, ...) for `delay` before it is
+    /// forwarded; zero turns it off.
+    pub fn delay_responses(&self, api_key: i16, delay: Duration) {
+        *lock(&self.shared.response_delay) = (!delay.is_zero()).then_some((api_key, delay));
+    }
+
     /// Armed one-shot faults not injected yet: (resets, corruptions).
     pub fn pending(&self) -> (u32, u32) {
         (
@@ -247,9 +259,11 @@ impl FaultProxy {
         )
     }
 
-    /// Turns every fault off (latency, bandwidth, blackhole, armed resets and corruptions).
+    /// Turns every fault off (latency, bandwidth, blackhole, response delay, armed resets and
+    /// corruptions).
     pub fn clear(&self) {
         self.set_latency(Duration::ZERO);
+        *lock(&self.shared.response_delay) = None;
         self.set_bandwidth(None);
         *lock(&self.shared.blackhole_until) = None;
         self.shared.reset_pending.store(0, Ordering::Relaxed);
@@ -418,6 +432,12 @@ fn forward_responses(
                 }
             }
             _ => {}
+        }
+        let held = *lock(&shared.response_delay);
+        if let (Some(key), Some((slow, d))) = (api_key, held)
+            && key == slow
+        {
+            thread::sleep(d);
         }
         delay(shared);
         if frame.len() >= 32 && take_one(&shared.reset_pending) {
