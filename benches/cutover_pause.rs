@@ -16,7 +16,12 @@
 //! ```
 //!
 //! `cargo bench --bench cutover_pause -- [--topics 10,200] [--partitions P]
-//!  [--targets kafka,tansu]`. Prints a table and writes target/bench/cutover_pause.json.
+//!  [--targets kafka,tansu] [--brokers-on-disk]`. Prints a table and writes
+//! target/bench/cutover_pause.json.
+//!
+//! The Kafka brokers' logs go on a tmpfs unless `--brokers-on-disk` (see
+//! `data::broker_storage`: on this VM's disk, Kafka's index writes at thousands of
+//! partitions made runs swing up to 2x). strait's own state stays on disk, as in production.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,6 +33,10 @@ use strait_linker::client::{ClientConfig, KafkaClient};
 mod common;
 use common::load_topics;
 
+#[path = "mirror_bench/data.rs"]
+#[allow(dead_code)]
+mod data;
+
 const RECORDS: usize = 10;
 const TOKEN: &str = "bench";
 
@@ -35,6 +44,7 @@ struct Args {
     topics: Vec<usize>,
     partitions: i32,
     targets: Vec<String>,
+    brokers_on_disk: bool,
 }
 
 fn args() -> Args {
@@ -42,6 +52,7 @@ fn args() -> Args {
         topics: vec![10, 200],
         partitions: 5,
         targets: vec!["kafka".into(), "tansu".into()],
+        brokers_on_disk: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -57,6 +68,10 @@ fn args() -> Args {
             }
             "--partitions" => a.partitions = v.parse().expect("--partitions P"),
             "--targets" => a.targets = list(&v),
+            "--brokers-on-disk" => {
+                a.brokers_on_disk = true;
+                i -= 1; // a flag: no value
+            }
             _ => i -= 1, // `--bench` and anything else cargo passes
         }
         i += 2;
@@ -308,6 +323,8 @@ async fn failback(
 #[tokio::main]
 async fn main() {
     let a = args();
+    let storage = data::broker_storage(a.brokers_on_disk);
+    eprintln!("brokers' logs: {}", storage.describe());
     // Own Kafka brokers with a larger heap: the shared ones (512 MiB) ran out of heap at
     // 5,000 partitions.
     let big = || strait_testkit::start_kafka(strait_testkit::KafkaOptions::new().heap("1536m"));
@@ -360,7 +377,10 @@ async fn main() {
             }
         }
     }
-    println!("cutover write pause by wave size ({RECORDS} records per partition, no load):");
+    println!(
+        "cutover write pause by wave size ({RECORDS} records per partition, no load, brokers {}):",
+        storage.describe()
+    );
     println!(
         "  {:<8} {:>7} {:>11} {:>16} {:>8} {:>8} {:>8} {:>15} {:>9}",
         "target",
