@@ -4,134 +4,15 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strait_linker::client::KafkaClient;
 use strait_linker::client::data::{Isolation, ProduceItem};
-use strait_linker::mirror::{
-    Mirror, MirrorHandle, MirrorSettings, MirrorStatus, PartitionState, StatusHandle, verify,
-};
+use strait_linker::mirror::{MirrorSettings, PartitionState, verify};
 use strait_linker::state::StateStore;
 use strait_testkit::{Broker, kafka_source, kafka_target, tansu_target, unique};
+use support::mirror::*;
 use support::*;
-use tokio_util::sync::CancellationToken;
-
-/// A mirror of exactly `topics`, running in this process with its own state directory.
-struct Running {
-    status: StatusHandle,
-    handle: MirrorHandle,
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-    store: Arc<StateStore>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start_mirror(
-    source: &Broker,
-    target: &Broker,
-    topics: &[&str],
-    tune: impl FnOnce(&mut MirrorSettings),
-) -> Running {
-    start_mirror_between(client(source).await, client(target).await, topics, tune).await
-}
-
-/// [`start_mirror`] with given clients (for example one that reaches the target through a
-/// proxy).
-async fn start_mirror_between(
-    source: KafkaClient,
-    target: KafkaClient,
-    topics: &[&str],
-    tune: impl FnOnce(&mut MirrorSettings),
-) -> Running {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(StateStore::open(dir.path()).unwrap());
-    let wanted: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
-    let mut settings = MirrorSettings::new(Arc::new(move |t: &str| wanted.iter().any(|w| w == t)));
-    settings.topic_refresh = Duration::from_millis(500);
-    tune(&mut settings);
-    let mirror = Mirror::new(source, target, Arc::clone(&store), settings);
-    let status = mirror.status();
-    let handle = mirror.handle();
-    let cancel = CancellationToken::new();
-    let token = cancel.clone();
-    let task = tokio::spawn(async move { mirror.run(token).await.expect("mirror runs") });
-    Running {
-        status,
-        handle,
-        cancel,
-        task,
-        store,
-        _dir: dir,
-    }
-}
-
-impl Running {
-    async fn stop(self) -> (Arc<StateStore>, tempfile::TempDir) {
-        self.cancel.cancel();
-        self.task.await.unwrap();
-        (self.store, self._dir)
-    }
-}
-
-/// Waits until every partition of `topic` (with `partitions` partitions) has mirrored up to
-/// the source end `ends[p]`.
-async fn wait_caught_up(status: &StatusHandle, topic: &str, ends: &[i64]) -> MirrorStatus {
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let s = status.snapshot();
-        let done = ends.iter().enumerate().all(|(p, end)| {
-            s.partitions.iter().any(|(tp, v)| {
-                tp.topic == topic
-                    && tp.partition == p as i32
-                    && v.next_source >= *end
-                    && v.state == PartitionState::CaughtUp
-            })
-        });
-        if done {
-            return s;
-        }
-        for (tp, v) in &s.partitions {
-            if let PartitionState::Error { message } = &v.state {
-                panic!("{tp} failed: {message}");
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mirror of {topic} did not catch up: {:#?} {:?}",
-            s.partitions,
-            s.topic_problems
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn source_end(c: &KafkaClient, topic: &str, partition: i32) -> i64 {
-    let key = (topic.to_owned(), partition);
-    c.list_offsets(
-        std::slice::from_ref(&key),
-        strait_linker::client::data::OffsetSpec::Latest,
-        Isolation::ReadCommitted,
-    )
-    .await
-    .remove(&key)
-    .unwrap()
-    .unwrap()
-    .offset
-}
-
-async fn assert_verified(source: &Broker, target: &Broker, store: &StateStore, topic: &str) {
-    let report = verify::verify(&client(source).await, &client(target).await, store, |t| {
-        t == topic
-    })
-    .await
-    .unwrap();
-    assert!(report.identical, "verify found differences: {report:#?}");
-    assert!(
-        report.partitions.iter().map(|p| p.matched).sum::<u64>() > 0,
-        "verify compared records"
-    );
-}
 
 /// The data matrix: every codec, headers, null keys, tombstones, a record near 1 MB, an
 /// idempotent producer and (Kafka targets) committed and aborted transactions.

@@ -4,6 +4,7 @@
 
 mod faults;
 mod load;
+pub mod mirror;
 mod process;
 
 pub use faults::*;
