@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rdkafka::producer::FutureRecord;
-use strait_control_api::cutover::tails::{TailCache, compare_tails};
+use strait_control_api::cutover::cluster::compare_tails;
 use strait_control_api::cutover::{
     AdvanceRequest, CreateCutover, Cutover, CutoverContext, CutoverService, Deadlines, FenceMode,
     FenceSpec, Outcome, RollbackRequest, Stage,
@@ -645,7 +645,7 @@ async fn tail_comparison_reads_the_wave_together_and_catches_a_replaced_tail() {
     task.await.unwrap();
 
     let tps: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new(&topic, p)).collect();
-    let r = compare_tails(&sc, &tc, &store, &tps, &mut TailCache::default()).await;
+    let r = compare_tails(&sc, &tc, &store, &tps).await;
     assert_eq!(r.len(), 3);
     for (p, r) in r.iter().take(2).enumerate() {
         let detail = r.as_ref().unwrap_or_else(|e| panic!("partition {p}: {e}"));
@@ -664,7 +664,7 @@ async fn tail_comparison_reads_the_wave_together_and_catches_a_replaced_tail() {
         .await
         .unwrap();
     proxy.corrupt_next_fetches(2);
-    let r = compare_tails(&via, &tc, &store, &tps, &mut TailCache::default()).await;
+    let r = compare_tails(&via, &tc, &store, &tps).await;
     assert_eq!(
         proxy.stats().corrupted,
         2,
@@ -676,15 +676,6 @@ async fn tail_comparison_reads_the_wave_together_and_catches_a_replaced_tail() {
             .unwrap_or_else(|e| panic!("damaged read, partition {p}: {e}"));
         assert!(detail.contains("equals target batch at 0"), "{detail}");
     }
-
-    // Compared again with the comparisons of a moment ago (the drain's second look): the
-    // equal tails are not read again, and the answers are the same.
-    let mut cache = TailCache::default();
-    let first = compare_tails(&via, &tc, &store, &tps, &mut cache).await;
-    let fetches = proxy.requests(1);
-    let again = compare_tails(&via, &tc, &store, &tps, &mut cache).await;
-    assert_eq!(again, first);
-    assert_eq!(proxy.requests(1), fetches, "equal tails were read again");
 
     // Someone recreates the target topic and writes 10 other records to partition 0: same
     // offsets, other content.
@@ -715,7 +706,7 @@ async fn tail_comparison_reads_the_wave_together_and_catches_a_replaced_tail() {
     tc.invalidate_topic(&topic);
     let other = producer(target, &[("linger.ms", "50")]);
     send_all(&other, &topic, 0, &sample_records(10, "other")).await;
-    let r = compare_tails(&sc, &tc, &store, &tps, &mut TailCache::default()).await;
+    let r = compare_tails(&sc, &tc, &store, &tps).await;
     let e = r[0].as_ref().expect_err("a replaced tail differs");
     assert!(e.contains("differs from target batch at 0"), "{e}");
     let e = r[1]

@@ -24,7 +24,6 @@ use super::machine::{self, now_ms};
 use super::model::{Check, Cutover, FenceMode, Operation, PartitionPoint, Stage, Straggler};
 use super::rollback;
 use super::service::{Inner, is_advance, same_op};
-use super::tails::{self, TailCache};
 use crate::error::ApiError;
 
 /// How often waiting steps poll the clusters.
@@ -451,33 +450,8 @@ async fn drain(inner: &Inner, c: &Cutover, op: &Operation) -> Result<StepEnd, Ap
     };
     let mut why = String::from("not checked yet");
     let limit = ("the drain", c.deadlines.drain_ms);
-    let mut compared = TailCache::default();
-    let mut first = true;
     loop {
-        // The first time, the tails are compared while the drained check runs: both read
-        // every partition of the wave, and one after the other they were most of a large
-        // wave's drain. What the check's end leaves unread is read after it, with the
-        // partitions whose map moved meanwhile (TailCache).
-        let waited = wait_drained(inner, c, op, &tps, limit, &mut why);
-        let waited = if std::mem::take(&mut first) {
-            let early =
-                tails::compare_tails(&ctx.source, &ctx.target, &ctx.store, &tps, &mut compared);
-            tokio::pin!(early);
-            tokio::pin!(waited);
-            tokio::select! {
-                w = &mut waited => {
-                    // Drained: the comparison under way is the next step's work.
-                    if matches!(w, Ok(Ok(_))) {
-                        early.await;
-                    }
-                    w
-                }
-                _ = &mut early => waited.await,
-            }
-        } else {
-            waited.await
-        };
-        let hw = match waited? {
+        let hw = match wait_drained(inner, c, op, &tps, limit, &mut why).await? {
             Ok(hw) => hw,
             Err(end) => return Ok(end),
         };
@@ -533,9 +507,7 @@ async fn drain(inner: &Inner, c: &Cutover, op: &Operation) -> Result<StepEnd, Ap
         ];
         let mut diffs = Vec::new();
         let mut same = 0;
-        for r in
-            tails::compare_tails(&ctx.source, &ctx.target, &ctx.store, &tps, &mut compared).await
-        {
+        for r in cluster::compare_tails(&ctx.source, &ctx.target, &ctx.store, &tps).await {
             match r {
                 Ok(_) => same += 1,
                 Err(d) => diffs.push(d),

@@ -18,7 +18,6 @@ pub mod model;
 pub mod report;
 mod rollback;
 mod service;
-pub mod tails;
 
 pub use model::*;
 pub use service::{CutoverContext, CutoverService, Outcome};
