@@ -688,7 +688,16 @@ async fn new_partitions_start_where_the_start_position_says() {
     let (source, target) = (kafka_source(), kafka_target());
     let sc = client(source).await;
     let tc = client(target).await;
-    let one_per_batch = producer(source, &[("batch.num.messages", "1"), ("linger.ms", "0")]);
+    // Idempotent, so that a retried first batch (a new topic's leader not known yet) cannot
+    // land after the ones behind it: the start offsets below follow the records' order.
+    let one_per_batch = producer(
+        source,
+        &[
+            ("batch.num.messages", "1"),
+            ("linger.ms", "0"),
+            ("enable.idempotence", "true"),
+        ],
+    );
     let sent = sample_records(10, "start"); // timestamps recent_base() + 13 * i
     let (middle, future) = (unique("start-ts"), unique("start-future"));
     for topic in [&middle, &future] {
