@@ -28,7 +28,10 @@ async fn list_offsets_and_delete_records_on_kafka() {
     let topic = unique("offsets");
     create_topic(&c, &topic, 2, &[]).await;
     let sent = sample_records(10, "offsets");
-    send_all(&producer(broker, &[]), &topic, 1, &sent).await;
+    // One request in flight: a retried first batch cannot land after a later one, so the
+    // timestamp lookup below finds the records in the order they were sent.
+    let ordered = producer(broker, &[("max.in.flight.requests.per.connection", "1")]);
+    send_all(&ordered, &topic, 1, &sent).await;
     let parts = [(topic.clone(), 0), (topic.clone(), 1)];
     let latest = c
         .list_offsets(&parts, OffsetSpec::Latest, Isolation::ReadCommitted)
