@@ -36,9 +36,6 @@ pub enum MirrorError {
     /// The state store failed; strait stops rather than mirror without a record.
     #[error("state store: {0}")]
     State(#[from] StateError),
-    /// The task listing the clusters' topics for a discovery ended without an answer.
-    #[error("topic listing: {0}")]
-    Listing(String),
 }
 
 /// The outcome of the task `handle`, once it ended; never, while there is none. For
@@ -257,8 +254,10 @@ impl Mirror {
                     if drain_deadline.is_none() {
                         let started = Instant::now();
                         let applied = match listed {
-                            Ok(listings) => e.apply_listings(listings, &tx).await,
-                            Err(join) => Err(MirrorError::Listing(join.to_string())),
+                            Ok(listings) => {
+                                e.apply_listings(listings, &tx).await.map_err(|err| err.to_string())
+                            }
+                            Err(join) => Err(format!("topic listing: {join}")),
                         };
                         if let Err(err) = applied {
                             tracing::warn!(error = %err, "topic discovery failed; retrying next round");
