@@ -421,8 +421,9 @@ impl StateStore {
     /// [`Self::set_status`] for many partitions in one write: a read of each checkpoint, then
     /// one batch. Only for the partitions' one writer (the mirror engine, for the partitions
     /// it runs), since nothing guards a checkpoint between its read and the batch; partitions
-    /// something else may write (a failback's copies) take [`Self::set_status`]. A compare-and-swap per partition cost the hold of a 5,000-partition wave 160 ms
-    /// inside the cutover's write pause. A partition already in its status is not rewritten;
+    /// something else may write (a failback's copies) take [`Self::set_status`]. A
+    /// compare-and-swap per partition cost the hold of a 5,000-partition wave 160 ms inside
+    /// the cutover's write pause. A partition already in its status is not rewritten;
     /// an unknown one is an error and nothing is written. Returns how many changed.
     pub fn set_statuses<'a>(
         &self,
