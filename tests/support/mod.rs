@@ -2,6 +2,7 @@
 //! produce and consume, strait's own client to fetch raw batches, and record comparison.
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset
 
+pub mod cutover;
 mod faults;
 mod load;
 pub mod mirror;
