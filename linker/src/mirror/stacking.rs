@@ -17,6 +17,10 @@
 //! request, with the same sequence numbers: a Kafka target costs one refused write per
 //! start, and no reset (a reset, with its tail read and new producer id, left that partition
 //! behind the others and slowed a whole 64 MB copy by a fifth to a third).
+//!
+//! The answer is learned again at every start, not kept in the state store: it costs one
+//! write's round trip, and a stored answer could outlive the target it was learned from (the
+//! same address behind a different kind of broker after a migration or failover).
 
 use crate::offset::TopicPartition;
 
