@@ -183,7 +183,7 @@ async fn cutover_and_failback(target: &Broker) {
     read_all(&seen, &acked, "source consumer after failback").await;
     reader.stop();
     assert_exactly_once(&seen.lock().unwrap(), &acked.lock().unwrap());
-    wait_caught_up(&s.mirror, &topic, 2).await;
+    wait_no_lag(&s.mirror, &topic, 2).await;
     s.stop().await;
 }
 
@@ -235,7 +235,7 @@ async fn rollback_before_promotion_from_each_stage() {
         let load = Load::start(source, &topic, Arc::clone(&next), Arc::clone(&acked));
         tokio::time::sleep(Duration::from_millis(500)).await;
         load.stop().await;
-        wait_caught_up(&s.mirror, &topic, 2).await;
+        wait_no_lag(&s.mirror, &topic, 2).await;
     }
     read_all(&seen, &acked, "source consumer").await;
     reader.stop();
@@ -351,7 +351,7 @@ async fn acl_fence_stops_a_running_producer_and_rollback_lifts_it() {
     }
     let dir = tempfile::tempdir().unwrap();
     let s = Strait::start(&sc, &tc, dir.path(), &topic, &group).await;
-    wait_caught_up(&s.mirror, &topic, 2).await;
+    wait_no_lag(&s.mirror, &topic, 2).await;
     let c = create(&s, create_req(&topic, &group, spec(FenceMode::Acl))).await;
     advance(&s, &c.id, Stage::Fenced).await;
     let fenced = settle(&s, &c.id, Stage::Fenced, 30).await;
@@ -455,7 +455,7 @@ async fn tail_comparison_reads_the_wave_together_and_catches_a_replaced_tail() {
     let (handle, cancel, task) = spawn_mirror(&sc, &tc, &store, &topic, |s| {
         s.topic_refresh = Duration::from_millis(500);
     });
-    wait_caught_up(&handle, &topic, 3).await;
+    wait_no_lag(&handle, &topic, 3).await;
     cancel.cancel();
     task.await.unwrap();
 
@@ -547,7 +547,7 @@ async fn control_requests_do_not_wait_behind_the_mirrors_long_poll() {
         s.topic_refresh = Duration::from_secs(30);
         s.fetch_max_wait = Duration::from_secs(3);
     });
-    wait_caught_up(&handle, &topic, 1).await;
+    wait_no_lag(&handle, &topic, 1).await;
     // Caught up and idle: the mirror's fetch now waits 3 s at a time on the source.
     let tps = [TopicPartition::new(&topic, 0)];
     for _ in 0..5 {
@@ -592,7 +592,7 @@ async fn failback_copies_many_partitions_together_with_oversized_batches() {
     let (handle, cancel, task) = spawn_mirror(&sc, &tc, &store, &topic, |s| {
         s.topic_refresh = Duration::from_millis(500);
     });
-    wait_caught_up(&handle, &topic, PARTITIONS).await;
+    wait_no_lag(&handle, &topic, PARTITIONS).await;
     cancel.cancel();
     task.await.unwrap();
 

@@ -180,7 +180,10 @@ pub async fn settle(s: &Strait, id: &str, stage: Stage, secs: u64) -> Cutover {
     }
 }
 
-pub async fn wait_caught_up(m: &MirrorHandle, topic: &str, partitions: i32) {
+/// Waits until partitions `0..partitions` of `topic` are caught up with no lag left (against
+/// the source ends the mirror last saw; `support::mirror::wait_caught_up` waits for given
+/// ends instead).
+pub async fn wait_no_lag(m: &MirrorHandle, topic: &str, partitions: i32) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = m.status().snapshot();
