@@ -15,6 +15,7 @@
 //! is generated from them by [`reference_markdown`], and a test keeps the two in sync.
 
 mod error;
+mod mirror;
 mod reference;
 mod values;
 
@@ -32,6 +33,7 @@ use crate::client::config::{
 };
 
 pub use error::ConfigError;
+pub use mirror::MirrorConfig;
 pub use reference::reference_markdown;
 pub use values::{
     ByteSize, GroupSelector, HumanDuration, NameSelector, Pattern, StartPosition, TopicSelector,
@@ -150,152 +152,12 @@ impl SaslSettings {
     }
 }
 
-/// Which topics are mirrored and how data moves. Only `topics` is required.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct MirrorConfig {
-    /// Topics to mirror, as regular expressions matched against the whole topic name
-    /// (`orders` matches only `orders`; `orders\..*` matches `orders.eu` and `orders.us`).
-    /// At least one. Topics created later that match are picked up automatically. Write
-    /// patterns in single quotes (TOML literal strings) so backslashes need no escaping.
-    /// Example: `topics = ['orders\..*', 'payments']`.
-    #[serde(deserialize_with = "values::deserialize_patterns")]
-    pub topics: Vec<Pattern>,
-    /// Topics never to mirror, even when they match `topics`; whole-name regular expressions.
-    /// Example: `exclude = ['orders\.tmp.*']`.
-    #[serde(default, deserialize_with = "values::deserialize_patterns")]
-    pub exclude: Vec<Pattern>,
-    /// Where mirroring starts in a partition strait has never mirrored before: `"earliest"`
-    /// (everything still retained), `"latest"` (only new records) or an RFC 3339 timestamp
-    /// such as `"2024-05-01T00:00:00Z"` (the first record at or after that time). Partitions
-    /// with saved progress always resume where they stopped.
-    #[serde(default = "default_start")]
-    pub start: StartPosition,
-    /// How often the source is checked for new matching topics and for partitions added to
-    /// mirrored topics. At most 10s, so new partitions start mirroring promptly.
-    /// Example: `topic_refresh_interval = "2s"`.
-    #[serde(default = "default_topic_refresh_interval")]
-    pub topic_refresh_interval: HumanDuration,
-    /// How often topic configurations (retention, cleanup policy, ...) are copied from
-    /// source to target again after the initial copy.
-    #[serde(default = "default_config_sync_interval")]
-    pub config_sync_interval: HumanDuration,
-    /// Memory budget for records fetched from the source but not yet written to the target:
-    /// fetching pauses when it is reached. An integer (bytes) or a string with a unit
-    /// (`KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB`). Must be at least `fetch_max_bytes`.
-    #[serde(default = "default_max_in_flight_bytes")]
-    pub max_in_flight_bytes: ByteSize,
-    /// How long a source broker may hold a fetch open waiting for new records. Lower means
-    /// less mirroring latency and more requests when topics are idle.
-    #[serde(default = "default_fetch_max_wait")]
-    pub fetch_max_wait: HumanDuration,
-    /// Most data one fetch response may carry (Kafka `fetch.max.bytes`). Must be at least
-    /// `partition_fetch_max_bytes` and at most `max_in_flight_bytes`.
-    #[serde(default = "default_fetch_max_bytes")]
-    pub fetch_max_bytes: ByteSize,
-    /// Most data one fetch response may carry per partition (Kafka
-    /// `max.partition.fetch.bytes`). A record batch larger than this is still fetched whole.
-    #[serde(default = "default_partition_fetch_max_bytes")]
-    pub partition_fetch_max_bytes: ByteSize,
-    /// Record batches written to the target per partition before the first is acknowledged,
-    /// 1 to 5 (Kafka's limit for an idempotent producer). Above 1, strait writes with its own
-    /// idempotent producer id on the target (one per partition, from InitProducerId), so the
-    /// target keeps the batches in order or refuses the rest; a target that refuses producer
-    /// ids falls back to 1. With 1, batches go out one at a time without a producer id, and
-    /// those that had none at the source keep their exact header and CRC. The records are
-    /// byte-identical either way. It is also the number of produce requests in flight per
-    /// target connection, each carrying a write from every partition that has one ready.
-    #[serde(default = "default_max_in_flight_per_partition")]
-    pub max_in_flight_per_partition: u8,
-    /// Connections to each target broker that writes are spread over, 1 to 16; a partition
-    /// always writes over the same one, so its batches stay in order. One more connection
-    /// per broker carries everything else (metadata, end reads, a cutover's checks), so
-    /// those never wait behind writes; likewise the source's fetches have a connection of
-    /// their own. Kafka works on one
-    /// request per connection at a time, so with several connections a target broker with
-    /// spare cores appends for several requests at once. On a 2-core machine shared with
-    /// both brokers it gained nothing for Kafka (the broker was already CPU-bound) and cost
-    /// tansu a third of its rate (more, smaller requests), hence the default of 1; raise it
-    /// for a large Kafka target whose request handler threads sit idle.
-    #[serde(default = "default_target_connections_per_broker")]
-    pub target_connections_per_broker: u8,
-    /// Record batches of one partition sent in one produce request, at most, 1 to 64, one
-    /// after the other in the partition's records (each batch still byte-identical, with its
-    /// own sequence number). tansu takes several and pays its per-request cost once for them:
-    /// 8 lifted its idempotent write rate from 348 to 635 MB/s in `produce_probe` (16 KiB
-    /// batches). Apache Kafka takes one batch per partition per request. strait learns which
-    /// from one write: until the target has answered a write of several batches, only one
-    /// partition sends several; if the target refuses it (INVALID_RECORD, nothing written),
-    /// strait sends one per request from then on. A Kafka target therefore costs one refused
-    /// write per start (the same batches then go one per request, no reset). Set 1 to never
-    /// try. Default 8.
-    #[serde(default = "default_max_batches_per_request")]
-    pub max_batches_per_request: u8,
-    /// Whether Kafka's internal topics (names starting with `__`, such as
-    /// `__consumer_offsets`) may be mirrored when they match `topics`. Leave this off: the
-    /// target cluster maintains its own internal topics.
-    #[serde(default)]
-    pub include_internal: bool,
-    /// Principals denied writes to the mirror topics on the target while strait mirrors
-    /// them: strait adds a `DENY WRITE` ACL per mirror topic and principal (for example
-    /// `["User:*"]`), removes it from a wave's topics when a cutover promotes them, and adds
-    /// it again when a failback resumes mirroring. Needs a target that enforces ACLs, and
-    /// strait's own target principal must be a super user (super users are exempt from
-    /// ACLs). On a target that refuses the ACLs (no authorizer: SECURITY_DISABLED; tansu),
-    /// every mirror topic shows the refusal under `topic_problems` in the status and
-    /// mirroring goes on; each discovery asks again, in one CreateAcls request for all
-    /// topics. Empty by default: writes by others are still detected (the partition stops
-    /// with a foreign-write error), but not prevented.
-    /// Example: `protect_principals = ["User:*"]`.
-    #[serde(default, deserialize_with = "deserialize_principals")]
-    pub protect_principals: Vec<String>,
-}
-
-fn default_start() -> StartPosition {
-    StartPosition::Earliest
-}
-fn default_topic_refresh_interval() -> HumanDuration {
-    duration("5s")
-}
-fn default_config_sync_interval() -> HumanDuration {
-    duration("60s")
-}
-fn default_max_in_flight_bytes() -> ByteSize {
-    size("256MiB")
-}
-fn default_max_in_flight_per_partition() -> u8 {
-    5
-}
-fn default_target_connections_per_broker() -> u8 {
-    1
-}
-fn default_max_batches_per_request() -> u8 {
-    8
-}
-fn default_fetch_max_wait() -> HumanDuration {
-    duration("10ms")
-}
-fn default_fetch_max_bytes() -> ByteSize {
-    size("64MiB")
-}
-fn default_partition_fetch_max_bytes() -> ByteSize {
-    size("8MiB")
-}
-
 // Defaults are literals known to parse; a typo in one fails every config test at once.
 fn duration(text: &str) -> HumanDuration {
     HumanDuration::parse(text).expect("default duration parses")
 }
 fn size(text: &str) -> ByteSize {
     ByteSize::parse(text).expect("default byte size parses")
-}
-
-impl MirrorConfig {
-    /// The topic selector: `topics` minus `exclude`, internal topics only when
-    /// `include_internal`.
-    pub fn selector(&self) -> TopicSelector {
-        NameSelector::new(&self.topics, &self.exclude, self.include_internal)
-    }
 }
 
 /// strait's persistent state (mirror progress, offset mappings, cutover stages).
@@ -663,115 +525,6 @@ impl ClusterConfig {
             return Err(ConfigError::invalid(
                 format!("{name}.security.sasl.username"),
                 "must not be empty",
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Kafka's Fetch request carries these as 32-bit signed integers.
-const KAFKA_INT32_MAX: u64 = i32::MAX as u64;
-
-/// New partitions must start mirroring within this long of being created.
-const MAX_TOPIC_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
-
-impl MirrorConfig {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.topics.is_empty() {
-            return Err(ConfigError::invalid(
-                "mirror.topics",
-                "must list at least one topic pattern (e.g. topics = ['orders\\..*'])",
-            ));
-        }
-        for (field, value) in [
-            (
-                "mirror.topic_refresh_interval",
-                &self.topic_refresh_interval,
-            ),
-            ("mirror.config_sync_interval", &self.config_sync_interval),
-            ("mirror.fetch_max_wait", &self.fetch_max_wait),
-        ] {
-            positive(field, value)?;
-        }
-        if self.topic_refresh_interval.get() > MAX_TOPIC_REFRESH {
-            return Err(ConfigError::invalid(
-                "mirror.topic_refresh_interval",
-                format!(
-                    "{} is longer than the maximum of 10s (new partitions must start mirroring \
-                     promptly)",
-                    self.topic_refresh_interval
-                ),
-            ));
-        }
-        if self.fetch_max_wait.get().as_millis() > u128::from(KAFKA_INT32_MAX) {
-            return Err(ConfigError::invalid(
-                "mirror.fetch_max_wait",
-                format!(
-                    "{} is longer than Kafka's Fetch request allows (about 24 days)",
-                    self.fetch_max_wait
-                ),
-            ));
-        }
-        if !(1..=5).contains(&self.max_in_flight_per_partition) {
-            return Err(ConfigError::invalid(
-                "mirror.max_in_flight_per_partition",
-                format!(
-                    "{} is outside 1..=5 (above 5, Kafka no longer keeps an idempotent \
-                     producer's batches in order)",
-                    self.max_in_flight_per_partition
-                ),
-            ));
-        }
-        if !(1..=16).contains(&self.target_connections_per_broker) {
-            return Err(ConfigError::invalid(
-                "mirror.target_connections_per_broker",
-                format!("{} is outside 1..=16", self.target_connections_per_broker),
-            ));
-        }
-        if !(1..=64).contains(&self.max_batches_per_request) {
-            return Err(ConfigError::invalid(
-                "mirror.max_batches_per_request",
-                format!("{} is outside 1..=64", self.max_batches_per_request),
-            ));
-        }
-        let sizes = [
-            ("mirror.max_in_flight_bytes", &self.max_in_flight_bytes),
-            ("mirror.fetch_max_bytes", &self.fetch_max_bytes),
-            (
-                "mirror.partition_fetch_max_bytes",
-                &self.partition_fetch_max_bytes,
-            ),
-        ];
-        for (field, value) in sizes {
-            if value.bytes() == 0 {
-                return Err(ConfigError::invalid(field, "must be greater than 0"));
-            }
-        }
-        for (field, value) in &sizes[1..] {
-            if value.bytes() > KAFKA_INT32_MAX {
-                return Err(ConfigError::invalid(
-                    *field,
-                    format!("{value} exceeds Kafka's limit of {KAFKA_INT32_MAX} bytes"),
-                ));
-            }
-        }
-        if self.partition_fetch_max_bytes.bytes() > self.fetch_max_bytes.bytes() {
-            return Err(ConfigError::invalid(
-                "mirror.partition_fetch_max_bytes",
-                format!(
-                    "{} is larger than mirror.fetch_max_bytes ({})",
-                    self.partition_fetch_max_bytes, self.fetch_max_bytes
-                ),
-            ));
-        }
-        if self.fetch_max_bytes.bytes() > self.max_in_flight_bytes.bytes() {
-            return Err(ConfigError::invalid(
-                "mirror.fetch_max_bytes",
-                format!(
-                    "{} is larger than mirror.max_in_flight_bytes ({}): one fetch response must \
-                     fit in the in-flight budget",
-                    self.fetch_max_bytes, self.max_in_flight_bytes
-                ),
             ));
         }
         Ok(())
