@@ -324,6 +324,45 @@ async fn a_slow_topic_listing_stands_neither_data_nor_holds_still() {
     assert_verified(source, target, &store, &topic).await;
 }
 
+/// Once every partition is caught up, each empty fetch doubles the next one's wait at the
+/// source (up to `fetch_idle_max_wait`) instead of asking every `fetch_max_wait`; a record
+/// written during a long wait still reaches the target at once (Kafka answers a waiting
+/// fetch when a record arrives).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_mirror_asks_the_source_rarely_and_still_copies_at_once() {
+    const FETCH: i16 = 1;
+    let (source, target) = (kafka_source(), kafka_target());
+    let topic = unique("idle-fetch");
+    create_topic(&client(source).await, &topic, 4, &[]).await;
+    let p = producer(source, &[]);
+    send_all(&p, &topic, 0, &sample_records(3, "before")).await;
+    let proxy = strait_testkit::FaultProxy::start(&source.bootstrap());
+    let via = KafkaClient::connect(strait_linker::client::ClientConfig::new(&proxy.bootstrap()))
+        .await
+        .unwrap();
+    let m = start_mirror_between(via, client(target).await, &[&topic], |s| {
+        s.fetch_idle_max_wait = Duration::from_secs(8);
+    })
+    .await;
+    wait_caught_up(&m.status, &topic, &[3, 0, 0, 0]).await;
+    // 6 s idle: every 10 ms that would be hundreds of fetches; doubling from 10 ms, about 10.
+    let before = proxy.requests(FETCH);
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let idle_fetches = proxy.requests(FETCH) - before;
+    assert!(idle_fetches <= 15, "{idle_fetches} fetches in 6 s idle");
+    // The fetch out now waits 5-8 s at the source; the new records do not.
+    let sent = Instant::now();
+    send_all(&p, &topic, 2, &sample_records(2, "after")).await;
+    wait_caught_up(&m.status, &topic, &[3, 0, 2, 0]).await;
+    let took = sent.elapsed();
+    assert!(
+        took < Duration::from_millis(1500),
+        "records after idling took {took:?}"
+    );
+    let (store, _dir) = m.stop().await;
+    assert_verified(source, target, &store, &topic).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_foreign_write_to_a_mirror_topic_stops_that_partition() {
     let (source, target) = (kafka_source(), kafka_target());

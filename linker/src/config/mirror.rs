@@ -43,10 +43,22 @@ pub struct MirrorConfig {
     /// (`KB`, `MB`, `GB`, `KiB`, `MiB`, `GiB`). Must be at least `fetch_max_bytes`.
     #[serde(default = "default_max_in_flight_bytes")]
     pub max_in_flight_bytes: ByteSize,
-    /// How long a source broker may hold a fetch open waiting for new records. Lower means
-    /// less mirroring latency and more requests when topics are idle.
+    /// How long a source broker may hold a fetch open waiting for new records while the
+    /// mirror has data to copy (`fetch_idle_max_wait` takes over once it is caught up). Lower
+    /// means less mirroring latency and more requests.
     #[serde(default = "default_fetch_max_wait")]
     pub fetch_max_wait: HumanDuration,
+    /// The longest a fetch may wait once the whole mirror is caught up. Each empty answer to
+    /// a fetch of every partition doubles the next one's wait, from `fetch_max_wait` up to
+    /// this; any record brings it back to `fetch_max_wait`. A Kafka source answers a waiting
+    /// fetch as soon as a record arrives, so this costs no latency there, and it spares the
+    /// source broker an empty fetch of every partition 100 times a second (at 1,000 idle
+    /// partitions, measured: about half a core at 10 ms, 5-6% at 500 ms). A partition that becomes ready
+    /// while such a fetch is out (new, released after a hold, retried) waits for its answer.
+    /// At or below `fetch_max_wait` there is no backoff, as there should not be for a tansu
+    /// source, which holds every answer for about half the wait.
+    #[serde(default = "default_fetch_idle_max_wait")]
+    pub fetch_idle_max_wait: HumanDuration,
     /// Most data one fetch response may carry (Kafka `fetch.max.bytes`). Must be at least
     /// `partition_fetch_max_bytes` and at most `max_in_flight_bytes`.
     #[serde(default = "default_fetch_max_bytes")]
@@ -133,6 +145,9 @@ fn default_max_batches_per_request() -> u8 {
 fn default_fetch_max_wait() -> HumanDuration {
     duration("10ms")
 }
+fn default_fetch_idle_max_wait() -> HumanDuration {
+    duration("500ms")
+}
 fn default_fetch_max_bytes() -> ByteSize {
     size("64MiB")
 }
@@ -169,6 +184,7 @@ impl MirrorConfig {
             ),
             ("mirror.config_sync_interval", &self.config_sync_interval),
             ("mirror.fetch_max_wait", &self.fetch_max_wait),
+            ("mirror.fetch_idle_max_wait", &self.fetch_idle_max_wait),
         ] {
             positive(field, value)?;
         }
@@ -182,14 +198,16 @@ impl MirrorConfig {
                 ),
             ));
         }
-        if self.fetch_max_wait.get().as_millis() > u128::from(KAFKA_INT32_MAX) {
-            return Err(ConfigError::invalid(
-                "mirror.fetch_max_wait",
-                format!(
-                    "{} is longer than Kafka's Fetch request allows (about 24 days)",
-                    self.fetch_max_wait
-                ),
-            ));
+        for (field, value) in [
+            ("mirror.fetch_max_wait", &self.fetch_max_wait),
+            ("mirror.fetch_idle_max_wait", &self.fetch_idle_max_wait),
+        ] {
+            if value.get().as_millis() > u128::from(KAFKA_INT32_MAX) {
+                return Err(ConfigError::invalid(
+                    field,
+                    format!("{value} is longer than Kafka's Fetch request allows (about 24 days)"),
+                ));
+            }
         }
         if !(1..=5).contains(&self.max_in_flight_per_partition) {
             return Err(ConfigError::invalid(

@@ -12,15 +12,14 @@ use std::borrow::Cow;
 
 use super::MirrorSettings;
 use super::handle::{MirrorHandle, Query, stored_map, translate_all};
-use super::partition::{Accepted, PartitionRun};
-use super::produce::RETRY_DELAY;
+use super::partition::PartitionRun;
 use super::status::{PartitionState, PartitionView, StatusHandle};
 use crate::batch::RawBatch;
 use crate::client::data::{
     FetchOptions, FetchPosition, FetchedPartition, Isolation, PartitionResults, ProduceAck,
 };
 use crate::client::groups::ProducerIdentity;
-use crate::client::{DATA_LANE, Error, KafkaClient, Retry};
+use crate::client::{Error, KafkaClient};
 use crate::offset::TopicPartition;
 use crate::state::{OffsetMap, PartitionCheckpoint, PartitionStatus, StateError, StateStore};
 
@@ -169,6 +168,10 @@ impl Mirror {
         let e_idempotent = self.settings.max_in_flight_per_partition > 1;
         let stacking = super::stacking::Stacking::new(self.settings.batches_per_request);
         let (rounds_tx, rounds_rx) = mpsc::unbounded_channel();
+        let fetch_wait = super::fetch::FetchWait::new(
+            self.settings.fetch_max_wait,
+            self.settings.fetch_idle_max_wait,
+        );
         let mut e = Engine {
             source: self.source,
             target: self.target,
@@ -178,6 +181,7 @@ impl Mirror {
             slots: BTreeMap::new(),
             budget_used: 0,
             fetch_in_flight: false,
+            fetch_wait,
             watching_ends: false,
             produce_in_flight: 0,
             next_ticket: 0,
@@ -220,7 +224,9 @@ impl Mirror {
             if drain_deadline.is_none() {
                 e.start_fetch(&tx);
                 e.start_produces(&tx);
-            } else if e.produce_in_flight == 0 && !e.fetch_in_flight {
+            } else if e.produce_in_flight == 0 {
+                // A fetch still out is not waited for: nothing it brings would be written
+                // before the exit, and when the mirror is idle it is a long poll.
                 break;
             }
             let idle = !e.fetch_in_flight && e.produce_in_flight == 0;
@@ -309,6 +315,8 @@ pub(super) struct Engine {
     pub(super) slots: BTreeMap<TopicPartition, Slot>,
     pub(super) budget_used: usize,
     pub(super) fetch_in_flight: bool,
+    /// How long the next fetch may wait at the source ([`super::fetch::FetchWait`]).
+    pub(super) fetch_wait: super::fetch::FetchWait,
     /// A [`Engine::watch_target_ends`] read is out.
     watching_ends: bool,
     pub(super) produce_in_flight: usize,
@@ -346,137 +354,6 @@ pub(super) struct Engine {
 }
 
 impl Engine {
-    // ---------------------------------------------------------------- fetch
-
-    fn start_fetch(&mut self, tx: &mpsc::Sender<Event>) {
-        if self.fetch_in_flight {
-            return;
-        }
-        let brokers = self.source.brokers().len().max(1);
-        let free = self
-            .settings
-            .max_in_flight_bytes
-            .saturating_sub(self.budget_used);
-        let per_request = (free / brokers).min(self.settings.fetch_max_bytes as usize);
-        if per_request < 64 << 10 {
-            return; // the budget is spent: a slow target slows fetching
-        }
-        let now = Instant::now();
-        let positions: Vec<FetchPosition> = self
-            .slots
-            .values()
-            .filter(|s| {
-                s.view.state.is_running()
-                    && s.hold.is_none()
-                    && !s.awaiting_tail
-                    && s.retry_at.is_none_or(|t| t <= now)
-            })
-            .filter(|s| s.run.queued_bytes < s.run.fetch_max_bytes as usize)
-            .map(|s| FetchPosition {
-                topic: s.run.tp.topic.clone(),
-                partition: s.run.tp.partition,
-                offset: s.run.fetch_offset,
-                max_bytes: s.run.fetch_max_bytes.min(per_request as i32),
-            })
-            .collect();
-        if positions.is_empty() {
-            return;
-        }
-        let reserved = per_request * brokers;
-        self.budget_used += reserved;
-        self.fetch_in_flight = true;
-        let opts = FetchOptions {
-            max_wait: self.settings.fetch_max_wait,
-            min_bytes: 1,
-            max_bytes: per_request as i32,
-            isolation: Isolation::ReadCommitted,
-            // Its own connection: a control request to the source (a cutover's checks, a
-            // group sync, discovery) does not wait behind this long poll.
-            lane: DATA_LANE,
-        };
-        let (client, tx) = (self.source.clone(), tx.clone());
-        tokio::spawn(async move {
-            let results = client.fetch(&positions, opts).await;
-            let _ = tx.send(Event::Fetched { reserved, results }).await;
-        });
-    }
-
-    fn on_fetched(
-        &mut self,
-        reserved: usize,
-        results: Vec<FetchedPartition>,
-    ) -> Result<(), MirrorError> {
-        self.fetch_in_flight = false;
-        self.budget_used -= reserved;
-        for f in results {
-            let tp = TopicPartition::new(&f.topic, f.partition);
-            let Some(slot) = self.slots.get_mut(&tp) else {
-                continue;
-            };
-            if f.fetch_offset != slot.run.fetch_offset || !slot.view.state.is_running() {
-                continue; // stale: the partition was reset while this fetch was in flight
-            }
-            if let Some(err) = &f.error {
-                match (err.code(), err.retry()) {
-                    (Some(1), _) => {
-                        let msg = format!(
-                            "source offset {} of {tp} is no longer available at the source (log start {}): records were deleted before strait mirrored them",
-                            f.fetch_offset, f.log_start_offset
-                        );
-                        self.fail(&tp, msg)?;
-                    }
-                    (_, Retry::No) => {
-                        self.fail(&tp, format!("fetching from the source failed: {err}"))?
-                    }
-                    _ => {
-                        crate::metrics::count_retry(err.class());
-                        slot.retry_at = Some(Instant::now() + RETRY_DELAY);
-                    }
-                }
-                continue;
-            }
-            slot.view.source_end = if f.last_stable_offset >= 0 {
-                f.last_stable_offset
-            } else {
-                f.high_watermark
-            };
-            let had_data = !f.records.is_empty();
-            let before = slot.run.fetch_offset;
-            match slot.run.accept_fetch(f.records, &f.aborted) {
-                Ok(Accepted::Queued(bytes)) => {
-                    self.budget_used += bytes;
-                    if had_data && slot.run.fetch_offset == before && slot.run.queue.is_empty() {
-                        // Only a partial batch came back: the next batch is larger than the
-                        // per-partition limit. Ask for more next time.
-                        slot.run.fetch_max_bytes = slot.run.fetch_max_bytes.saturating_mul(2);
-                    }
-                }
-                Ok(Accepted::CrcFailure { at, error }) => {
-                    slot.view.crc_failures += 1;
-                    tracing::warn!(topic = %tp.topic, partition = tp.partition, offset = at, error = %error, "CRC mismatch on fetch; re-fetching");
-                    if slot.run.crc_streak > self.settings.max_crc_retries {
-                        let msg = format!(
-                            "batch at source offset {at} failed its CRC {} times in a row: {error}",
-                            slot.run.crc_streak
-                        );
-                        self.fail(&tp, msg)?;
-                        continue;
-                    }
-                }
-                Err(e) => {
-                    self.fail(
-                        &tp,
-                        format!("unreadable data at source offset {before}: {e}"),
-                    )?;
-                    continue;
-                }
-            }
-            self.apply_skips(&tp)?;
-            self.publish(&tp);
-        }
-        Ok(())
-    }
-
     /// Whether a partition is idle in the sense of [`Self::watch_target_ends`]: running, with
     /// nothing of strait's in flight or pending on the target, so its target end must be
     /// where strait's map says.
@@ -658,7 +535,7 @@ impl Engine {
         Ok(())
     }
 
-    fn apply_skips(&mut self, tp: &TopicPartition) -> Result<(), MirrorError> {
+    pub(super) fn apply_skips(&mut self, tp: &TopicPartition) -> Result<(), MirrorError> {
         let Some(slot) = self.slots.get_mut(tp) else {
             return Ok(());
         };

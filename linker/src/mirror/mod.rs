@@ -4,6 +4,7 @@
 //! ```text
 //!            ┌──────────── coordinator task (owns every PartitionRun) ──────────────┐
 //!  source ◄──┤ fetch round: one Fetch per source leader, many partitions each       │
+//!            │   (`fetch`: once all caught up, the wait grows to 500 ms)            │
 //!            │   └► accept_fetch: CRC check, drop control/aborted ─► queue          │
 //!  target ◄──┤ produce rounds: one Produce per target leader, 1 batch/partition     │
 //!            │   (up to 8 where the target takes them, `stacking`), ≤5 rounds in    │
@@ -33,6 +34,7 @@ mod align;
 mod discovery;
 mod engine;
 pub mod failback;
+mod fetch;
 pub mod handle;
 mod partition;
 mod produce;
@@ -80,6 +82,8 @@ pub struct MirrorSettings {
     pub max_in_flight_bytes: usize,
     /// Fetch max wait.
     pub fetch_max_wait: Duration,
+    /// The longest a fetch may wait once the whole mirror is caught up (see `fetch.rs`).
+    pub fetch_idle_max_wait: Duration,
     /// Fetch response size limit.
     pub fetch_max_bytes: i32,
     /// Per-partition fetch size (raised automatically for a larger single batch).
@@ -111,6 +115,7 @@ impl MirrorSettings {
             config_sync: Duration::from_secs(60),
             max_in_flight_bytes: 256 << 20,
             fetch_max_wait: Duration::from_millis(10),
+            fetch_idle_max_wait: Duration::from_millis(500),
             fetch_max_bytes: 64 << 20,
             partition_fetch_max_bytes: 8 << 20,
             max_in_flight_per_partition: 5,
@@ -130,6 +135,7 @@ impl fmt::Debug for MirrorSettings {
             .field("config_sync", &self.config_sync)
             .field("max_in_flight_bytes", &self.max_in_flight_bytes)
             .field("fetch_max_wait", &self.fetch_max_wait)
+            .field("fetch_idle_max_wait", &self.fetch_idle_max_wait)
             .field("fetch_max_bytes", &self.fetch_max_bytes)
             .field("partition_fetch_max_bytes", &self.partition_fetch_max_bytes)
             .field(
@@ -159,6 +165,7 @@ impl From<&crate::config::MirrorConfig> for MirrorSettings {
             max_in_flight_bytes: usize::try_from(c.max_in_flight_bytes.bytes())
                 .unwrap_or(usize::MAX),
             fetch_max_wait: c.fetch_max_wait.get(),
+            fetch_idle_max_wait: c.fetch_idle_max_wait.get(),
             fetch_max_bytes: clamp(c.fetch_max_bytes.bytes()),
             partition_fetch_max_bytes: clamp(c.partition_fetch_max_bytes.bytes()),
             max_in_flight_per_partition: usize::from(c.max_in_flight_per_partition),

@@ -126,6 +126,7 @@ fn minimal_config_takes_defaults() {
     assert_eq!(mirror.topic_refresh_interval.get(), Duration::from_secs(5));
     assert_eq!(mirror.config_sync_interval.get(), Duration::from_secs(60));
     assert_eq!(mirror.fetch_max_wait.get(), Duration::from_millis(10));
+    assert_eq!(mirror.fetch_idle_max_wait.get(), Duration::from_millis(500));
     assert_eq!(mirror.max_in_flight_bytes.bytes(), 256 << 20);
     assert_eq!(mirror.fetch_max_bytes.bytes(), 64 << 20);
     assert_eq!(mirror.partition_fetch_max_bytes.bytes(), 8 << 20);
@@ -339,6 +340,17 @@ fn validation_errors_name_their_field() {
             with("mirror", r#"fetch_max_wait = "1000 days""#),
             &[
                 "mirror.fetch_max_wait:",
+                "longer than Kafka's Fetch request allows",
+            ],
+        ),
+        (
+            with("mirror", r#"fetch_idle_max_wait = "0s""#),
+            &["mirror.fetch_idle_max_wait:", "greater than 0"],
+        ),
+        (
+            with("mirror", r#"fetch_idle_max_wait = "1000 days""#),
+            &[
+                "mirror.fetch_idle_max_wait:",
                 "longer than Kafka's Fetch request allows",
             ],
         ),

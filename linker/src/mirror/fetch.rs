@@ -1,0 +1,266 @@
+//! The engine's read side: fetch rounds from the source and what their answers do, and how
+//! long the next fetch may wait at the source.
+//!
+//! ```text
+//!  start_fetch: one Fetch in flight, every running partition that may take more data
+//!        │ (not held, not reconciling or retrying, under its per-partition queue limit),
+//!        │ max_bytes = the in-flight budget left; max_wait = FetchWait::start
+//!        ▼
+//!  on_fetched ─► FetchWait::answered (empty? the next full fetch may wait longer)
+//!             └► per partition: CRC-checked batches queued (PartitionRun::accept_fetch),
+//!                 source end noted, errors: retry later or stop the partition
+//! ```
+//!
+//! Why the wait grows: a Kafka broker answers a waiting fetch as soon as one of its
+//! partitions has a record, so the wait costs no latency there; but each empty answer costs
+//! the broker work for every partition asked. An idle, caught-up mirror of 1,000 partitions
+//! asking every 10 ms (the default `fetch_max_wait`) took 44-62% of a core of the source
+//! broker on the 2-core bench machine (and 15% for strait itself); with the default
+//! `fetch_idle_max_wait` of 500 ms, 5-6% (and under 1%).
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::engine::{Engine, Event, MirrorError};
+use super::partition::Accepted;
+use super::produce::RETRY_DELAY;
+use crate::client::data::{FetchOptions, FetchPosition, FetchedPartition, Isolation};
+use crate::client::{DATA_LANE, Retry};
+use crate::offset::TopicPartition;
+
+/// How long the next fetch may wait at the source for new records.
+///
+/// `fetch_max_wait` normally. After an empty answer to a fetch that asked for every running
+/// partition (the whole mirror is caught up), the next such fetch waits twice as long, up to
+/// `fetch_idle_max_wait`. Any records or error, or a fetch that left a partition out (one
+/// reconciling, retrying or with a full queue, which must not wait long for its turn), go
+/// back to `fetch_max_wait`.
+#[derive(Debug, Clone)]
+pub(super) struct FetchWait {
+    base: Duration,
+    max: Duration,
+    /// The wait of the next fetch that asks for every running partition.
+    idle: Duration,
+    /// Whether the fetch out asked for every running partition.
+    out_covers_all: bool,
+}
+
+impl FetchWait {
+    /// `base` is `fetch_max_wait`, `max` is `fetch_idle_max_wait` (never below `base`).
+    pub(super) fn new(base: Duration, max: Duration) -> Self {
+        Self {
+            base,
+            max: max.max(base),
+            idle: base,
+            out_covers_all: false,
+        }
+    }
+
+    /// The wait of a fetch about to go out; `covers_all`: it asks for every running partition.
+    pub(super) fn start(&mut self, covers_all: bool) -> Duration {
+        self.out_covers_all = covers_all;
+        if covers_all { self.idle } else { self.base }
+    }
+
+    /// The fetch out was answered; `empty`: no partition brought a record or an error.
+    pub(super) fn answered(&mut self, empty: bool) {
+        self.idle = if empty && self.out_covers_all {
+            self.idle.saturating_mul(2).min(self.max)
+        } else {
+            self.base
+        };
+    }
+}
+
+impl Engine {
+    /// Sends the next fetch to the source unless one is out: every running partition that
+    /// may take more data, within the in-flight budget.
+    pub(super) fn start_fetch(&mut self, tx: &mpsc::Sender<Event>) {
+        if self.fetch_in_flight {
+            return;
+        }
+        let brokers = self.source.brokers().len().max(1);
+        let free = self
+            .settings
+            .max_in_flight_bytes
+            .saturating_sub(self.budget_used);
+        let per_request = (free / brokers).min(self.settings.fetch_max_bytes as usize);
+        if per_request < 64 << 10 {
+            return; // the budget is spent: a slow target slows fetching
+        }
+        let now = Instant::now();
+        let mut running = 0;
+        let positions: Vec<FetchPosition> = self
+            .slots
+            .values()
+            .filter(|s| s.view.state.is_running() && s.hold.is_none())
+            .inspect(|_| running += 1)
+            .filter(|s| !s.awaiting_tail && s.retry_at.is_none_or(|t| t <= now))
+            .filter(|s| s.run.queued_bytes < s.run.fetch_max_bytes as usize)
+            .map(|s| FetchPosition {
+                topic: s.run.tp.topic.clone(),
+                partition: s.run.tp.partition,
+                offset: s.run.fetch_offset,
+                max_bytes: s.run.fetch_max_bytes.min(per_request as i32),
+            })
+            .collect();
+        if positions.is_empty() {
+            return;
+        }
+        let reserved = per_request * brokers;
+        self.budget_used += reserved;
+        self.fetch_in_flight = true;
+        let opts = FetchOptions {
+            max_wait: self.fetch_wait.start(positions.len() == running),
+            min_bytes: 1,
+            max_bytes: per_request as i32,
+            isolation: Isolation::ReadCommitted,
+            // Its own connection: a control request to the source (a cutover's checks, a
+            // group sync, discovery) does not wait behind this long poll.
+            lane: DATA_LANE,
+        };
+        let (client, tx) = (self.source.clone(), tx.clone());
+        tokio::spawn(async move {
+            let results = client.fetch(&positions, opts).await;
+            let _ = tx.send(Event::Fetched { reserved, results }).await;
+        });
+    }
+
+    /// Queues what a fetch brought (CRC-checked, in offset order) and settles its errors.
+    pub(super) fn on_fetched(
+        &mut self,
+        reserved: usize,
+        results: Vec<FetchedPartition>,
+    ) -> Result<(), MirrorError> {
+        self.fetch_in_flight = false;
+        self.budget_used -= reserved;
+        self.fetch_wait.answered(
+            results
+                .iter()
+                .all(|f| f.records.is_empty() && f.error.is_none()),
+        );
+        for f in results {
+            let tp = TopicPartition::new(&f.topic, f.partition);
+            let Some(slot) = self.slots.get_mut(&tp) else {
+                continue;
+            };
+            if f.fetch_offset != slot.run.fetch_offset || !slot.view.state.is_running() {
+                continue; // stale: the partition was reset while this fetch was in flight
+            }
+            if let Some(err) = &f.error {
+                match (err.code(), err.retry()) {
+                    (Some(1), _) => {
+                        let msg = format!(
+                            "source offset {} of {tp} is no longer available at the source (log start {}): records were deleted before strait mirrored them",
+                            f.fetch_offset, f.log_start_offset
+                        );
+                        self.fail(&tp, msg)?;
+                    }
+                    (_, Retry::No) => {
+                        self.fail(&tp, format!("fetching from the source failed: {err}"))?
+                    }
+                    _ => {
+                        crate::metrics::count_retry(err.class());
+                        slot.retry_at = Some(Instant::now() + RETRY_DELAY);
+                    }
+                }
+                continue;
+            }
+            slot.view.source_end = if f.last_stable_offset >= 0 {
+                f.last_stable_offset
+            } else {
+                f.high_watermark
+            };
+            let had_data = !f.records.is_empty();
+            let before = slot.run.fetch_offset;
+            match slot.run.accept_fetch(f.records, &f.aborted) {
+                Ok(Accepted::Queued(bytes)) => {
+                    self.budget_used += bytes;
+                    if had_data && slot.run.fetch_offset == before && slot.run.queue.is_empty() {
+                        // Only a partial batch came back: the next batch is larger than the
+                        // per-partition limit. Ask for more next time.
+                        slot.run.fetch_max_bytes = slot.run.fetch_max_bytes.saturating_mul(2);
+                    }
+                }
+                Ok(Accepted::CrcFailure { at, error }) => {
+                    slot.view.crc_failures += 1;
+                    tracing::warn!(topic = %tp.topic, partition = tp.partition, offset = at, error = %error, "CRC mismatch on fetch; re-fetching");
+                    if slot.run.crc_streak > self.settings.max_crc_retries {
+                        let msg = format!(
+                            "batch at source offset {at} failed its CRC {} times in a row: {error}",
+                            slot.run.crc_streak
+                        );
+                        self.fail(&tp, msg)?;
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    self.fail(
+                        &tp,
+                        format!("unreadable data at source offset {before}: {e}"),
+                    )?;
+                    continue;
+                }
+            }
+            self.apply_skips(&tp)?;
+            self.publish(&tp);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: Duration = Duration::from_millis(10);
+    const MAX: Duration = Duration::from_millis(500);
+
+    #[test]
+    fn empty_answers_to_full_fetches_double_the_wait_up_to_the_max() {
+        let mut w = FetchWait::new(BASE, MAX);
+        let waits: Vec<u128> = (0..9)
+            .map(|_| {
+                let wait = w.start(true);
+                w.answered(true);
+                wait.as_millis()
+            })
+            .collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 500, 500, 500]);
+    }
+
+    #[test]
+    fn records_or_an_error_go_back_to_the_base_wait() {
+        let mut w = FetchWait::new(BASE, MAX);
+        for _ in 0..5 {
+            w.start(true);
+            w.answered(true);
+        }
+        assert_eq!(w.start(true), Duration::from_millis(320));
+        w.answered(false); // records (or an error) came back
+        assert_eq!(w.start(true), BASE);
+    }
+
+    #[test]
+    fn a_fetch_that_leaves_a_partition_out_waits_the_base_and_resets() {
+        let mut w = FetchWait::new(BASE, MAX);
+        for _ in 0..4 {
+            w.start(true);
+            w.answered(true);
+        }
+        // A partition is reconciling or retrying: it must not wait long for its turn.
+        assert_eq!(w.start(false), BASE);
+        w.answered(true);
+        assert_eq!(w.start(true), BASE, "the backoff starts over");
+    }
+
+    #[test]
+    fn an_idle_max_below_the_base_is_the_base() {
+        let mut w = FetchWait::new(Duration::from_secs(3), MAX);
+        for _ in 0..3 {
+            assert_eq!(w.start(true), Duration::from_secs(3));
+            w.answered(true);
+        }
+    }
+}
