@@ -2,10 +2,11 @@
 //! (rcgen, through the testkit): the mirror and the group sync of a real `strait run` with
 //! SASL PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512 over TLS on both sides (records byte-exact,
 //! group offsets synced); a wrong password or an untrusted CA stops strait at once with an
-//! error naming the cluster. Then the secrets check: a `strait run` at debug level with a
-//! SASL password and API tokens, its control API served over HTTPS, exercised with good and
-//! failing calls, plus a run that fails authentication; neither the password nor a token may
-//! appear in any output, answer or metric.
+//! error naming the cluster, and a bad config file stops it naming the key. Then the secrets
+//! check: a `strait run` at debug level with a SASL password and API tokens, its control API
+//! served over HTTPS, exercised with good and failing calls, plus a run that fails
+//! authentication; neither the password nor a token may appear in any output, answer or
+//! metric.
 
 mod support;
 
@@ -704,4 +705,60 @@ async fn secrets_never_appear_in_logs_metrics_answers_or_errors() {
     let all = text(&output);
     assert!(all.contains("cannot reach the target cluster"), "{all}");
     assert_no_secret("a failed authentication's output", &all);
+}
+
+/// `strait run` with a bad config exits non-zero and names the problem.
+#[test]
+fn bad_configs_exit_nonzero_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = |extra_mirror: &str, bootstrap: &str| {
+        format!(
+            "[source]\nbootstrap_servers = \"{bootstrap}\"\n[target]\nbootstrap_servers = \"127.0.0.1:1\"\n[mirror]\ntopics = [\"a\"]\n{extra_mirror}\n[state]\ndir = \"{}\"\n",
+            dir.path().join("state").display()
+        )
+    };
+    let cases = [
+        (base("colour = \"blue\"", "127.0.0.1:1"), "colour"),
+        (
+            base("exclude = [\"(\"]", "127.0.0.1:1"),
+            "mirror.exclude[0]",
+        ),
+        (base("", "not-an-address"), "source.bootstrap_servers"),
+        (base("", "127.0.0.1:1"), "cannot reach the source cluster"),
+    ];
+    for (i, (toml, expect)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("c{i}.toml"));
+        std::fs::write(&path, toml).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_strait"))
+            .args(["run", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "case {i} should fail");
+        assert!(
+            stderr.contains(expect),
+            "case {i}: expected `{expect}` in: {stderr}"
+        );
+    }
+    // `verify --topic` with a bad regex fails before touching state or clusters.
+    let state = dir.path().join("state-verify");
+    let path = dir.path().join("verify.toml");
+    std::fs::write(
+        &path,
+        base("", "127.0.0.1:1").replace(
+            &dir.path().join("state").display().to_string(),
+            &state.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strait"))
+        .args(["verify", "--topic", "(", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("--topic: invalid regex"), "{stderr}");
+    assert!(!state.exists(), "no state directory was created");
 }

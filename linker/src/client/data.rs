@@ -6,7 +6,7 @@
 //! partition (the mirror decides per partition what to do); a NOT_LEADER-style error also
 //! drops the topic's cached leadership so the next call routes afresh.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -219,9 +219,17 @@ impl KafkaClient {
         opts: FetchOptions,
     ) -> Result<Vec<FetchedPartition>> {
         let conn = self.broker_connection_on(node, opts.lane).await?;
-        let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
+        // Topics in the order `positions` first names them, partitions in theirs: a broker
+        // fills the response in request order until `max_bytes`, so the order is the
+        // caller's to choose (the mirror rotates it).
+        let mut topics: Vec<(&str, Vec<FetchPartition>)> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
         for p in positions {
-            topics.entry(&p.topic).or_default().push(
+            let i = *index.entry(&p.topic).or_insert_with(|| {
+                topics.push((&p.topic, Vec::new()));
+                topics.len() - 1
+            });
+            topics[i].1.push(
                 FetchPartition::default()
                     .with_partition(p.partition)
                     .with_fetch_offset(p.offset)

@@ -182,6 +182,7 @@ impl Mirror {
             budget_used: 0,
             fetch_in_flight: false,
             fetch_wait,
+            fetch_cursor: None,
             watching_ends: false,
             produce_in_flight: 0,
             next_ticket: 0,
@@ -317,6 +318,8 @@ pub(super) struct Engine {
     pub(super) fetch_in_flight: bool,
     /// How long the next fetch may wait at the source ([`super::fetch::FetchWait`]).
     pub(super) fetch_wait: super::fetch::FetchWait,
+    /// The next fetch asks for partitions from after this one (`fetch::rotated`).
+    pub(super) fetch_cursor: Option<TopicPartition>,
     /// A [`Engine::watch_target_ends`] read is out.
     watching_ends: bool,
     pub(super) produce_in_flight: usize,

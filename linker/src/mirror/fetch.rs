@@ -18,6 +18,8 @@
 //! broker on the 2-core bench machine (and 15% for strait itself); with the default
 //! `fetch_idle_max_wait` of 500 ms, 5-6% (and under 1%).
 
+use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
@@ -73,6 +75,44 @@ impl FetchWait {
     }
 }
 
+/// The values of `slots` in key order, starting after `cursor` and wrapping round: each
+/// once, whatever the cursor (which need not be a key any more).
+///
+/// Kafka fills a fetch response in the order the request names partitions, until
+/// `max_bytes`; asked always in the same order, the first partitions would be served first
+/// every time and the last ones only once those are caught up. Each fetch starts after the
+/// last partition the one before served (the rotation KIP-74 asks of clients), so a backlog
+/// larger than the in-flight budget is read round all its partitions.
+fn rotated<'a, V>(
+    slots: &'a BTreeMap<TopicPartition, V>,
+    cursor: Option<&TopicPartition>,
+) -> impl Iterator<Item = &'a V> {
+    let (after, upto) = match cursor {
+        Some(c) => (Bound::Excluded(c), Bound::Included(c)),
+        None => (Bound::Unbounded, Bound::Unbounded),
+    };
+    let wrap = if cursor.is_some() { usize::MAX } else { 0 };
+    slots
+        .range::<TopicPartition, _>((after, Bound::Unbounded))
+        .chain(
+            slots
+                .range::<TopicPartition, _>((Bound::Unbounded, upto))
+                .take(wrap),
+        )
+        .map(|(_, v)| v)
+}
+
+/// Of the partitions a fetch asked for in [`rotated`] order from `cursor` that brought
+/// records, the one asked for last: the next fetch starts after it.
+fn last_served<'a>(
+    cursor: Option<&TopicPartition>,
+    served: &'a [TopicPartition],
+) -> Option<&'a TopicPartition> {
+    served
+        .iter()
+        .max_by_key(|tp| (cursor.is_some_and(|c| *tp <= c), *tp))
+}
+
 impl Engine {
     /// Sends the next fetch to the source unless one is out: every running partition that
     /// may take more data, within the in-flight budget.
@@ -91,9 +131,7 @@ impl Engine {
         }
         let now = Instant::now();
         let mut running = 0;
-        let positions: Vec<FetchPosition> = self
-            .slots
-            .values()
+        let positions: Vec<FetchPosition> = rotated(&self.slots, self.fetch_cursor.as_ref())
             .filter(|s| s.view.state.is_running() && s.hold.is_none())
             .inspect(|_| running += 1)
             .filter(|s| !s.awaiting_tail && s.retry_at.is_none_or(|t| t <= now))
@@ -140,6 +178,14 @@ impl Engine {
                 .iter()
                 .all(|f| f.records.is_empty() && f.error.is_none()),
         );
+        let served: Vec<TopicPartition> = results
+            .iter()
+            .filter(|f| !f.records.is_empty())
+            .map(|f| TopicPartition::new(&f.topic, f.partition))
+            .collect();
+        if let Some(last) = last_served(self.fetch_cursor.as_ref(), &served) {
+            self.fetch_cursor = Some(last.clone());
+        }
         for f in results {
             let tp = TopicPartition::new(&f.topic, f.partition);
             let Some(slot) = self.slots.get_mut(&tp) else {
@@ -253,6 +299,30 @@ mod tests {
         assert_eq!(w.start(false), BASE);
         w.answered(true);
         assert_eq!(w.start(true), BASE, "the backoff starts over");
+    }
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition::new("t", p)
+    }
+
+    #[test]
+    fn fetches_ask_round_the_partitions_from_after_the_last_served() {
+        let slots: BTreeMap<TopicPartition, i32> = (0..5).map(|p| (tp(p), p)).collect();
+        let order = |c: Option<TopicPartition>| -> Vec<i32> {
+            rotated(&slots, c.as_ref()).copied().collect()
+        };
+        assert_eq!(order(None), [0, 1, 2, 3, 4]);
+        assert_eq!(order(Some(tp(1))), [2, 3, 4, 0, 1]);
+        assert_eq!(order(Some(tp(4))), [0, 1, 2, 3, 4]);
+        // A cursor that is no longer a partition (stopped, or its topic deleted).
+        assert_eq!(order(Some(TopicPartition::new("s", 9))), [0, 1, 2, 3, 4]);
+        assert_eq!(order(Some(tp(7))), [0, 1, 2, 3, 4]);
+
+        // Asked from after 1 (2, 3, 4, 0, 1), the response was full after 4 and 0.
+        let served = [tp(0), tp(4)];
+        assert_eq!(last_served(Some(&tp(1)), &served), Some(&tp(0)));
+        assert_eq!(last_served(None, &served), Some(&tp(4)));
+        assert_eq!(last_served(Some(&tp(1)), &[]), None);
     }
 
     #[test]
