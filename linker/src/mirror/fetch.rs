@@ -4,9 +4,11 @@
 //! ```text
 //!  start_fetch: one Fetch in flight, every running partition that may take more data
 //!        │ (not held, not reconciling or retrying, under its per-partition queue limit),
+//!        │ from after `fetch_cursor`, wrapping round (`rotated`);
 //!        │ max_bytes = the in-flight budget left; max_wait = FetchWait::start
 //!        ▼
 //!  on_fetched ─► FetchWait::answered (empty? the next full fetch may wait longer)
+//!             ├► fetch_cursor = the last partition asked that brought records
 //!             └► per partition: CRC-checked batches queued (PartitionRun::accept_fetch),
 //!                 source end noted, errors: retry later or stop the partition
 //! ```
