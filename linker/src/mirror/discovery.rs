@@ -60,6 +60,7 @@ impl Engine {
         listings: Listings,
         tx: &mpsc::Sender<Event>,
     ) -> Result<(), MirrorError> {
+        self.setup_deferred.clear();
         let selected: Vec<TopicMetadata> = listings
             .source
             .map_err(MirrorError::Source)?
@@ -156,7 +157,19 @@ impl Engine {
             self.last_config_sync = Instant::now();
             self.start_config_sync(live);
         }
+        if let Some((tp, why)) = self.setup_deferred.first() {
+            // One line per discovery, not one per partition of a 1,000-partition topic.
+            tracing::warn!(partitions = self.setup_deferred.len(), first = %tp, error = %why, "partitions not set up yet; retrying at the next discovery, which comes sooner while any wait");
+        }
         Ok(())
+    }
+
+    /// A partition could not be set up this discovery (its leader not serving yet, say): it
+    /// is tried again at the next one, which comes sooner ([`Engine::next_discovery_in`]).
+    fn defer_setup(&mut self, tp: &TopicPartition, what: &str, e: &dyn std::fmt::Display) {
+        tracing::debug!(partition = %tp, error = %e, "{what}; retrying at next discovery");
+        self.setup_deferred
+            .push((tp.clone(), format!("{what}: {e}")));
     }
 
     /// Re-syncs the target topics' copied configs in a task of its own
@@ -440,7 +453,7 @@ impl Engine {
                     && map.next_target().0 <= map.next_source().0
                     && let Err(e) = self.fill_and_delete(&tp, map.next_target().0).await
                 {
-                    tracing::warn!(partition = %tp, error = %e, "finishing the target offset alignment failed; retrying at next discovery");
+                    self.defer_setup(&tp, "finishing the target offset alignment failed", &e);
                     return Ok(());
                 }
                 (map, true)
@@ -449,14 +462,14 @@ impl Engine {
                 let start = match answer(&early.starts, &tp) {
                     Ok(s) => s,
                     Err(e) => {
-                        tracing::warn!(partition = %tp, error = %e, "cannot read the source start offset; retrying at next discovery");
+                        self.defer_setup(&tp, "cannot read the source start offset", &e);
                         return Ok(());
                     }
                 };
                 let bounds = match answer(&early.bounds, &tp) {
                     Ok(b) => b,
                     Err(e) => {
-                        tracing::warn!(partition = %tp, error = %e, "cannot read the target end offset; retrying at next discovery");
+                        self.defer_setup(&tp, "cannot read the target end offset", &e);
                         return Ok(());
                     }
                 };
@@ -498,7 +511,7 @@ impl Engine {
                     let base = match self.first_batch_base(&tp, start).await {
                         Ok(b) => b,
                         Err(e) => {
-                            tracing::warn!(partition = %tp, error = %e, "cannot read the source's first batch; retrying at next discovery");
+                            self.defer_setup(&tp, "cannot read the source's first batch", &e);
                             return Ok(());
                         }
                     };
@@ -512,7 +525,7 @@ impl Engine {
                     self.store.record_batch_written(&tp, None, &cp)?;
                     self.store.flush_async().await?;
                     if let Err(e) = self.fill_and_delete(&tp, base).await {
-                        tracing::warn!(partition = %tp, error = %e, "aligning target offsets failed; retrying at next discovery");
+                        self.defer_setup(&tp, "aligning target offsets failed", &e);
                         return Ok(());
                     }
                     target_start = base;
@@ -619,6 +632,36 @@ enum TargetTopic {
     Missing,
 }
 
+/// When the next discovery comes: after `topic_refresh_interval`, or while partitions wait
+/// to be set up, after 250 ms doubling up to it. Kafka made a new topic's 1,000 leaders
+/// serve over 2-5 s on the bench machine, longer than [`brief_retry_all`] waits (2 s); the
+/// partitions left over then waited a whole interval (5 s), most of the copy's time.
+#[derive(Debug)]
+pub(super) struct SetupRetry {
+    wait: Duration,
+}
+
+impl Default for SetupRetry {
+    fn default() -> Self {
+        Self { wait: Self::FIRST }
+    }
+}
+
+impl SetupRetry {
+    const FIRST: Duration = Duration::from_millis(250);
+
+    /// The wait before the next discovery; `deferred`: the last one left partitions to set up.
+    pub(super) fn next_in(&mut self, deferred: bool, refresh: Duration) -> Duration {
+        if !deferred {
+            self.wait = Self::FIRST;
+            return refresh;
+        }
+        let wait = self.wait.min(refresh);
+        self.wait = self.wait.saturating_mul(2);
+        wait
+    }
+}
+
 /// New partitions' start offsets and target bounds, read together ([`Engine::prefetch`]).
 #[derive(Debug, Default)]
 pub(super) struct Prefetched {
@@ -661,5 +704,27 @@ fn answer<T: Copy>(results: &PartitionResults<T>, tp: &TopicPartition) -> Result
         None => Err(Error::NoLeader {
             context: crate::client::Context::partition(&tp.topic, tp.partition),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_comes_sooner_while_partitions_wait_to_be_set_up() {
+        let refresh = Duration::from_secs(5);
+        let mut r = SetupRetry::default();
+        assert_eq!(r.next_in(false, refresh), refresh);
+        let waits: Vec<u128> = (0..7)
+            .map(|_| r.next_in(true, refresh).as_millis())
+            .collect();
+        assert_eq!(waits, [250, 500, 1000, 2000, 4000, 5000, 5000]);
+        // Everything set up: back to the interval, and the next wait starts short again.
+        assert_eq!(r.next_in(false, refresh), refresh);
+        assert_eq!(r.next_in(true, refresh), Duration::from_millis(250));
+        // An interval shorter than the first retry wins.
+        let mut r = SetupRetry::default();
+        assert_eq!(r.next_in(true, Duration::from_millis(100)).as_millis(), 100);
     }
 }

@@ -199,6 +199,8 @@ impl Mirror {
             pending_holds: Vec::new(),
             target_deletes: None,
             protected: BTreeSet::new(),
+            setup_deferred: Vec::new(),
+            setup_retry: super::discovery::SetupRetry::default(),
         };
         let mut queries = self.queries;
         drop(self.handle); // only clones held by other components keep the query channel open
@@ -212,7 +214,7 @@ impl Mirror {
         let started = Instant::now();
         e.discover(&tx).await?;
         crate::metrics::observe_discovery(started.elapsed());
-        let mut next_discovery = Instant::now() + e.settings.topic_refresh;
+        let mut next_discovery = Instant::now() + e.next_discovery_in();
         // The listings of the discovery under way, read beside the coordinator; and whether
         // released topics asked for another discovery while they were out.
         let mut listing: Option<tokio::task::JoinHandle<super::discovery::Listings>> = None;
@@ -274,7 +276,7 @@ impl Mirror {
                     }
                     next_discovery = Instant::now();
                     if !std::mem::take(&mut rediscover) {
-                        next_discovery += e.settings.topic_refresh;
+                        next_discovery += e.next_discovery_in();
                     }
                 }
                 _ = tokio::time::sleep_until(wake.into()) => {
@@ -354,9 +356,21 @@ pub(super) struct Engine {
     pub(super) protected: BTreeSet<String>,
     /// Whether the target honours DeleteRecords (offset alignment), once known.
     pub(super) target_deletes: Option<bool>,
+    /// Partitions the last discovery could not set up, with why (a topic's new leaders not
+    /// serving yet, say): the next discovery comes sooner ([`Engine::next_discovery_in`]).
+    pub(super) setup_deferred: Vec<(TopicPartition, String)>,
+    /// The wait before the next discovery while partitions wait to be set up.
+    setup_retry: super::discovery::SetupRetry,
 }
 
 impl Engine {
+    /// How long until the next discovery ([`super::discovery::SetupRetry`]).
+    pub(super) fn next_discovery_in(&mut self) -> Duration {
+        let deferred = !self.setup_deferred.is_empty();
+        self.setup_retry
+            .next_in(deferred, self.settings.topic_refresh)
+    }
+
     /// Whether a partition is idle in the sense of [`Self::watch_target_ends`]: running, with
     /// nothing of strait's in flight or pending on the target, so its target end must be
     /// where strait's map says.
