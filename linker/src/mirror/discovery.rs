@@ -60,7 +60,8 @@ impl Engine {
         listings: Listings,
         tx: &mpsc::Sender<Event>,
     ) -> Result<(), MirrorError> {
-        self.setup_deferred.clear();
+        self.setup_deferred = 0;
+        self.setup_deferred_first = None;
         let selected: Vec<TopicMetadata> = listings
             .source
             .map_err(MirrorError::Source)?
@@ -157,9 +158,9 @@ impl Engine {
             self.last_config_sync = Instant::now();
             self.start_config_sync(live);
         }
-        if let Some((tp, why)) = self.setup_deferred.first() {
+        if let Some(first) = &self.setup_deferred_first {
             // One line per discovery, not one per partition of a 1,000-partition topic.
-            tracing::warn!(partitions = self.setup_deferred.len(), first = %tp, error = %why, "partitions not set up yet; retrying at the next discovery, which comes sooner while any wait");
+            tracing::warn!(partitions = self.setup_deferred, %first, "partitions not set up yet; retrying at the next discovery, which comes sooner while any wait");
         }
         Ok(())
     }
@@ -168,8 +169,10 @@ impl Engine {
     /// is tried again at the next one, which comes sooner ([`Engine::next_discovery_in`]).
     fn defer_setup(&mut self, tp: &TopicPartition, what: &str, e: &dyn std::fmt::Display) {
         tracing::debug!(partition = %tp, error = %e, "{what}; retrying at next discovery");
-        self.setup_deferred
-            .push((tp.clone(), format!("{what}: {e}")));
+        self.setup_deferred += 1;
+        if self.setup_deferred_first.is_none() {
+            self.setup_deferred_first = Some(format!("{tp}: {what}: {e}"));
+        }
     }
 
     /// Re-syncs the target topics' copied configs in a task of its own

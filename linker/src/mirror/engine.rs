@@ -199,7 +199,8 @@ impl Mirror {
             pending_holds: Vec::new(),
             target_deletes: None,
             protected: BTreeSet::new(),
-            setup_deferred: Vec::new(),
+            setup_deferred: 0,
+            setup_deferred_first: None,
             setup_retry: super::discovery::SetupRetry::default(),
         };
         let mut queries = self.queries;
@@ -356,9 +357,11 @@ pub(super) struct Engine {
     pub(super) protected: BTreeSet<String>,
     /// Whether the target honours DeleteRecords (offset alignment), once known.
     pub(super) target_deletes: Option<bool>,
-    /// Partitions the last discovery could not set up, with why (a topic's new leaders not
-    /// serving yet, say): the next discovery comes sooner ([`Engine::next_discovery_in`]).
-    pub(super) setup_deferred: Vec<(TopicPartition, String)>,
+    /// Partitions the last discovery could not set up (a topic's new leaders not serving
+    /// yet, say): the next discovery comes sooner ([`Engine::next_discovery_in`]).
+    pub(super) setup_deferred: usize,
+    /// The first of them and why, for the discovery's one warning.
+    pub(super) setup_deferred_first: Option<String>,
     /// The wait before the next discovery while partitions wait to be set up.
     setup_retry: super::discovery::SetupRetry,
 }
@@ -366,7 +369,7 @@ pub(super) struct Engine {
 impl Engine {
     /// How long until the next discovery ([`super::discovery::SetupRetry`]).
     pub(super) fn next_discovery_in(&mut self) -> Duration {
-        let deferred = !self.setup_deferred.is_empty();
+        let deferred = self.setup_deferred > 0;
         self.setup_retry
             .next_in(deferred, self.settings.topic_refresh)
     }

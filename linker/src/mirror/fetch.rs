@@ -104,15 +104,22 @@ fn rotated<'a, V>(
         .map(|(_, v)| v)
 }
 
-/// Of the partitions a fetch asked for in [`rotated`] order from `cursor` that brought
-/// records, the one asked for last: the next fetch starts after it.
+/// Of the partitions in `results` that brought records, the one asked for last by a fetch
+/// that went out in [`rotated`] order from `cursor`: the next fetch starts after it.
 fn last_served<'a>(
     cursor: Option<&TopicPartition>,
-    served: &'a [TopicPartition],
-) -> Option<&'a TopicPartition> {
-    served
+    results: &'a [FetchedPartition],
+) -> Option<&'a FetchedPartition> {
+    // Asked for after the wrap (at or before the cursor) means asked for later.
+    let order = |f: &'a FetchedPartition| {
+        let key = (f.topic.as_str(), f.partition);
+        let wrapped = cursor.is_some_and(|c| key <= (c.topic.as_str(), c.partition));
+        (wrapped, key)
+    };
+    results
         .iter()
-        .max_by_key(|tp| (cursor.is_some_and(|c| *tp <= c), *tp))
+        .filter(|f| !f.records.is_empty())
+        .max_by_key(|f| order(f))
 }
 
 impl Engine {
@@ -180,13 +187,8 @@ impl Engine {
                 .iter()
                 .all(|f| f.records.is_empty() && f.error.is_none()),
         );
-        let served: Vec<TopicPartition> = results
-            .iter()
-            .filter(|f| !f.records.is_empty())
-            .map(|f| TopicPartition::new(&f.topic, f.partition))
-            .collect();
-        if let Some(last) = last_served(self.fetch_cursor.as_ref(), &served) {
-            self.fetch_cursor = Some(last.clone());
+        if let Some(f) = last_served(self.fetch_cursor.as_ref(), &results) {
+            self.fetch_cursor = Some(TopicPartition::new(&f.topic, f.partition));
         }
         for f in results {
             let tp = TopicPartition::new(&f.topic, f.partition);
@@ -320,11 +322,32 @@ mod tests {
         assert_eq!(order(Some(TopicPartition::new("s", 9))), [0, 1, 2, 3, 4]);
         assert_eq!(order(Some(tp(7))), [0, 1, 2, 3, 4]);
 
-        // Asked from after 1 (2, 3, 4, 0, 1), the response was full after 4 and 0.
-        let served = [tp(0), tp(4)];
-        assert_eq!(last_served(Some(&tp(1)), &served), Some(&tp(0)));
-        assert_eq!(last_served(None, &served), Some(&tp(4)));
-        assert_eq!(last_served(Some(&tp(1)), &[]), None);
+        // Asked from after 1 (2, 3, 4, 0, 1): 4 and 0 brought records, 3 only an error.
+        let answer = |p: i32, records: &'static [u8]| FetchedPartition {
+            topic: "t".into(),
+            partition: p,
+            fetch_offset: 0,
+            error: None,
+            high_watermark: 0,
+            last_stable_offset: 0,
+            log_start_offset: 0,
+            aborted: Vec::new(),
+            records: bytes::Bytes::from_static(records),
+        };
+        let results = [
+            answer(3, b""),
+            answer(0, b"x"),
+            answer(4, b"x"),
+            answer(2, b""),
+        ];
+        let last =
+            |c: Option<TopicPartition>| last_served(c.as_ref(), &results).map(|f| f.partition);
+        assert_eq!(last(Some(tp(1))), Some(0));
+        assert_eq!(last(None), Some(4));
+        assert_eq!(
+            last_served(Some(&tp(1)), &results[..1]).map(|f| f.partition),
+            None
+        );
     }
 
     #[test]
