@@ -8,7 +8,10 @@ mod support;
 
 use std::time::Duration;
 
-use strait_linker::client::data::{Isolation, ProduceItem};
+use strait_linker::client::KafkaClient;
+use strait_linker::client::data::{
+    FetchOptions, FetchPosition, FetchSessions, Isolation, ProduceItem,
+};
 use strait_testkit::{Broker, kafka_source, kafka_target, tansu_target, unique};
 use support::*;
 
@@ -290,4 +293,149 @@ async fn a_flipped_byte_in_a_fetched_batch_is_detected() {
     bytes[last] ^= 0x01;
     let err = strait_linker::batch::split_verified(bytes.into()).unwrap_err();
     assert!(err.to_string().contains("CRC"), "{err}");
+}
+
+/// One fetch of partitions 0..4 of `topic` at `offsets`, in `sessions`: (partition, offset
+/// asked, high watermark, has records) for each partition in the answer, which must carry
+/// no error.
+async fn fetch_round(
+    c: &KafkaClient,
+    topic: &str,
+    offsets: &[i64],
+    sessions: &mut FetchSessions,
+) -> Vec<(i32, i64, i64, bool)> {
+    let positions: Vec<FetchPosition> = (0..)
+        .zip(offsets)
+        .map(|(partition, &offset)| FetchPosition {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            max_bytes: 1 << 20,
+        })
+        .collect();
+    let opts = FetchOptions {
+        max_wait: Duration::from_millis(50),
+        ..FetchOptions::default()
+    };
+    let mut answer: Vec<_> = c
+        .fetch_in_sessions(&positions, opts, sessions)
+        .await
+        .into_iter()
+        .map(|f| {
+            assert!(f.error.is_none(), "{:?}", f.error);
+            (
+                f.partition,
+                f.fetch_offset,
+                f.high_watermark,
+                !f.records.is_empty(),
+            )
+        })
+        .collect();
+    answer.sort();
+    answer
+}
+
+/// Kafka keeps an incremental fetch session (KIP-227): after the first, full, fetch only
+/// partitions with something new are answered; partitions left out are forgotten; a
+/// session the broker no longer agrees with (a stale epoch, a closed session) is replaced
+/// by a full fetch at once, with nothing lost.
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_answers_only_what_changed_in_a_fetch_session() {
+    let broker = kafka_source();
+    let c = client(broker).await;
+    let topic = unique("session");
+    create_topic(&c, &topic, 4, &[]).await;
+    let leader = c.leader(&topic, 0).await.unwrap();
+    let p = producer(broker, &[]);
+    for partition in [0, 1] {
+        send_all(&p, &topic, partition, &sample_records(5, "s")).await;
+    }
+    let mut sessions = FetchSessions::default();
+    assert_eq!(
+        fetch_round(&c, &topic, &[0, 0, 0, 0], &mut sessions).await,
+        [
+            (0, 0, 5, true),
+            (1, 0, 5, true),
+            (2, 0, 0, false),
+            (3, 0, 0, false)
+        ],
+        "the first fetch is full"
+    );
+    let id = sessions.session_id(leader);
+    assert_ne!(id, 0, "Kafka opened a session");
+
+    // Caught up: nothing new anywhere, so nothing is answered (without a session, all four).
+    assert_eq!(
+        fetch_round(&c, &topic, &[5, 5, 0, 0], &mut sessions).await,
+        []
+    );
+    send_all(&p, &topic, 2, &sample_records(3, "s")).await;
+    assert_eq!(
+        fetch_round(&c, &topic, &[5, 5, 0, 0], &mut sessions).await,
+        [(2, 0, 3, true)],
+        "only the partition with new records"
+    );
+    assert_eq!(
+        sessions.session_id(leader),
+        id,
+        "the same session throughout"
+    );
+
+    // A copy of the session goes stale once the original fetches again: the broker refuses
+    // its epoch and the client asks again at once in full, in a new session.
+    let mut stale = sessions.clone();
+    assert_eq!(
+        fetch_round(&c, &topic, &[5, 5, 3, 0], &mut sessions).await,
+        []
+    );
+    assert_eq!(
+        fetch_round(&c, &topic, &[5, 5, 3, 0], &mut stale).await,
+        [
+            (0, 5, 5, false),
+            (1, 5, 5, false),
+            (2, 3, 3, false),
+            (3, 0, 0, false)
+        ],
+        "a refused epoch is answered by a full fetch"
+    );
+    let replaced = stale.session_id(leader);
+    assert!(replaced != 0 && replaced != id, "a new session: {replaced}");
+    // The full fetch closed the original session: it too recovers in full.
+    assert_eq!(
+        fetch_round(&c, &topic, &[5, 5, 3, 0], &mut sessions)
+            .await
+            .len(),
+        4
+    );
+
+    // Partitions left out are forgotten: records written to 3 now are not answered.
+    let positions_0_to_2 = [5, 5, 3];
+    assert_eq!(
+        fetch_round(&c, &topic, &positions_0_to_2, &mut sessions).await,
+        []
+    );
+    send_all(&p, &topic, 3, &sample_records(2, "s")).await;
+    send_all(&p, &topic, 0, &sample_records(1, "s")).await;
+    assert_eq!(
+        fetch_round(&c, &topic, &positions_0_to_2, &mut sessions).await,
+        [(0, 5, 6, true)]
+    );
+}
+
+/// tansu keeps no fetch sessions (it answers session id 0): every fetch stays full.
+#[tokio::test(flavor = "multi_thread")]
+async fn tansu_is_fetched_in_full_without_a_session() {
+    let broker = tansu_target();
+    let c = client(broker).await;
+    let topic = unique("session");
+    create_topic(&c, &topic, 4, &[]).await;
+    let leader = c.leader(&topic, 0).await.unwrap();
+    send_all(&producer(broker, &[]), &topic, 0, &sample_records(5, "s")).await;
+    let mut sessions = FetchSessions::default();
+    for offsets in [[0, 0, 0, 0], [5, 0, 0, 0], [5, 0, 0, 0]] {
+        let answer = fetch_round(&c, &topic, &offsets, &mut sessions).await;
+        let asked: Vec<(i32, i64)> = answer.iter().map(|a| (a.0, a.1)).collect();
+        assert_eq!(asked, [(0, offsets[0]), (1, 0), (2, 0), (3, 0)]);
+        assert_eq!(sessions.session_id(leader), 0);
+    }
 }

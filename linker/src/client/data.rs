@@ -1,23 +1,22 @@
-//! Data-path operations: Fetch returning raw record blobs, Produce taking raw record blobs,
-//! and ListOffsets. Records are never decoded here.
+//! Data-path operations: Produce taking raw record blobs, ListOffsets and log bounds; Fetch
+//! lives in `fetch.rs` (its types are re-exported here). Records are never decoded here.
 //!
 //! Each call groups its partitions by leader and sends one request per leader, concurrently,
 //! so many partitions cost one round trip per broker. Partition-level errors are returned per
 //! partition (the mirror decides per partition what to do); a NOT_LEADER-style error also
 //! drops the topic's cached leadership so the next call routes afresh.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{
-    BrokerId, FetchRequest, ListOffsetsRequest, ProduceRequest, ProduceResponse,
-};
-use tokio::task::JoinSet;
+use kafka_protocol::messages::{BrokerId, ListOffsetsRequest, ProduceRequest, ProduceResponse};
 
 use super::error::{Context, Error, Result, Retry};
+pub use super::fetch::{
+    AbortedTransaction, FetchOptions, FetchPosition, FetchSessions, FetchedPartition,
+};
 pub use super::produce_body::ProduceRecords;
 use super::produce_body::produce_body;
 use super::{KafkaClient, topic_name};
@@ -33,86 +32,12 @@ pub enum Isolation {
 }
 
 impl Isolation {
-    fn code(self) -> i8 {
+    pub(super) fn code(self) -> i8 {
         match self {
             Isolation::ReadUncommitted => 0,
             Isolation::ReadCommitted => 1,
         }
     }
-}
-
-/// Fetch request settings.
-#[derive(Debug, Clone, Copy)]
-pub struct FetchOptions {
-    /// How long the broker may wait for `min_bytes`. Keep small: some brokers hold every
-    /// fetch for a large part of this even when data is ready.
-    pub max_wait: Duration,
-    /// Bytes the broker should gather before answering early.
-    pub min_bytes: i32,
-    /// Upper bound on the whole response (the first batch is always returned whole).
-    pub max_bytes: i32,
-    /// Transaction isolation.
-    pub isolation: Isolation,
-    /// Connection lane to each leader: 0 (control) unless the caller is the data path
-    /// ([`super::DATA_LANE`]).
-    pub lane: usize,
-}
-
-impl Default for FetchOptions {
-    fn default() -> Self {
-        Self {
-            max_wait: Duration::from_millis(10),
-            min_bytes: 1,
-            max_bytes: 64 << 20,
-            isolation: Isolation::ReadCommitted,
-            lane: 0,
-        }
-    }
-}
-
-/// Where to fetch one partition from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchPosition {
-    /// Topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// First offset wanted.
-    pub offset: i64,
-    /// Per-partition byte limit.
-    pub max_bytes: i32,
-}
-
-/// A transaction aborted within the fetched range.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AbortedTransaction {
-    /// The producer whose transaction aborted.
-    pub producer_id: i64,
-    /// The first offset of the aborted transaction.
-    pub first_offset: i64,
-}
-
-/// One partition's fetch result.
-#[derive(Debug, Clone)]
-pub struct FetchedPartition {
-    /// Topic.
-    pub topic: String,
-    /// Partition.
-    pub partition: i32,
-    /// The offset that was asked for.
-    pub fetch_offset: i64,
-    /// Partition error, if any (records are then empty).
-    pub error: Option<Error>,
-    /// High watermark.
-    pub high_watermark: i64,
-    /// Last stable offset (-1 when the broker does not report it).
-    pub last_stable_offset: i64,
-    /// Log start offset (-1 when the broker does not report it).
-    pub log_start_offset: i64,
-    /// Aborted transactions overlapping the returned records (read_committed only).
-    pub aborted: Vec<AbortedTransaction>,
-    /// The raw records blob: zero or more record batches, possibly ending in a partial one.
-    pub records: Bytes,
 }
 
 /// One partition's records to produce: one record batch (Apache Kafka takes no more), or
@@ -179,134 +104,6 @@ pub struct ListedOffset {
 pub type PartitionResults<T> = BTreeMap<(String, i32), Result<T>>;
 
 impl KafkaClient {
-    /// Fetches raw record blobs for `positions`, one request per leader, concurrently.
-    pub async fn fetch(
-        &self,
-        positions: &[FetchPosition],
-        opts: FetchOptions,
-    ) -> Vec<FetchedPartition> {
-        let (by_leader, mut out) = self
-            .group_by_leader(positions, |p| (&p.topic, p.partition))
-            .await;
-        let mut set = JoinSet::new();
-        for (leader, ps) in by_leader {
-            let client = self.clone();
-            set.spawn(async move {
-                let r = client.fetch_from(leader, &ps, opts).await;
-                (ps, r)
-            });
-        }
-        while let Some(joined) = set.join_next().await {
-            let Ok((ps, r)) = joined else { continue };
-            match r {
-                Ok(fetched) => out.extend(fetched),
-                Err(e) => out.extend(ps.iter().map(|p| failed_fetch(p, e.clone()))),
-            }
-        }
-        for f in &out {
-            if let Some(e) = &f.error {
-                self.note_partition_error(e);
-            }
-        }
-        out
-    }
-
-    /// Fetches from one broker. Partition errors are reported per partition.
-    pub async fn fetch_from(
-        &self,
-        node: i32,
-        positions: &[FetchPosition],
-        opts: FetchOptions,
-    ) -> Result<Vec<FetchedPartition>> {
-        let conn = self.broker_connection_on(node, opts.lane).await?;
-        // Topics in the order `positions` first names them, partitions in theirs: a broker
-        // fills the response in request order until `max_bytes`, so the order is the
-        // caller's to choose (the mirror rotates it).
-        let mut topics: Vec<(&str, Vec<FetchPartition>)> = Vec::new();
-        let mut index: HashMap<&str, usize> = HashMap::new();
-        for p in positions {
-            let i = *index.entry(&p.topic).or_insert_with(|| {
-                topics.push((&p.topic, Vec::new()));
-                topics.len() - 1
-            });
-            topics[i].1.push(
-                FetchPartition::default()
-                    .with_partition(p.partition)
-                    .with_fetch_offset(p.offset)
-                    .with_partition_max_bytes(p.max_bytes),
-            );
-        }
-        let req = FetchRequest::default()
-            .with_replica_id(BrokerId(-1))
-            .with_max_wait_ms(i32::try_from(opts.max_wait.as_millis()).unwrap_or(i32::MAX))
-            .with_min_bytes(opts.min_bytes)
-            .with_max_bytes(opts.max_bytes)
-            .with_isolation_level(opts.isolation.code())
-            .with_topics(
-                topics
-                    .into_iter()
-                    .map(|(t, ps)| {
-                        FetchTopic::default()
-                            .with_topic(topic_name(t))
-                            .with_partitions(ps)
-                    })
-                    .collect(),
-            );
-        let started = Instant::now();
-        let resp = conn.send_with_extra_time(&req, opts.max_wait).await?;
-        crate::metrics::observe_fetch(self.cluster(), started.elapsed());
-        if resp.error_code != 0 {
-            return Err(Error::broker(
-                "Fetch",
-                resp.error_code,
-                Context::default(),
-                None::<String>,
-            ));
-        }
-        let asked: BTreeMap<(&str, i32), i64> = positions
-            .iter()
-            .map(|p| ((p.topic.as_str(), p.partition), p.offset))
-            .collect();
-        let mut out = Vec::with_capacity(positions.len());
-        for t in resp.responses {
-            let topic = t.topic.0.to_string();
-            for p in t.partitions {
-                let fetch_offset = asked
-                    .get(&(topic.as_str(), p.partition_index))
-                    .copied()
-                    .unwrap_or(-1);
-                let error = (p.error_code != 0).then(|| {
-                    Error::broker(
-                        "Fetch",
-                        p.error_code,
-                        Context::partition(&topic, p.partition_index).at_offset(fetch_offset),
-                        None::<String>,
-                    )
-                });
-                out.push(FetchedPartition {
-                    topic: topic.clone(),
-                    partition: p.partition_index,
-                    fetch_offset,
-                    error,
-                    high_watermark: p.high_watermark,
-                    last_stable_offset: p.last_stable_offset,
-                    log_start_offset: p.log_start_offset,
-                    aborted: p
-                        .aborted_transactions
-                        .unwrap_or_default()
-                        .into_iter()
-                        .map(|a| AbortedTransaction {
-                            producer_id: a.producer_id.0,
-                            first_offset: a.first_offset,
-                        })
-                        .collect(),
-                    records: p.records.unwrap_or_default(),
-                });
-            }
-        }
-        Ok(out)
-    }
-
     /// Produces one batch per partition, one request per leader, concurrently, with
     /// `acks` (-1 = all in-sync replicas) and a broker-side `timeout`.
     pub async fn produce(
@@ -403,30 +200,6 @@ impl KafkaClient {
             out
         }
     }
-
-    /// The batch at `offset` of `topic`/`partition` and whatever follows it in one small
-    /// response: a Fetch for 1 byte (brokers still return the whole first batch), read
-    /// uncommitted, without waiting. `None` if the response has no entry for the partition.
-    pub async fn fetch_at(
-        &self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-    ) -> Option<FetchedPartition> {
-        let pos = FetchPosition {
-            topic: topic.to_owned(),
-            partition,
-            offset,
-            max_bytes: 1,
-        };
-        let opts = FetchOptions {
-            max_wait: Duration::ZERO,
-            isolation: Isolation::ReadUncommitted,
-            ..FetchOptions::default()
-        };
-        self.fetch(&[pos], opts).await.pop()
-    }
-
     /// Where each partition's log starts and ends (high watermark), read with a 1-byte Fetch
     /// at offset 0.
     ///
@@ -622,24 +395,10 @@ impl KafkaClient {
     }
 
     /// Drops cached routing that a partition error shows to be stale.
-    fn note_partition_error(&self, e: &Error) {
+    pub(super) fn note_partition_error(&self, e: &Error) {
         if matches!(e.retry(), Retry::RefreshMetadata | Retry::Reconnect) {
             self.refresh_for(e);
         }
-    }
-}
-
-fn failed_fetch(p: &FetchPosition, error: Error) -> FetchedPartition {
-    FetchedPartition {
-        topic: p.topic.clone(),
-        partition: p.partition,
-        fetch_offset: p.offset,
-        error: Some(error),
-        high_watermark: -1,
-        last_stable_offset: -1,
-        log_start_offset: -1,
-        aborted: Vec::new(),
-        records: Bytes::new(),
     }
 }
 

@@ -7,7 +7,8 @@
 //!      └──► coordinator cache (group → node id, dropped on NOT_COORDINATOR)
 //! ```
 //!
-//! Operations live in [`data`] (Fetch, Produce, ListOffsets), [`admin`] (topics, configs,
+//! Operations live in [`data`] (Fetch, in incremental fetch sessions where the caller keeps
+//! them, Produce, ListOffsets), [`admin`] (topics, configs,
 //! records, ACLs, producers) and [`groups`] (coordinators, groups, offsets, producer ids).
 //! Each operation is one round trip per broker involved; [`KafkaClient::retrying`] wraps an
 //! operation in the retry policy decided by [`Error::retry`].
@@ -17,6 +18,8 @@ pub mod config;
 pub mod connection;
 pub mod data;
 pub mod error;
+mod fetch;
+mod fetch_session;
 pub mod groups;
 mod produce_body;
 mod sasl;

@@ -59,6 +59,16 @@ pub struct MirrorConfig {
     /// source, which holds every answer for about half the wait.
     #[serde(default = "default_fetch_idle_max_wait")]
     pub fetch_idle_max_wait: HumanDuration,
+    /// Fetch from the source in incremental fetch sessions (Kafka's KIP-227, as Kafka's own
+    /// consumers do): after the first fetch, a fetch names only the partitions whose offset
+    /// changed, and the broker answers only for partitions with something new, instead of
+    /// every partition both ways on every fetch. It spares the source broker (a production
+    /// cluster during a migration) most of the per-partition cost of fetching at hundreds
+    /// or thousands of partitions. A broker that keeps no sessions (tansu, a full session
+    /// cache) is fetched from in full as before; any session error starts a new session at
+    /// once. Turn off only to rule sessions out when diagnosing a source broker.
+    #[serde(default = "default_true")]
+    pub fetch_sessions: bool,
     /// Most data one fetch response may carry (Kafka `fetch.max.bytes`). Must be at least
     /// `partition_fetch_max_bytes` and at most `max_in_flight_bytes`.
     #[serde(default = "default_fetch_max_bytes")]
@@ -147,6 +157,9 @@ fn default_fetch_max_wait() -> HumanDuration {
 }
 fn default_fetch_idle_max_wait() -> HumanDuration {
     duration("500ms")
+}
+fn default_true() -> bool {
+    true
 }
 fn default_fetch_max_bytes() -> ByteSize {
     size("64MiB")

@@ -16,7 +16,8 @@ use super::partition::PartitionRun;
 use super::status::{PartitionState, PartitionView, StatusHandle};
 use crate::batch::RawBatch;
 use crate::client::data::{
-    FetchOptions, FetchPosition, FetchedPartition, Isolation, PartitionResults, ProduceAck,
+    FetchOptions, FetchPosition, FetchSessions, FetchedPartition, Isolation, PartitionResults,
+    ProduceAck,
 };
 use crate::client::groups::ProducerIdentity;
 use crate::client::{Error, KafkaClient};
@@ -73,6 +74,8 @@ pub(super) enum Event {
     Fetched {
         reserved: usize,
         results: Vec<FetchedPartition>,
+        /// The fetch sessions the fetch took out (`fetch.rs`), to put back.
+        sessions: Option<FetchSessions>,
     },
     /// A produce round answered; `tickets` name the batch each partition sent in it.
     Produced {
@@ -183,6 +186,7 @@ impl Mirror {
             fetch_in_flight: false,
             fetch_wait,
             fetch_cursor: None,
+            fetch_sessions: FetchSessions::default(),
             watching_ends: false,
             produce_in_flight: 0,
             next_ticket: 0,
@@ -323,6 +327,8 @@ pub(super) struct Engine {
     pub(super) fetch_wait: super::fetch::FetchWait,
     /// The next fetch asks for partitions from after this one (`fetch::rotated`).
     pub(super) fetch_cursor: Option<TopicPartition>,
+    /// The source fetch sessions, while no fetch has them out (`fetch.rs`).
+    pub(super) fetch_sessions: FetchSessions,
     /// A [`Engine::watch_target_ends`] read is out.
     watching_ends: bool,
     pub(super) produce_in_flight: usize,
@@ -538,7 +544,16 @@ impl Engine {
 
     async fn handle(&mut self, ev: Event, tx: &mpsc::Sender<Event>) -> Result<(), MirrorError> {
         match ev {
-            Event::Fetched { reserved, results } => self.on_fetched(reserved, results)?,
+            Event::Fetched {
+                reserved,
+                results,
+                sessions,
+            } => {
+                if let Some(s) = sessions {
+                    self.fetch_sessions = s;
+                }
+                self.on_fetched(reserved, results)?
+            }
             Event::Produced { tickets, results } => self.on_produced(tickets, results, tx).await?,
             Event::ProducerId { tp, result } => self.on_producer_id(tp.as_ref(), result),
             Event::Tail {

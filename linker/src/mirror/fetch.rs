@@ -168,9 +168,25 @@ impl Engine {
             lane: DATA_LANE,
         };
         let (client, tx) = (self.source.clone(), tx.clone());
+        let sessions = self
+            .settings
+            .fetch_sessions
+            .then(|| std::mem::take(&mut self.fetch_sessions));
         tokio::spawn(async move {
-            let results = client.fetch(&positions, opts).await;
-            let _ = tx.send(Event::Fetched { reserved, results }).await;
+            let (results, sessions) = match sessions {
+                Some(mut s) => {
+                    let results = client.fetch_in_sessions(&positions, opts, &mut s).await;
+                    (results, Some(s))
+                }
+                None => (client.fetch(&positions, opts).await, None),
+            };
+            let _ = tx
+                .send(Event::Fetched {
+                    reserved,
+                    results,
+                    sessions,
+                })
+                .await;
         });
     }
 

@@ -84,6 +84,8 @@ pub struct MirrorSettings {
     pub fetch_max_wait: Duration,
     /// The longest a fetch may wait once the whole mirror is caught up (see `fetch.rs`).
     pub fetch_idle_max_wait: Duration,
+    /// Fetch from the source in incremental fetch sessions (KIP-227; `client/fetch_session.rs`).
+    pub fetch_sessions: bool,
     /// Fetch response size limit.
     pub fetch_max_bytes: i32,
     /// Per-partition fetch size (raised automatically for a larger single batch).
@@ -116,6 +118,7 @@ impl MirrorSettings {
             max_in_flight_bytes: 256 << 20,
             fetch_max_wait: Duration::from_millis(10),
             fetch_idle_max_wait: Duration::from_millis(500),
+            fetch_sessions: true,
             fetch_max_bytes: 64 << 20,
             partition_fetch_max_bytes: 8 << 20,
             max_in_flight_per_partition: 5,
@@ -136,6 +139,7 @@ impl fmt::Debug for MirrorSettings {
             .field("max_in_flight_bytes", &self.max_in_flight_bytes)
             .field("fetch_max_wait", &self.fetch_max_wait)
             .field("fetch_idle_max_wait", &self.fetch_idle_max_wait)
+            .field("fetch_sessions", &self.fetch_sessions)
             .field("fetch_max_bytes", &self.fetch_max_bytes)
             .field("partition_fetch_max_bytes", &self.partition_fetch_max_bytes)
             .field(
@@ -166,6 +170,7 @@ impl From<&crate::config::MirrorConfig> for MirrorSettings {
                 .unwrap_or(usize::MAX),
             fetch_max_wait: c.fetch_max_wait.get(),
             fetch_idle_max_wait: c.fetch_idle_max_wait.get(),
+            fetch_sessions: c.fetch_sessions,
             fetch_max_bytes: clamp(c.fetch_max_bytes.bytes()),
             partition_fetch_max_bytes: clamp(c.partition_fetch_max_bytes.bytes()),
             max_in_flight_per_partition: usize::from(c.max_in_flight_per_partition),

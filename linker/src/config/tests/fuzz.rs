@@ -42,6 +42,7 @@ config_sync_interval = "60s"
 max_in_flight_bytes = "256MiB"
 fetch_max_wait = "10ms"
 fetch_idle_max_wait = "500ms"
+fetch_sessions = true
 fetch_max_bytes = "64MiB"
 partition_fetch_max_bytes = "8MiB"
 include_internal = false

@@ -127,6 +127,7 @@ fn minimal_config_takes_defaults() {
     assert_eq!(mirror.config_sync_interval.get(), Duration::from_secs(60));
     assert_eq!(mirror.fetch_max_wait.get(), Duration::from_millis(10));
     assert_eq!(mirror.fetch_idle_max_wait.get(), Duration::from_millis(500));
+    assert!(mirror.fetch_sessions);
     assert_eq!(mirror.max_in_flight_bytes.bytes(), 256 << 20);
     assert_eq!(mirror.fetch_max_bytes.bytes(), 64 << 20);
     assert_eq!(mirror.partition_fetch_max_bytes.bytes(), 8 << 20);
@@ -352,6 +353,13 @@ fn validation_errors_name_their_field() {
             &[
                 "mirror.fetch_idle_max_wait:",
                 "longer than Kafka's Fetch request allows",
+            ],
+        ),
+        (
+            with("mirror", r#"fetch_sessions = "yes""#),
+            &[
+                "mirror.fetch_sessions",
+                "invalid type: string \"yes\", expected a boolean",
             ],
         ),
         (
