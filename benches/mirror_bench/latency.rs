@@ -1,9 +1,12 @@
 //! End-to-end latency at a steady rate: a paced producer writes 1 KiB JSON-like records in
-//! 16 KiB batches to an 8-partition source topic while `strait run` mirrors it. Two readers
+//! 16 KiB batches to a source topic of 8 partitions (`--latency-partitions`) while `strait
+//! run` mirrors it. Two readers
 //! (strait's client, 10 ms fetch wait) follow the source and the target topic; each batch's
 //! latency is the time it became readable minus its first timestamp (stamped just before
 //! the produce into one of a pool of batches encoded up front). The source reader gives the brokers' own
-//! produce-to-fetch latency, the target reader strait's end-to-end latency.
+//! produce-to-fetch latency, the target reader strait's end-to-end latency. Both readers
+//! fetch in fetch sessions, as a Kafka consumer does, so that at many partitions the source
+//! broker's CPU time over the load (`source_broker_cpu_pct`) is mostly strait's fetching.
 //!
 //! strait's own view comes with it: `strait_mirror_delay_seconds` (each batch's newest
 //! record timestamp to the target's acknowledgement), scraped from its `/metrics` before
@@ -17,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use strait_linker::client::KafkaClient;
-use strait_linker::client::data::{FetchOptions, FetchPosition, Isolation, ProduceItem};
+use strait_linker::client::data::{
+    FetchOptions, FetchPosition, FetchSessions, Isolation, ProduceItem,
+};
 
 use crate::data::{self, BATCH_BYTES};
 
-const PARTITIONS: i32 = 8;
 const RECORD: usize = 1024;
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -54,6 +58,12 @@ pub struct Latency {
     /// every record.
     pub copied_after_ms: f64,
     pub strait_peak_rss_mib: f64,
+    /// Partitions of the latency topic.
+    pub partitions: i32,
+    /// The source broker's CPU time over the load, in % of one core.
+    pub source_broker_cpu_pct: f64,
+    /// strait's CPU time over the load, in % of one core.
+    pub strait_cpu_pct: f64,
 }
 
 impl Latency {
@@ -77,22 +87,41 @@ pub fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[i]
 }
 
+/// One latency run's load and what to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct Setup {
+    /// Bytes/s of record payload.
+    pub rate: f64,
+    pub secs: u64,
+    pub budget_mib: u64,
+    /// Follow the target with a reader (not on tansu, see above).
+    pub read_target: bool,
+    pub partitions: i32,
+    /// The source broker's process, for its CPU time.
+    pub source_pid: Option<u32>,
+}
+
 /// Runs the latency measurement at `rate` bytes/s for `secs` seconds.
 pub async fn run(
     source: &KafkaClient,
     target: &KafkaClient,
     bootstraps: (&str, &str),
-    rate: f64,
-    secs: u64,
-    budget_mib: u64,
-    read_target: bool,
+    setup: Setup,
 ) -> Result<Latency> {
+    let Setup {
+        rate,
+        secs,
+        budget_mib,
+        read_target,
+        partitions,
+        source_pid,
+    } = setup;
     let topic = strait_testkit::unique("latency");
-    data::create_topic(source, &topic, PARTITIONS).await?;
+    data::create_topic(source, &topic, partitions).await?;
     let mut proc =
         crate::systems::StraitProc::spawn(bootstraps.0, bootstraps.1, &topic, budget_mib)?;
     // strait creates the target topic; wait until it can be read.
-    let keys: Vec<(String, i32)> = (0..PARTITIONS).map(|p| (topic.clone(), p)).collect();
+    let keys: Vec<(String, i32)> = (0..partitions).map(|p| (topic.clone(), p)).collect();
     let ready_by = Instant::now() + Duration::from_secs(60);
     while target.log_bounds(&keys).await.values().any(Result::is_err) {
         target.invalidate_topic(&topic);
@@ -106,10 +135,14 @@ pub async fn run(
         KafkaClient::connect(source.config().clone()).await?,
         KafkaClient::connect(target.config().clone()).await?,
     );
-    let src_reader = tokio::spawn(follow(src_read, topic.clone(), total));
-    let tgt_reader = read_target.then(|| tokio::spawn(follow(tgt_read, topic.clone(), total)));
+    let src_reader = tokio::spawn(follow(src_read, topic.clone(), partitions, total));
+    let tgt_reader =
+        read_target.then(|| tokio::spawn(follow(tgt_read, topic.clone(), partitions, total)));
     proc.wait_api(Duration::from_secs(30))?;
     let before = Stages::scrape(&proc)?;
+    let broker_cpu = || source_pid.and_then(|pid| crate::systems::cpu_seconds(pid).ok());
+    let broker_cpu_before = broker_cpu();
+    let strait_cpu_before = proc.cpu_seconds()?;
 
     // Encoded up front and only re-stamped when sent: encoding 1 KiB records at this rate
     // took a good part of a core, which the brokers and strait then lacked.
@@ -123,12 +156,12 @@ pub async fn run(
         let due = ((started.elapsed().as_secs_f64() * rate) / BATCH_BYTES as f64) as usize;
         let due = due.min(total);
         while sent < due {
-            let n = (due - sent).min(PARTITIONS as usize);
+            let n = (due - sent).min(partitions as usize);
             let ts = data::now_ms();
             let items: Vec<ProduceItem> = (0..n)
                 .map(|k| ProduceItem {
                     topic: topic.clone(),
-                    partition: ((sent + k) % PARTITIONS as usize) as i32,
+                    partition: ((sent + k) % partitions as usize) as i32,
                     records: restamp(&pool[(sent + k) % pool.len()], ts).into(),
                 })
                 .collect();
@@ -143,6 +176,12 @@ pub async fn run(
     }
     while set.join_next().await.is_some() {}
     let load_done = Instant::now();
+    let source_broker_cpu_pct = match (broker_cpu_before, broker_cpu()) {
+        (Some(a), Some(b)) => 100.0 * (b - a) / started.elapsed().as_secs_f64(),
+        _ => f64::NAN,
+    };
+    let strait_cpu_pct =
+        100.0 * (proc.cpu_seconds()? - strait_cpu_before) / started.elapsed().as_secs_f64();
     // When the target's high watermarks hold everything: strait's own delivery, apart from
     // how fast a reader can fetch it back from the target (tansu lists a partition's objects
     // on every Fetch, which a follower at hundreds of MB/s cannot keep up with).
@@ -190,6 +229,9 @@ pub async fn run(
         target_produces_per_s: stages.produce.last().map_or(0, |b| b.1) as f64 / secs as f64,
         copied_after_ms,
         strait_peak_rss_mib: rss,
+        partitions,
+        source_broker_cpu_pct,
+        strait_cpu_pct,
     })
 }
 
@@ -274,8 +316,14 @@ fn restamp(batch: &bytes::Bytes, ts: i64) -> bytes::Bytes {
 
 /// Reads `topic` from offset 0 until `batches` batches were seen; returns each batch's
 /// latency in ms.
-async fn follow(c: KafkaClient, topic: String, batches: usize) -> Result<Vec<f64>> {
-    let mut offsets = vec![0i64; PARTITIONS as usize];
+async fn follow(
+    c: KafkaClient,
+    topic: String,
+    partitions: i32,
+    batches: usize,
+) -> Result<Vec<f64>> {
+    let mut offsets = vec![0i64; partitions as usize];
+    let mut sessions = FetchSessions::default();
     let mut out = Vec::with_capacity(batches);
     let opts = FetchOptions {
         max_wait: Duration::from_millis(10),
@@ -287,7 +335,7 @@ async fn follow(c: KafkaClient, topic: String, batches: usize) -> Result<Vec<f64
     let deadline = Instant::now() + Duration::from_secs(600);
     while out.len() < batches {
         anyhow::ensure!(Instant::now() < deadline, "latency reader timed out");
-        let positions: Vec<FetchPosition> = (0..PARTITIONS)
+        let positions: Vec<FetchPosition> = (0..partitions)
             .map(|p| FetchPosition {
                 topic: topic.clone(),
                 partition: p,
@@ -295,7 +343,7 @@ async fn follow(c: KafkaClient, topic: String, batches: usize) -> Result<Vec<f64
                 max_bytes: 8 << 20,
             })
             .collect();
-        for f in c.fetch(&positions, opts).await {
+        for f in c.fetch_in_sessions(&positions, opts, &mut sessions).await {
             if f.error.is_some() {
                 continue;
             }

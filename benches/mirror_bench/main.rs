@@ -16,7 +16,8 @@
 //!
 //! `cargo bench --bench mirror -- [--mb N] [--large-mb N] [--large-partitions N]
 //!  [--targets kafka,tansu] [--workloads 1kb,1kb-zstd,100b,1000p] [--no-mm2] [--no-naive]
-//!  [--latency-secs N] [--latency-mb-s N] [--budget-mib N] [--no-write-pause]
+//!  [--latency-secs N] [--latency-mb-s N] [--latency-partitions N] [--budget-mib N]
+//!  [--no-write-pause]
 //!  [--brokers-on-disk]`; `scripts/bench.sh` runs it with the group-sync
 //! bench. Prints a table, writes target/bench/mirror.json and target/bench/mirror.svg.
 
@@ -47,6 +48,8 @@ struct Args {
     latency_secs: u64,
     /// Latency load in MB/s instead of half the pair's 1 KB ceiling.
     latency_mb_s: Option<f64>,
+    /// Partitions of the latency topic.
+    latency_partitions: i32,
     budget_mib: u64,
     write_pause: bool,
     /// Keep the brokers' logs on disk instead of a tmpfs.
@@ -66,6 +69,7 @@ fn args() -> Args {
         naive: true,
         latency_secs: 15,
         latency_mb_s: None,
+        latency_partitions: 8,
         budget_mib: 256,
         write_pause: true,
         brokers_on_disk: false,
@@ -83,6 +87,9 @@ fn args() -> Args {
             "--workloads" => a.workloads = list(&v),
             "--latency-secs" => a.latency_secs = v.parse().expect("--latency-secs N"),
             "--latency-mb-s" => a.latency_mb_s = Some(v.parse().expect("--latency-mb-s N")),
+            "--latency-partitions" => {
+                a.latency_partitions = v.parse().expect("--latency-partitions N")
+            }
             "--budget-mib" => a.budget_mib = v.parse().expect("--budget-mib N"),
             "--brokers-on-disk" => {
                 a.brokers_on_disk = true;
@@ -393,10 +400,14 @@ async fn main() -> Result<()> {
                 &sc,
                 &tc,
                 (&source.bootstrap(), &target.bootstrap()),
-                ceiling / 2.0,
-                a.latency_secs,
-                a.budget_mib,
-                t == "kafka",
+                latency::Setup {
+                    rate: ceiling / 2.0,
+                    secs: a.latency_secs,
+                    budget_mib: a.budget_mib,
+                    read_target: t == "kafka",
+                    partitions: a.latency_partitions,
+                    source_pid: systems::broker_pid(&source),
+                },
             )
             .await
             {

@@ -116,7 +116,7 @@ pub fn table(r: &Report) -> String {
         };
         let _ = writeln!(
             s,
-            "latency {pair} at {:.1} MB/s for {} s: brokers' own produce->fetch p50 {:.0} ms p99 {:.0} ms; {reader}; strait acknowledged p50 {:.0} ms p99 {:.0} ms (strait_mirror_delay_seconds; queued in strait p50 {:.0} ms p99 {:.0} ms, target's produce answers p50 {:.0} ms p99 {:.0} ms at {:.0}/s, source fetches p99 {:.0} ms at {:.0}/s) (target p99 <= {:.0} ms); all copied {:.0} ms after the last produce; RSS {:.0} MiB",
+            "latency {pair} at {:.1} MB/s for {} s: brokers' own produce->fetch p50 {:.0} ms p99 {:.0} ms; {reader}; strait acknowledged p50 {:.0} ms p99 {:.0} ms (strait_mirror_delay_seconds; queued in strait p50 {:.0} ms p99 {:.0} ms, target's produce answers p50 {:.0} ms p99 {:.0} ms at {:.0}/s, source fetches p99 {:.0} ms at {:.0}/s) (target p99 <= {:.0} ms); all copied {:.0} ms after the last produce; RSS {:.0} MiB; {} partitions, CPU of a core: source broker {:.0}%, strait {:.0}%",
             l.rate_mb_s,
             l.seconds,
             l.broker_p50_ms,
@@ -132,7 +132,10 @@ pub fn table(r: &Report) -> String {
             l.source_fetches_per_s,
             2.0 * l.broker_p99_ms + 50.0,
             l.copied_after_ms,
-            l.strait_peak_rss_mib
+            l.strait_peak_rss_mib,
+            l.partitions,
+            l.source_broker_cpu_pct,
+            l.strait_cpu_pct
         );
     }
     match &r.group_sync {

@@ -230,6 +230,21 @@ impl Drop for StraitProc {
     }
 }
 
+/// The pid of a broker started by the testkit (recorded in its directory), if it runs.
+pub fn broker_pid(broker: &strait_testkit::Broker) -> Option<u32> {
+    let pids = broker.dir().join("pids");
+    ["broker.pid", "tansu.pid"].iter().find_map(|f| {
+        let pid: u32 = std::fs::read_to_string(pids.join(f))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
+        std::path::Path::new(&format!("/proc/{pid}"))
+            .exists()
+            .then_some(pid)
+    })
+}
+
 /// CPU time of a process's threads, in seconds: the sum of each live thread's time on a CPU
 /// (`/proc/PID/task/*/schedstat`, nanoseconds). `/proc/PID/stat` counts in clock ticks
 /// (10 ms), too coarse for a copy that costs strait a tenth of a second; a thread that

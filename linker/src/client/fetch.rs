@@ -361,3 +361,45 @@ fn failed_fetch(p: &FetchPosition, error: Error) -> FetchedPartition {
         records: Bytes::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::protocol::Encodable;
+
+    use super::*;
+
+    /// The bytes of a Fetch request for 1,000 partitions of one topic at strait's Fetch
+    /// version (11): in full, and in a session where nothing changed.
+    #[test]
+    fn a_session_fetch_of_unchanged_partitions_is_a_few_bytes() {
+        let positions: Vec<FetchPosition> = (0..1000)
+            .map(|p| FetchPosition {
+                topic: "orders".into(),
+                partition: p,
+                offset: 1_000_000,
+                max_bytes: 8 << 20,
+            })
+            .collect();
+        let opts = FetchOptions::default();
+        let size = |plan: super::super::fetch_session::Plan<'_>| {
+            fetch_request(plan.send.iter().copied(), &plan.forget, opts)
+                .with_session_id(plan.session_id)
+                .with_session_epoch(plan.epoch)
+                .compute_size(11)
+                .unwrap()
+        };
+        let mut session = FetchSession::default();
+        let full = size(session.plan(&positions));
+        session.answered(9);
+        let unchanged = size(session.plan(&positions));
+        session.answered(9);
+        let mut moved = positions.clone();
+        for p in moved.iter_mut().take(10) {
+            p.offset += 16;
+        }
+        let ten_moved = size(session.plan(&moved));
+        assert_eq!(full, 28_047, "28 bytes a partition");
+        assert_eq!(unchanged, 35);
+        assert_eq!(ten_moved, 327);
+    }
+}

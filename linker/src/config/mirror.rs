@@ -62,11 +62,14 @@ pub struct MirrorConfig {
     /// Fetch from the source in incremental fetch sessions (Kafka's KIP-227, as Kafka's own
     /// consumers do): after the first fetch, a fetch names only the partitions whose offset
     /// changed, and the broker answers only for partitions with something new, instead of
-    /// every partition both ways on every fetch. It spares the source broker (a production
-    /// cluster during a migration) most of the per-partition cost of fetching at hundreds
-    /// or thousands of partitions. A broker that keeps no sessions (tansu, a full session
-    /// cache) is fetched from in full as before; any session error starts a new session at
-    /// once. Turn off only to rule sessions out when diagnosing a source broker.
+    /// every partition both ways on every fetch (at 1,000 partitions a 28 KB request, and
+    /// an answer as large, many times a second). Measured at 1,000 partitions and 10 MB/s:
+    /// fetches come back sooner, and strait adds 35-46 ms to the brokers' own
+    /// produce-to-fetch latency (median) instead of 50-68 ms; the source broker's CPU is the
+    /// same, as Kafka still reads every partition of a session on each fetch. A broker that
+    /// keeps no sessions (tansu, a full session cache) is fetched from in full as before;
+    /// any session error starts a new session at once. Turn off only to rule sessions out
+    /// when diagnosing a source broker.
     #[serde(default = "default_true")]
     pub fetch_sessions: bool,
     /// Most data one fetch response may carry (Kafka `fetch.max.bytes`). Must be at least
