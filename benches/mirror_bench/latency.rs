@@ -96,6 +96,9 @@ pub struct Setup {
     pub budget_mib: u64,
     /// Follow the target with a reader (not on tansu, see above).
     pub read_target: bool,
+    /// Follow the source with a reader (the brokers' own latency). Without one, the source
+    /// broker's CPU time is the producer's and strait's alone.
+    pub read_source: bool,
     pub partitions: i32,
     /// The source broker's process, for its CPU time.
     pub source_pid: Option<u32>,
@@ -113,6 +116,7 @@ pub async fn run(
         secs,
         budget_mib,
         read_target,
+        read_source,
         partitions,
         source_pid,
     } = setup;
@@ -135,9 +139,10 @@ pub async fn run(
         KafkaClient::connect(source.config().clone()).await?,
         KafkaClient::connect(target.config().clone()).await?,
     );
-    let src_reader = tokio::spawn(follow(src_read, topic.clone(), partitions, total));
-    let tgt_reader =
-        read_target.then(|| tokio::spawn(follow(tgt_read, topic.clone(), partitions, total)));
+    let src_reader =
+        read_source.then(|| tokio::spawn(follow(src_read, topic.clone(), partitions, total)));
+    let tgt_reader = (read_target && read_source)
+        .then(|| tokio::spawn(follow(tgt_read, topic.clone(), partitions, total)));
     proc.wait_api(Duration::from_secs(30))?;
     let before = Stages::scrape(&proc)?;
     let broker_cpu = || source_pid.and_then(|pid| crate::systems::cpu_seconds(pid).ok());
@@ -203,7 +208,10 @@ pub async fn run(
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let stages = Stages::scrape(&proc)?.since(&before);
-    let mut broker = src_reader.await??;
+    let mut broker = match src_reader {
+        Some(r) => r.await??,
+        None => Vec::new(),
+    };
     let mut strait = match tgt_reader {
         Some(r) => r.await??,
         None => Vec::new(),

@@ -16,8 +16,8 @@
 //!
 //! `cargo bench --bench mirror -- [--mb N] [--large-mb N] [--large-partitions N]
 //!  [--targets kafka,tansu] [--workloads 1kb,1kb-zstd,100b,1000p] [--no-mm2] [--no-naive]
-//!  [--latency-secs N] [--latency-mb-s N] [--latency-partitions N] [--budget-mib N]
-//!  [--no-write-pause]
+//!  [--latency-secs N] [--latency-mb-s N] [--latency-partitions N] [--latency-no-readers]
+//!  [--budget-mib N] [--no-write-pause]
 //!  [--brokers-on-disk]`; `scripts/bench.sh` runs it with the group-sync
 //! bench. Prints a table, writes target/bench/mirror.json and target/bench/mirror.svg.
 
@@ -50,6 +50,8 @@ struct Args {
     latency_mb_s: Option<f64>,
     /// Partitions of the latency topic.
     latency_partitions: i32,
+    /// No readers in the latency run: only the source broker's and strait's CPU matter.
+    latency_readers: bool,
     budget_mib: u64,
     write_pause: bool,
     /// Keep the brokers' logs on disk instead of a tmpfs.
@@ -70,6 +72,7 @@ fn args() -> Args {
         latency_secs: 15,
         latency_mb_s: None,
         latency_partitions: 8,
+        latency_readers: true,
         budget_mib: 256,
         write_pause: true,
         brokers_on_disk: false,
@@ -89,6 +92,10 @@ fn args() -> Args {
             "--latency-mb-s" => a.latency_mb_s = Some(v.parse().expect("--latency-mb-s N")),
             "--latency-partitions" => {
                 a.latency_partitions = v.parse().expect("--latency-partitions N")
+            }
+            "--latency-no-readers" => {
+                a.latency_readers = false;
+                i -= 1;
             }
             "--budget-mib" => a.budget_mib = v.parse().expect("--budget-mib N"),
             "--brokers-on-disk" => {
@@ -405,6 +412,7 @@ async fn main() -> Result<()> {
                     secs: a.latency_secs,
                     budget_mib: a.budget_mib,
                     read_target: t == "kafka",
+                    read_source: a.latency_readers,
                     partitions: a.latency_partitions,
                     source_pid: systems::broker_pid(&source),
                 },

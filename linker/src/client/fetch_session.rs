@@ -11,9 +11,9 @@
 //! Why: without a session, every fetch names every partition and every answer lists them
 //! all, records or not: at 1,000 partitions a 28 KB request (35 bytes in a session when
 //! nothing changed) and an answer as large, many times a second, over what is often a link
-//! between data centres. Kafka still reads every partition of a session on each fetch, so
-//! the source broker's CPU stays the same; the round trip is what gets shorter (see
-//! docs/benchmarks.md). Kafka also rotates a session for the client: a partition that
+//! between data centres. Kafka still reads every partition of a session on each fetch, and
+//! the source broker's CPU did not change measurably; the round trip is what gets shorter
+//! (docs/benchmarks.md, item 19). Kafka also rotates a session for the client: a partition that
 //! brought records moves to the end of the session's list, so a backlog larger than one
 //! response is still read round every partition.
 //!

@@ -5,7 +5,8 @@
 //!  start_fetch: one Fetch in flight, every running partition that may take more data
 //!        │ (not held, not reconciling or retrying, under its per-partition queue limit),
 //!        │ from after `fetch_cursor`, wrapping round (`rotated`);
-//!        │ max_bytes = the in-flight budget left; max_wait = FetchWait::start
+//!        │ max_bytes = the in-flight budget left; max_wait = FetchWait::start;
+//!        │ min_bytes = fetch_min_bytes at the base wait, else 1 (FetchWait::min_bytes)
 //!        ▼
 //!  on_fetched ─► FetchWait::answered (empty? the next full fetch may wait longer)
 //!             ├► fetch_cursor = the last partition asked that brought records
@@ -65,6 +66,13 @@ impl FetchWait {
     pub(super) fn start(&mut self, covers_all: bool) -> Duration {
         self.out_covers_all = covers_all;
         if covers_all { self.idle } else { self.base }
+    }
+
+    /// The `min_bytes` of a fetch that waits `wait`: `configured` (`fetch_min_bytes`) at
+    /// the base wait, 1 for a caught-up mirror's longer wait, which must end at the first
+    /// new record.
+    pub(super) fn min_bytes(&self, wait: Duration, configured: i32) -> i32 {
+        if wait > self.base { 1 } else { configured }
     }
 
     /// The fetch out was answered; `empty`: no partition brought a record or an error.
@@ -158,9 +166,12 @@ impl Engine {
         let reserved = per_request * brokers;
         self.budget_used += reserved;
         self.fetch_in_flight = true;
+        let max_wait = self.fetch_wait.start(positions.len() == running);
         let opts = FetchOptions {
-            max_wait: self.fetch_wait.start(positions.len() == running),
-            min_bytes: 1,
+            max_wait,
+            min_bytes: self
+                .fetch_wait
+                .min_bytes(max_wait, self.settings.fetch_min_bytes),
             max_bytes: per_request as i32,
             isolation: Isolation::ReadCommitted,
             // Its own connection: a control request to the source (a cutover's checks, a
@@ -363,6 +374,21 @@ mod tests {
         assert_eq!(
             last_served(Some(&tp(1)), &results[..1]).map(|f| f.partition),
             None
+        );
+    }
+
+    #[test]
+    fn min_bytes_apply_at_the_base_wait_only() {
+        let mut w = FetchWait::new(BASE, MAX);
+        let wait = w.start(true);
+        assert_eq!(w.min_bytes(wait, 1 << 20), 1 << 20);
+        w.answered(true);
+        let longer = w.start(true);
+        assert_eq!(longer, 2 * BASE);
+        assert_eq!(
+            w.min_bytes(longer, 1 << 20),
+            1,
+            "caught up: the first record ends it"
         );
     }
 

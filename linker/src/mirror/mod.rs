@@ -90,6 +90,8 @@ pub struct MirrorSettings {
     pub fetch_max_bytes: i32,
     /// Per-partition fetch size (raised automatically for a larger single batch).
     pub partition_fetch_max_bytes: i32,
+    /// Bytes the source should gather before answering a fetch that waits `fetch_max_wait`.
+    pub fetch_min_bytes: i32,
     /// Writes in flight per partition (1..=5), and produce rounds in flight at once. Above 1,
     /// writes carry strait's own idempotent producer id so the target keeps them in order; 1
     /// writes without one.
@@ -121,6 +123,7 @@ impl MirrorSettings {
             fetch_sessions: true,
             fetch_max_bytes: 64 << 20,
             partition_fetch_max_bytes: 8 << 20,
+            fetch_min_bytes: 1,
             max_in_flight_per_partition: 5,
             produce_connections: 1,
             batches_per_request: 8,
@@ -142,6 +145,7 @@ impl fmt::Debug for MirrorSettings {
             .field("fetch_sessions", &self.fetch_sessions)
             .field("fetch_max_bytes", &self.fetch_max_bytes)
             .field("partition_fetch_max_bytes", &self.partition_fetch_max_bytes)
+            .field("fetch_min_bytes", &self.fetch_min_bytes)
             .field(
                 "max_in_flight_per_partition",
                 &self.max_in_flight_per_partition,
@@ -173,6 +177,7 @@ impl From<&crate::config::MirrorConfig> for MirrorSettings {
             fetch_sessions: c.fetch_sessions,
             fetch_max_bytes: clamp(c.fetch_max_bytes.bytes()),
             partition_fetch_max_bytes: clamp(c.partition_fetch_max_bytes.bytes()),
+            fetch_min_bytes: clamp(c.fetch_min_bytes.bytes()),
             max_in_flight_per_partition: usize::from(c.max_in_flight_per_partition),
             produce_connections: usize::from(c.target_connections_per_broker),
             batches_per_request: usize::from(c.max_batches_per_request),

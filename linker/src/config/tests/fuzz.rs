@@ -45,6 +45,7 @@ fetch_idle_max_wait = "500ms"
 fetch_sessions = true
 fetch_max_bytes = "64MiB"
 partition_fetch_max_bytes = "8MiB"
+fetch_min_bytes = "1B"
 include_internal = false
 protect_principals = ["User:*"]
 

@@ -131,6 +131,7 @@ fn minimal_config_takes_defaults() {
     assert_eq!(mirror.max_in_flight_bytes.bytes(), 256 << 20);
     assert_eq!(mirror.fetch_max_bytes.bytes(), 64 << 20);
     assert_eq!(mirror.partition_fetch_max_bytes.bytes(), 8 << 20);
+    assert_eq!(mirror.fetch_min_bytes.bytes(), 1);
     assert_eq!(mirror.max_in_flight_per_partition, 5);
     assert_eq!(mirror.target_connections_per_broker, 1);
     assert_eq!(mirror.max_batches_per_request, 8);
@@ -385,6 +386,14 @@ fn validation_errors_name_their_field() {
         (
             with("mirror", r#"partition_fetch_max_bytes = "0""#),
             &["mirror.partition_fetch_max_bytes: must be greater than 0"],
+        ),
+        (
+            with("mirror", r#"fetch_min_bytes = "0B""#),
+            &["mirror.fetch_min_bytes: must be greater than 0"],
+        ),
+        (
+            with("mirror", r#"fetch_min_bytes = "65MiB""#),
+            &["mirror.fetch_min_bytes: 65MiB is larger than mirror.fetch_max_bytes (64MiB)"],
         ),
         (
             with("mirror", "max_in_flight_bytes = -1"),
