@@ -9,7 +9,8 @@ use std::time::{Duration, SystemTime};
 pub(crate) const KAFKA_VERSION: &str = "4.3.1";
 pub(crate) const TANSU_VERSION: &str = "0.6.0";
 
-/// Run directories of dead test processes older than this are removed.
+/// Run directories of dead test processes older than this are removed (kept a day for
+/// their brokers' logs).
 const STALE_RUN_DIR_AGE: Duration = Duration::from_secs(24 * 3600);
 
 fn env_path(var: &str) -> Option<PathBuf> {
@@ -95,6 +96,11 @@ static BROKERS_ROOT: OnceLock<PathBuf> = OnceLock::new();
 
 /// Puts this process's broker directories under `root` (benchmarks use a tmpfs). Only
 /// before the first broker starts; `false` if it was too late or already set.
+///
+/// Under such a root the run directories of dead processes are removed at once rather
+/// than after a day: on a tmpfs they hold memory, and a day of benchmark runs (125
+/// directories, 1.2 GB once) pushed the tmpfs under the space a benchmark needs, which
+/// then measured on disk instead.
 pub fn set_brokers_root(root: PathBuf) -> bool {
     RUN_DIR.get().is_none() && BROKERS_ROOT.set(root).is_ok()
 }
@@ -112,7 +118,12 @@ pub(crate) fn brokers_root() -> PathBuf {
 pub(crate) fn run_dir() -> &'static Path {
     RUN_DIR.get_or_init(|| {
         let root = brokers_root();
-        prune_stale_run_dirs(&root);
+        let keep_for = if BROKERS_ROOT.get().is_some() {
+            Duration::ZERO
+        } else {
+            STALE_RUN_DIR_AGE
+        };
+        prune_stale_run_dirs(&root, keep_for);
         let dir = root.join(format!("{}-{}", binary_name(), std::process::id()));
         fs::create_dir_all(&dir)
             .unwrap_or_else(|e| panic!("strait-testkit: cannot create {}: {e}", dir.display()));
@@ -120,7 +131,9 @@ pub(crate) fn run_dir() -> &'static Path {
     })
 }
 
-fn prune_stale_run_dirs(root: &Path) {
+/// Removes the run directories under `root` whose process is dead and that are older than
+/// `keep_for`.
+fn prune_stale_run_dirs(root: &Path, keep_for: Duration) {
     let Ok(entries) = fs::read_dir(root) else {
         return;
     };
@@ -138,9 +151,36 @@ fn prune_stale_run_dirs(root: &Path) {
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age > STALE_RUN_DIR_AGE);
+            .is_some_and(|age| age >= keep_for);
         if !alive && old {
             let _ = fs::remove_dir_all(entry.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_run_dirs_go_at_once_or_after_a_day_and_live_ones_stay() {
+        let root = env::temp_dir().join(format!("strait-prune-{}", std::process::id()));
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let dead_dir = root.join(format!("bench-{dead}"));
+        let live_dir = root.join(format!("bench-{}", std::process::id()));
+        for d in [&dead_dir, &live_dir] {
+            fs::create_dir_all(d.join("data")).unwrap();
+        }
+        prune_stale_run_dirs(&root, STALE_RUN_DIR_AGE);
+        assert!(
+            dead_dir.exists(),
+            "a fresh dead directory is kept for a day"
+        );
+        prune_stale_run_dirs(&root, Duration::ZERO);
+        assert!(!dead_dir.exists(), "removed at once under a chosen root");
+        assert!(live_dir.exists(), "a live process keeps its directory");
+        fs::remove_dir_all(&root).unwrap();
     }
 }
