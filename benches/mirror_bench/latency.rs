@@ -5,8 +5,9 @@
 //! latency is the time it became readable minus its first timestamp (stamped just before
 //! the produce into one of a pool of batches encoded up front). The source reader gives the brokers' own
 //! produce-to-fetch latency, the target reader strait's end-to-end latency. Both readers
-//! fetch in fetch sessions, as a Kafka consumer does, so that at many partitions the source
-//! broker's CPU time over the load (`source_broker_cpu_pct`) is mostly strait's fetching.
+//! fetch in fetch sessions, as a Kafka consumer does; `--latency-no-readers` leaves them
+//! out, so that the source broker's CPU time over the load (`source_broker_cpu_pct`) is the
+//! producer's and strait's alone.
 //!
 //! strait's own view comes with it: `strait_mirror_delay_seconds` (each batch's newest
 //! record timestamp to the target's acknowledgement), scraped from its `/metrics` before

@@ -1,7 +1,7 @@
 //! Process-global metrics of the data path, rendered in the Prometheus text format.
 //!
 //! ```text
-//!  KafkaClient::fetch_from ──► FETCH[cluster].observe(seconds)   ┐
+//!  KafkaClient::send_fetch ──► FETCH[cluster].observe(seconds)   ┐
 //!  KafkaClient::produce_to ──► PRODUCE[cluster].observe(seconds) ├─► render_prometheus(out)
 //!  KafkaClient::retrying, mirror retries ──► RETRIES[class] += 1 ┘     (control API /metrics)
 //! ```

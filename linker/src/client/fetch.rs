@@ -157,19 +157,10 @@ impl KafkaClient {
         out
     }
 
-    /// Fetches from one broker. Partition errors are reported per partition.
-    pub async fn fetch_from(
-        &self,
-        node: i32,
-        positions: &[FetchPosition],
-        opts: FetchOptions,
-    ) -> Result<Vec<FetchedPartition>> {
-        self.fetch_node(node, positions, opts, None).await
-    }
-
-    /// Fetches from one broker, in `session` where there is one and the broker's Fetch
-    /// version has sessions (7 and up). A session error (an evicted session, a lost answer
-    /// seen by the broker) is answered at once with a full fetch in a new session.
+    /// Fetches from one broker (partition errors are reported per partition), in `session`
+    /// where there is one and the broker's Fetch version has sessions (7 and up). A session
+    /// error (an evicted session, a lost answer seen by the broker) is answered at once
+    /// with a full fetch in a new session.
     async fn fetch_node(
         &self,
         node: i32,

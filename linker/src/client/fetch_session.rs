@@ -24,9 +24,9 @@
 //! fetcher with one fetch out at a time (the epoch orders them), and two mirrors over the
 //! same client each keep their own.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use super::data::FetchPosition;
+use super::fetch::FetchPosition;
 
 /// The broker error that says the session id is unknown (evicted, or the broker restarted).
 const SESSION_ID_NOT_FOUND: i16 = 70;
@@ -76,8 +76,9 @@ pub(super) struct FetchSession {
     id: i32,
     /// The epoch of the next fetch: 0 asks for a full fetch (and a new session).
     epoch: i32,
-    /// The partitions the broker's session holds, as last sent.
-    sent: HashMap<(String, i32), Sent>,
+    /// The partitions the broker's session holds, as last sent, by topic and partition:
+    /// keyed by topic first so that a lookup borrows the name instead of copying it.
+    sent: HashMap<String, HashMap<i32, Sent>>,
 }
 
 /// One fetch request's session fields and the partitions it must name.
@@ -97,37 +98,40 @@ impl FetchSession {
     /// The answer must go to [`answered`](Self::answered) or [`failed`](Self::failed)
     /// before the next plan: the broker moves its epoch only on requests it took.
     pub(super) fn plan<'a>(&mut self, positions: &'a [FetchPosition]) -> Plan<'a> {
-        let wanted = |p: &FetchPosition| Sent {
-            offset: p.offset,
-            max_bytes: p.max_bytes,
-        };
-        if self.id == 0 || self.epoch == 0 {
-            // Full: the broker replaces whatever it held (a non-zero id closes that session).
+        let full = self.id == 0 || self.epoch == 0;
+        if full {
+            // The broker replaces whatever it held (a non-zero id closes that session).
             self.epoch = 0;
-            self.sent = positions
-                .iter()
-                .map(|p| ((p.topic.clone(), p.partition), wanted(p)))
-                .collect();
-            return Plan {
-                session_id: self.id,
-                epoch: 0,
-                send: positions.iter().collect(),
-                forget: Vec::new(),
-            };
+            self.sent.clear();
         }
         let mut send = Vec::new();
-        let mut keep: HashMap<(String, i32), Sent> = HashMap::with_capacity(positions.len());
+        let mut wanted: HashSet<(&str, i32)> = HashSet::with_capacity(positions.len());
         for p in positions {
-            let key = (p.topic.clone(), p.partition);
-            if self.sent.remove(&key) != Some(wanted(p)) {
+            wanted.insert((&p.topic, p.partition));
+            let now = Sent {
+                offset: p.offset,
+                max_bytes: p.max_bytes,
+            };
+            let partitions = match self.sent.get_mut(p.topic.as_str()) {
+                Some(partitions) => partitions,
+                None => self.sent.entry(p.topic.clone()).or_default(),
+            };
+            if partitions.insert(p.partition, now) != Some(now) || full {
                 send.push(p);
             }
-            keep.insert(key, wanted(p));
         }
-        // What is left was in the session and is not wanted now.
-        let mut forget: Vec<(String, i32)> = std::mem::replace(&mut self.sent, keep)
-            .into_keys()
-            .collect();
+        // What the session holds and this fetch does not want.
+        let mut forget = Vec::new();
+        self.sent.retain(|topic, partitions| {
+            partitions.retain(|&partition, _| {
+                let keep = wanted.contains(&(topic.as_str(), partition));
+                if !keep {
+                    forget.push((topic.clone(), partition));
+                }
+                keep
+            });
+            !partitions.is_empty()
+        });
         forget.sort();
         Plan {
             session_id: self.id,
@@ -139,10 +143,7 @@ impl FetchSession {
 
     /// The offset the session asks for `partition` of `topic`, if it holds it.
     pub(super) fn fetch_offset(&self, topic: &str, partition: i32) -> Option<i64> {
-        // Keyed by owned names; a lookup per answered partition is cheap next to its records.
-        self.sent
-            .get(&(topic.to_owned(), partition))
-            .map(|s| s.offset)
+        self.sent.get(topic)?.get(&partition).map(|s| s.offset)
     }
 
     /// The fetch was answered without a top-level error; `session_id` is the answer's.
