@@ -7,7 +7,10 @@
 //! produce-to-fetch latency, the target reader strait's end-to-end latency. Both readers
 //! fetch in fetch sessions, as a Kafka consumer does; `--latency-no-readers` leaves them
 //! out, so that the source broker's CPU time over the load (`source_broker_cpu_pct`) is the
-//! producer's and strait's alone.
+//! producer's and strait's alone. The CPU time of the source broker, the target broker,
+//! strait and this process (the paced producer and the readers) over the load is reported
+//! beside the machine's cores: on a small machine the four share them, and a queue in strait
+//! with quick answers from the target is a machine with no core to spare.
 //!
 //! strait's own view comes with it: `strait_mirror_delay_seconds` (each batch's newest
 //! record timestamp to the target's acknowledgement), scraped from its `/metrics` before
@@ -65,6 +68,13 @@ pub struct Latency {
     pub source_broker_cpu_pct: f64,
     /// strait's CPU time over the load, in % of one core.
     pub strait_cpu_pct: f64,
+    /// The target broker's CPU time over the load, in % of one core.
+    pub target_broker_cpu_pct: f64,
+    /// This bench process's CPU time over the load (the paced producer and the readers),
+    /// in % of one core.
+    pub bench_cpu_pct: f64,
+    /// The machine's cores: the four figures above share `100 x cores` %.
+    pub cores: usize,
 }
 
 impl Latency {
@@ -103,6 +113,8 @@ pub struct Setup {
     pub partitions: i32,
     /// The source broker's process, for its CPU time.
     pub source_pid: Option<u32>,
+    /// The target broker's process, for its CPU time.
+    pub target_pid: Option<u32>,
 }
 
 /// Runs the latency measurement at `rate` bytes/s for `secs` seconds.
@@ -120,6 +132,7 @@ pub async fn run(
         read_source,
         partitions,
         source_pid,
+        target_pid,
     } = setup;
     let topic = strait_testkit::unique("latency");
     data::create_topic(source, &topic, partitions).await?;
@@ -146,8 +159,10 @@ pub async fn run(
         .then(|| tokio::spawn(follow(tgt_read, topic.clone(), partitions, total)));
     proc.wait_api(Duration::from_secs(30))?;
     let before = Stages::scrape(&proc)?;
-    let broker_cpu = || source_pid.and_then(|pid| crate::systems::cpu_seconds(pid).ok());
-    let broker_cpu_before = broker_cpu();
+    // Every process on the machine that takes part, so the figures account for the cores.
+    let cpu = |pid: Option<u32>| pid.and_then(|pid| crate::systems::cpu_seconds(pid).ok());
+    let own_pid = Some(std::process::id());
+    let cpu_before = (cpu(source_pid), cpu(target_pid), cpu(own_pid));
     let strait_cpu_before = proc.cpu_seconds()?;
 
     // Encoded up front and only re-stamped when sent: encoding 1 KiB records at this rate
@@ -182,12 +197,15 @@ pub async fn run(
     }
     while set.join_next().await.is_some() {}
     let load_done = Instant::now();
-    let source_broker_cpu_pct = match (broker_cpu_before, broker_cpu()) {
-        (Some(a), Some(b)) => 100.0 * (b - a) / started.elapsed().as_secs_f64(),
+    let elapsed = started.elapsed().as_secs_f64();
+    let pct = |before: Option<f64>, after: Option<f64>| match (before, after) {
+        (Some(a), Some(b)) => 100.0 * (b - a) / elapsed,
         _ => f64::NAN,
     };
-    let strait_cpu_pct =
-        100.0 * (proc.cpu_seconds()? - strait_cpu_before) / started.elapsed().as_secs_f64();
+    let source_broker_cpu_pct = pct(cpu_before.0, cpu(source_pid));
+    let target_broker_cpu_pct = pct(cpu_before.1, cpu(target_pid));
+    let bench_cpu_pct = pct(cpu_before.2, cpu(own_pid));
+    let strait_cpu_pct = 100.0 * (proc.cpu_seconds()? - strait_cpu_before) / elapsed;
     // When the target's high watermarks hold everything: strait's own delivery, apart from
     // how fast a reader can fetch it back from the target (tansu lists a partition's objects
     // on every Fetch, which a follower at hundreds of MB/s cannot keep up with).
@@ -241,6 +259,9 @@ pub async fn run(
         partitions,
         source_broker_cpu_pct,
         strait_cpu_pct,
+        target_broker_cpu_pct,
+        bench_cpu_pct,
+        cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
     })
 }
 

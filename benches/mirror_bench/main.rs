@@ -415,6 +415,7 @@ async fn main() -> Result<()> {
                     read_source: a.latency_readers,
                     partitions: a.latency_partitions,
                     source_pid: systems::broker_pid(&source),
+                    target_pid: systems::broker_pid(&target),
                 },
             )
             .await

@@ -116,7 +116,7 @@ pub fn table(r: &Report) -> String {
         };
         let _ = writeln!(
             s,
-            "latency {pair} at {:.1} MB/s for {} s: brokers' own produce->fetch p50 {:.0} ms p99 {:.0} ms; {reader}; strait acknowledged p50 {:.0} ms p99 {:.0} ms (strait_mirror_delay_seconds; queued in strait p50 {:.0} ms p99 {:.0} ms, target's produce answers p50 {:.0} ms p99 {:.0} ms at {:.0}/s, source fetches p99 {:.0} ms at {:.0}/s) (target p99 <= {:.0} ms); all copied {:.0} ms after the last produce; RSS {:.0} MiB; {} partitions, CPU of a core: source broker {:.0}%, strait {:.0}%",
+            "latency {pair} at {:.1} MB/s for {} s: brokers' own produce->fetch p50 {:.0} ms p99 {:.0} ms; {reader}; strait acknowledged p50 {:.0} ms p99 {:.0} ms (strait_mirror_delay_seconds; queued in strait p50 {:.0} ms p99 {:.0} ms, target's produce answers p50 {:.0} ms p99 {:.0} ms at {:.0}/s, source fetches p99 {:.0} ms at {:.0}/s) (target p99 <= {:.0} ms); all copied {:.0} ms after the last produce; RSS {:.0} MiB; {} partitions, CPU over the load: source broker {:.0}%, target broker {:.0}%, strait {:.0}%, load and readers {:.0}% (of {}%)",
             l.rate_mb_s,
             l.seconds,
             l.broker_p50_ms,
@@ -135,7 +135,10 @@ pub fn table(r: &Report) -> String {
             l.strait_peak_rss_mib,
             l.partitions,
             l.source_broker_cpu_pct,
-            l.strait_cpu_pct
+            l.target_broker_cpu_pct,
+            l.strait_cpu_pct,
+            l.bench_cpu_pct,
+            100 * l.cores
         );
     }
     match &r.group_sync {
