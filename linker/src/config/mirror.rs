@@ -108,12 +108,14 @@ pub struct MirrorConfig {
     /// always writes over the same one, so its batches stay in order. One more connection
     /// per broker carries everything else (metadata, end reads, a cutover's checks), so
     /// those never wait behind writes; likewise the source's fetches have a connection of
-    /// their own. Kafka works on one
-    /// request per connection at a time, so with several connections a target broker with
-    /// spare cores appends for several requests at once. On a 2-core machine shared with
-    /// both brokers it gained nothing for Kafka (the broker was already CPU-bound) and cost
-    /// tansu a third of its rate (more, smaller requests), hence the default of 1; raise it
-    /// for a large Kafka target whose request handler threads sit idle.
+    /// their own. Kafka works on one request per connection at a time, so with several
+    /// connections a target broker appends for several requests at once. Default 2: on a
+    /// 2-core machine shared with both brokers (docs/benchmarks.md, item 21), two against
+    /// one kept Kafka's 1 KB copy level and took its 1,000-partition copy from 97 to 139
+    /// MB/s, and at a steady 72 MB/s strait's queue stayed at a few milliseconds where one
+    /// connection let it grow to a second; tansu copied as fast either way. Raise it for a
+    /// large Kafka target whose request handler threads sit idle; 1 sends every write over
+    /// one connection.
     #[serde(default = "default_target_connections_per_broker")]
     pub target_connections_per_broker: u8,
     /// Record batches of one partition sent in one produce request, at most, 1 to 64, one
@@ -164,7 +166,7 @@ fn default_max_in_flight_per_partition() -> u8 {
     5
 }
 fn default_target_connections_per_broker() -> u8 {
-    1
+    2
 }
 fn default_max_batches_per_request() -> u8 {
     8

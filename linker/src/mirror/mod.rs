@@ -125,7 +125,7 @@ impl MirrorSettings {
             partition_fetch_max_bytes: 8 << 20,
             fetch_min_bytes: 1,
             max_in_flight_per_partition: 5,
-            produce_connections: 1,
+            produce_connections: 2,
             batches_per_request: 8,
             max_crc_retries: 5,
             protect_principals: Vec::new(),

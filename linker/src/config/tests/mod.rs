@@ -133,7 +133,7 @@ fn minimal_config_takes_defaults() {
     assert_eq!(mirror.partition_fetch_max_bytes.bytes(), 8 << 20);
     assert_eq!(mirror.fetch_min_bytes.bytes(), 1);
     assert_eq!(mirror.max_in_flight_per_partition, 5);
-    assert_eq!(mirror.target_connections_per_broker, 1);
+    assert_eq!(mirror.target_connections_per_broker, 2);
     assert_eq!(mirror.max_batches_per_request, 8);
     assert!(!mirror.include_internal);
     assert_eq!(config.groups, GroupsConfig::default());
@@ -175,7 +175,7 @@ fetch_max_wait = "250ms"
 fetch_max_bytes = "100 MB"
 partition_fetch_max_bytes = "1MiB"
 max_in_flight_per_partition = 1
-target_connections_per_broker = 2
+target_connections_per_broker = 3
 max_batches_per_request = 4
 include_internal = true
 
@@ -227,7 +227,7 @@ fn full_config_parses_and_maps_to_client_configs() {
     assert_eq!(mirror.fetch_max_bytes.bytes(), 100_000_000);
     assert_eq!(mirror.partition_fetch_max_bytes.bytes(), 1 << 20);
     assert_eq!(mirror.max_in_flight_per_partition, 1);
-    assert_eq!(mirror.target_connections_per_broker, 2);
+    assert_eq!(mirror.target_connections_per_broker, 3);
     assert_eq!(mirror.max_batches_per_request, 4);
     assert!(!mirror.selector().matches("__consumer_offsets"));
     let groups = config.groups.selector();
