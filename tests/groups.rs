@@ -527,3 +527,87 @@ async fn wait_active(c: &KafkaClient, group: &str) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The periodic sync (`GroupSync::run`, what `strait run` starts): new groups and new commits
+/// of known groups reach the target without a forced sync, every group on its own, and the
+/// loop ends once cancelled.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_periodic_sync_follows_every_groups_commits_and_stops_when_cancelled() {
+    let s = setup(kafka_target()).await;
+    let prefix = unique("periodic");
+    let p2 = prefix.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let sync = GroupSync::new(
+        s.sc.clone(),
+        s.tc.clone(),
+        s.handle.clone(),
+        &store,
+        Arc::new(move |g: &str| g.starts_with(&p2)),
+        Duration::from_millis(400),
+    )
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn({
+        let (sync, cancel) = (sync.clone(), cancel.clone());
+        async move { sync.run(cancel).await }
+    });
+    let groups: Vec<String> = (0..6).map(|i| format!("{prefix}-{i}")).collect();
+    // Each group at its own positions; the target must show each one's own translation.
+    let expect = |round: i64, i: usize| [(0, 2 + i as i64 + round), (1, 1 + round)];
+    for round in 0..2 {
+        for (i, g) in groups.iter().enumerate() {
+            commit(&s.sc, g, &s.topic, &expect(round, i)).await;
+        }
+        for (i, g) in groups.iter().enumerate() {
+            let want: BTreeMap<(String, i32), i64> = mapped_target(&s, &expect(round, i)).await;
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let got: BTreeMap<(String, i32), i64> =
+                    s.tc.offset_fetch(g, None)
+                        .await
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, c)| (k, c.offset))
+                        .collect();
+                if got == want {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: {g} on the target {got:?}, want {want:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the periodic sync ends once cancelled")
+        .unwrap();
+    s.cancel.cancel();
+    s.task.await.unwrap();
+}
+
+/// The target offsets the mirror's map gives for source `offsets` of the setup's topic.
+async fn mapped_target(s: &Setup, offsets: &[(i32, i64)]) -> BTreeMap<(String, i32), i64> {
+    let items = offsets
+        .iter()
+        .map(|(p, o)| {
+            (
+                TopicPartition::new(&s.topic, *p),
+                strait_linker::offset::SourceOffset(*o),
+            )
+        })
+        .collect::<Vec<_>>();
+    let mapped = s.handle.to_target(items).await.unwrap();
+    offsets
+        .iter()
+        .zip(mapped)
+        .map(|((p, _), t)| match t {
+            strait_linker::mirror::Translation::Mapped(t) => ((s.topic.clone(), *p), t.0),
+            other => panic!("partition {p}: {other:?}"),
+        })
+        .collect()
+}

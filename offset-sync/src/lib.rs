@@ -1,9 +1,9 @@
 //! Consumer-group offset translation and sync.
 //!
 //! ```text
-//!  source: ListGroups ─► DescribeGroups (both sides) ─► OffsetFetch
-//!                                 │                          │ committed source offsets
-//!                                 ▼                          ▼
+//!  source: ListGroups ─► DescribeGroups ┐ both sides, ─► OffsetFetch's answers
+//!                        OffsetFetch    ┘ all at once        │ committed source offsets
+//!                                 │                          ▼
 //!                    active on target? stop      mirror.to_target (the mirror's own maps)
 //!                    (moved / split group)                   │ exact target offsets
 //!                                                            ▼
@@ -16,7 +16,7 @@
 //! writes only to groups with no live members on the target, and Kafka itself refuses a
 //! non-member commit to an active group, so a consuming group's position is never overwritten.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -202,22 +202,48 @@ impl GroupSync {
     /// Each interval is a full pass that syncs every selected group. Between full passes, a
     /// cheap check runs four times per interval: ListGroups, then one OffsetFetch per group on
     /// the source, and a group that is new or whose committed offsets changed is synced at
-    /// once. A commit therefore
-    /// waits about a quarter interval for its translation, not a whole one, while the costly
-    /// part (describing the group on both clusters, reading and writing the target) runs only
-    /// for groups that moved. Passes start at a fixed rate (a slow one delays the next, never
-    /// doubles up) and groups are synced concurrently.
+    /// once. A commit therefore waits about a quarter interval for its translation, not a
+    /// whole one, while the costly part (describing the group on both clusters, reading and
+    /// writing the target) runs only for groups that moved. Checks start at a fixed rate and
+    /// groups are synced concurrently.
+    ///
+    /// Each group has at most one check or sync out. A check does not wait for other groups'
+    /// syncs: with 50 groups committing at once a pass took up to 0.66 s, and a commit that
+    /// landed during it waited for all of it before its own check began. A group still busy
+    /// when a full pass comes owes that pass, and gets it at the first check after its task
+    /// ends.
+    ///
+    /// Cancel-safety: after `cancel` no new check starts, and the checks and syncs out are
+    /// waited for, so a target commit is never cut off half sent.
     pub async fn run(&self, cancel: CancellationToken) {
         let detect = (self.interval / 4).max(Duration::from_millis(50));
         let mut ticks = tokio::time::interval(detect);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let limit = Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT_GROUPS));
-        let mut groups: Vec<String>;
         let mut last_full: Option<Instant> = None;
         let last_seen: Arc<tokio::sync::Mutex<BTreeMap<String, Offsets>>> = Arc::default();
+        let mut out = tokio::task::JoinSet::new();
+        // The groups with a task out, and each task's group (a task that panicked still
+        // frees its group).
+        let mut busy: BTreeSet<String> = BTreeSet::new();
+        let mut busy_ids: BTreeMap<tokio::task::Id, String> = BTreeMap::new();
+        let mut owed_full: BTreeSet<String> = BTreeSet::new();
         loop {
             tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = cancel.cancelled() => break,
+                Some(done) = out.join_next_with_id(), if !out.is_empty() => {
+                    let id = match &done {
+                        Ok((id, ())) => *id,
+                        Err(e) => e.id(),
+                    };
+                    if let Some(g) = busy_ids.remove(&id) {
+                        if let Err(e) = done {
+                            tracing::error!(group = %g, error = %e, "group sync task failed");
+                        }
+                        busy.remove(&g);
+                    }
+                    continue;
+                }
                 _ = ticks.tick() => {}
             }
             let full = last_full.is_none_or(|t| t.elapsed() >= self.interval);
@@ -226,58 +252,78 @@ impl GroupSync {
             }
             // Listing is one request per broker: done every check, so a new group's first
             // commit is found as fast as a known group's next one.
-            {
-                match self.source.list_groups().await {
-                    Ok(listed) => {
-                        groups = listed
-                            .into_iter()
-                            .filter(|g| {
-                                (self.filter)(&g.group_id)
-                                    && (g.protocol_type.is_empty() || g.protocol_type == "consumer")
-                            })
-                            .map(|g| g.group_id)
-                            .collect();
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot list source groups");
-                        continue;
-                    }
+            let groups: Vec<String> = match self.source.list_groups().await {
+                Ok(listed) => listed
+                    .into_iter()
+                    .filter(|g| {
+                        (self.filter)(&g.group_id)
+                            && (g.protocol_type.is_empty() || g.protocol_type == "consumer")
+                    })
+                    .map(|g| g.group_id)
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot list source groups");
+                    continue;
                 }
-            }
-            let mut pass = tokio::task::JoinSet::new();
-            for g in groups.iter().cloned() {
+            };
+            // A group gone from the source owes nothing.
+            owed_full.retain(|g| groups.contains(g));
+            for g in groups {
+                if busy.contains(&g) {
+                    if full {
+                        owed_full.insert(g);
+                    }
+                    continue;
+                }
+                let full = owed_full.remove(&g) || full;
                 let (this, limit, seen) =
                     (self.clone(), Arc::clone(&limit), Arc::clone(&last_seen));
-                pass.spawn(async move {
-                    let _permit = limit.acquire_owned().await;
-                    // The cheap check: did the group's source offsets move?
-                    let now = this.source.offset_fetch(&g, None).await.ok().map(|o| {
-                        o.into_iter()
-                            .map(|(k, c)| (k, c.offset))
-                            .collect::<Offsets>()
-                    });
-                    let changed = match &now {
-                        Some(o) => seen.lock().await.get(&g) != Some(o),
-                        None => true,
-                    };
-                    if !(full || changed) {
-                        return;
-                    }
-                    match this.sync_group(&g, false).await {
-                        Ok(outcome) if outcome.waiting.is_empty() => {
-                            if let Some(o) = now {
-                                seen.lock().await.insert(g, o);
-                            }
-                        }
-                        // Waiting for the mirror: keep checking at the fast rate.
-                        Ok(_) => {}
-                        Err(e) => {
-                            tracing::warn!(group = %g, error = %e, "group sync failed");
-                        }
-                    }
+                let task = out.spawn({
+                    let g = g.clone();
+                    async move { this.check_and_sync(g, full, &limit, &seen).await }
                 });
+                busy_ids.insert(task.id(), g.clone());
+                busy.insert(g);
             }
-            while pass.join_next().await.is_some() {}
+        }
+        while out.join_next().await.is_some() {}
+    }
+
+    /// One group's turn in [`run`](Self::run): the cheap check, then a sync if the group's
+    /// source offsets moved since its last complete sync or `full` asks for one.
+    async fn check_and_sync(
+        &self,
+        g: String,
+        full: bool,
+        limit: &tokio::sync::Semaphore,
+        seen: &tokio::sync::Mutex<BTreeMap<String, Offsets>>,
+    ) {
+        let Ok(_permit) = limit.acquire().await else {
+            return; // never closed
+        };
+        let now = self.source.offset_fetch(&g, None).await.ok().map(|o| {
+            o.into_iter()
+                .map(|(k, c)| (k, c.offset))
+                .collect::<Offsets>()
+        });
+        let changed = match &now {
+            Some(o) => seen.lock().await.get(&g) != Some(o),
+            None => true,
+        };
+        if !(full || changed) {
+            return;
+        }
+        match self.sync_group(&g, false).await {
+            Ok(outcome) if outcome.waiting.is_empty() => {
+                if let Some(o) = now {
+                    seen.lock().await.insert(g, o);
+                }
+            }
+            // Waiting for the mirror: keep checking at the fast rate.
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(group = %g, error = %e, "group sync failed");
+            }
         }
     }
 
@@ -367,12 +413,33 @@ impl GroupSync {
         let stopped = self.records.get(group)?.map(|r| r.state);
         // Both clusters are asked at once: the delay of a sync is one round trip per step,
         // not two.
-        let (s_desc, t_desc) = tokio::join!(
-            self.source
-                .retrying("describe group", || self.source.describe_group(group)),
-            self.target
-                .retrying("describe group", || self.target.describe_group(group)),
-        );
+        let describe = || async {
+            tokio::join!(
+                self.source
+                    .retrying("describe group", || self.source.describe_group(group)),
+                self.target
+                    .retrying("describe group", || self.target.describe_group(group)),
+            )
+        };
+        let read_offsets = || async {
+            tokio::join!(
+                self.source
+                    .retrying("offset fetch", || self.source.offset_fetch(group, None)),
+                self.target
+                    .retrying("offset fetch", || self.target.offset_fetch(group, None)),
+            )
+        };
+        // A group strait has not stopped has its offsets read beside the describes: one
+        // round trip less per sync (a step took p50 33 ms on two loaded brokers). Only reads
+        // go early; the commit still waits for the describes that allow it. A stopped group
+        // is only described: its offsets would be thrown away.
+        let ((s_desc, t_desc), offsets) =
+            if matches!(stopped, Some(SyncState::Moved | SyncState::Split)) {
+                (describe().await, None)
+            } else {
+                let (d, o) = tokio::join!(describe(), read_offsets());
+                (d, Some(o))
+            };
         let (s_desc, t_desc) = (s_desc.map_err(src)?, t_desc.map_err(tgt)?);
         let mut status = GroupStatus {
             state: SyncState::Syncing,
@@ -427,12 +494,10 @@ impl GroupSync {
             return Ok(outcome(state));
         }
 
-        let (committed, current) = tokio::join!(
-            self.source
-                .retrying("offset fetch", || self.source.offset_fetch(group, None)),
-            self.target
-                .retrying("offset fetch", || self.target.offset_fetch(group, None)),
-        );
+        let (committed, current) = match offsets {
+            Some(read) => read,
+            None => read_offsets().await,
+        };
         let (committed, current) = (committed.map_err(src)?, current.map_err(tgt)?);
         let items: Vec<(TopicPartition, SourceOffset)> = committed
             .iter()
