@@ -112,10 +112,11 @@ pub struct MirrorConfig {
     /// connections a target broker appends for several requests at once. Default 2: on a
     /// 2-core machine shared with both brokers (docs/benchmarks.md, item 21), two against
     /// one kept Kafka's 1 KB copy level and took its 1,000-partition copy from 97 to 139
-    /// MB/s, and at a steady 72 MB/s strait's queue stayed at a few milliseconds where one
-    /// connection let it grow to a second; tansu copied as fast either way. Raise it for a
-    /// large Kafka target whose request handler threads sit idle; 1 sends every write over
-    /// one connection.
+    /// MB/s, and at a steady 72 MB/s strait's queue stayed at a few milliseconds in 5 of 7
+    /// runs where one connection let it grow to a second in most; tansu copied as fast
+    /// either way. Three or four connections gained nothing more there (item 22). Raise it
+    /// for a large Kafka target whose request handler threads sit idle; 1 sends every write
+    /// over one connection.
     #[serde(default = "default_target_connections_per_broker")]
     pub target_connections_per_broker: u8,
     /// Record batches of one partition sent in one produce request, at most, 1 to 64, one
