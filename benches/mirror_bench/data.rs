@@ -27,10 +27,25 @@ const COMPRESSION_ESTIMATE_FACTOR: f64 = 1.05;
 /// [`records_per_batch`] bounded for very compressible values).
 const MAX_RECORDS_PER_BATCH: usize = 1 << 14;
 
-/// Connections per broker for the raw produce ceiling: strait's default
-/// `target_connections_per_broker`, so the ceiling is what the broker takes the way strait
-/// writes (`benches/produce_probe.rs` compares connection counts).
-pub const RAW_LANES: usize = 1;
+/// Connections per broker the raw produce ceiling is measured with; the ceiling is the
+/// faster. One and strait's default `target_connections_per_broker` (two): neither is
+/// always faster on a Kafka target (one request per connection at a time), one was up to
+/// 1.3x faster on 256 MB copies and two 1.3x faster on 1 GB (docs/benchmarks.md, item 24).
+/// `STRAIT_BENCH_RAW_LANES=N` measures N only. The first count is the one the warm-up and
+/// the load use.
+pub fn raw_lanes() -> Vec<usize> {
+    if let Some(n) = std::env::var("STRAIT_BENCH_RAW_LANES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return vec![n];
+    }
+    let default = strait_linker::mirror::MirrorSettings::new(std::sync::Arc::new(|_: &str| true))
+        .produce_connections;
+    let mut lanes = vec![1, default];
+    lanes.dedup();
+    lanes
+}
 
 /// One workload: a topic shape and record shape.
 #[derive(Debug, Clone)]
@@ -350,7 +365,7 @@ pub async fn load(c: &KafkaClient, w: &Workload, topic: &str) -> Result<Backlog>
     create_topic(c, topic, w.partitions).await?;
     let per_batch = records_per_batch(w);
     let batches = generate(w, per_batch);
-    produce_all(c, topic, &batches, 8, RAW_LANES).await?;
+    produce_all(c, topic, &batches, 8, raw_lanes()[0]).await?;
     let per_batch = per_batch as u64;
     let n: u64 = batches.iter().map(|b| b.len() as u64).sum();
     let wire_bytes = batches.iter().flatten().map(|b| b.len() as u64).sum();

@@ -5,7 +5,9 @@
 //!  for each target (Kafka, tansu memory://) and workload (1KB, 1KB-zstd, 100B, 1KB x 1000p):
 //!    load backlog on source (strait client, 16 KiB batches) ─► raw fetch  (ceiling, source)
 //!                                                         └─► raw produce of the same batches
-//!                                                             to a scratch topic (ceiling, target)
+//!                                                             to a scratch topic, 1 and 2
+//!                                                             connections (ceiling, target:
+//!                                                             the faster)
 //!    strait run (release binary, own process) ─► time first→last record on target, VmHWM
 //!    naive rdkafka mirror (consume + produce each record, fetch.wait.max.ms=10) ─► time
 //!    MirrorMaker 2, dedicated mode, identity policy (Kafka target only) ─► time
@@ -201,7 +203,7 @@ async fn warm_up(
         for _ in 0..2 {
             let t = strait_testkit::unique("bench-warm-up-target");
             data::create_topic(c, &t, w.partitions).await?;
-            data::produce_all(c, &t, &backlog.batches, 8, data::RAW_LANES).await?;
+            data::produce_all(c, &t, &backlog.batches, 8, data::raw_lanes()[0]).await?;
             drop_topics(c, &[t]).await;
         }
     }
@@ -248,12 +250,19 @@ async fn one_workload(
     eprintln!("[{pair} {}] raw fetch", w.name);
     let (fetch, _) = data::raw_fetch(sc, &backlog).await?;
     row.raw_fetch_mb_s = mb_s(records, w.record_bytes, fetch);
-    eprintln!("[{pair} {}] raw produce", w.name);
-    let raw_topic = format!("{topic}.raw");
-    data::create_topic(tc, &raw_topic, w.partitions).await?;
-    let produce = data::produce_all(tc, &raw_topic, &backlog.batches, 8, data::RAW_LANES).await?;
-    row.raw_produce_mb_s = mb_s(records, w.record_bytes, produce);
-    drop_topics(tc, &[raw_topic]).await;
+    for lanes in data::raw_lanes() {
+        eprint!(
+            "[{pair} {}] raw produce, {lanes} connection(s) per broker: ",
+            w.name
+        );
+        let raw_topic = format!("{topic}.raw{lanes}");
+        data::create_topic(tc, &raw_topic, w.partitions).await?;
+        let produce = data::produce_all(tc, &raw_topic, &backlog.batches, 8, lanes).await?;
+        let rate = mb_s(records, w.record_bytes, produce);
+        eprintln!("{rate:.1} MB/s");
+        row.raw_produce_mb_s = row.raw_produce_mb_s.max(rate);
+        drop_topics(tc, &[raw_topic]).await;
+    }
 
     eprintln!("[{pair} {}] strait", w.name);
     let mut proc = systems::StraitProc::spawn(
