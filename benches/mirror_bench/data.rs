@@ -27,12 +27,12 @@ const COMPRESSION_ESTIMATE_FACTOR: f64 = 1.05;
 /// [`records_per_batch`] bounded for very compressible values).
 const MAX_RECORDS_PER_BATCH: usize = 1 << 14;
 
-/// Connections per broker the raw produce ceiling is measured with; the ceiling is the
-/// faster. One and strait's default `target_connections_per_broker` (two): neither is
-/// always faster on a Kafka target (one request per connection at a time), one was up to
-/// 1.3x faster on 256 MB copies and two 1.3x faster on 1 GB (docs/benchmarks.md, item 24).
-/// `STRAIT_BENCH_RAW_LANES=N` measures N only. The first count is the one the warm-up and
-/// the load use.
+/// Connections per broker the raw produce ceiling is measured with, in this order; the
+/// ceiling is the faster. One and strait's default `target_connections_per_broker` (two):
+/// neither is always faster on a Kafka target (one request per connection at a time; one
+/// was faster on 256 MB copies, neither on 1 GB: docs/benchmarks.md, item 24), so the
+/// higher figure is taken, never the one that flatters /ceil. `STRAIT_BENCH_RAW_LANES=N`
+/// measures N only. The first count is the one the warm-up and the load use.
 pub fn raw_lanes() -> Vec<usize> {
     if let Some(n) = std::env::var("STRAIT_BENCH_RAW_LANES")
         .ok()
