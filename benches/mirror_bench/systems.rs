@@ -27,7 +27,9 @@ pub struct Copy {
     pub copy: Duration,
 }
 
-/// Polls the target's end offsets every 20 ms until they sum to `end_total`.
+/// Polls the target's end offsets every 20 ms (`STRAIT_BENCH_POLL_MS=N`: every N ms) until
+/// they sum to `end_total`. tansu lists a partition's objects for each ListOffsets, so the
+/// polls cost it more the more batches it holds (docs/benchmarks.md, item 24).
 pub async fn wait_for_target(
     c: &KafkaClient,
     topic: &str,
@@ -62,7 +64,11 @@ pub async fn wait_for_target(
         if now - started > timeout {
             bail!("{topic}: target holds {sum} of {end_total} offsets after {timeout:?}");
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        let poll_ms = std::env::var("STRAIT_BENCH_POLL_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20);
+        tokio::time::sleep(Duration::from_millis(poll_ms)).await;
     }
 }
 
