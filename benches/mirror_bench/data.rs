@@ -34,10 +34,7 @@ const MAX_RECORDS_PER_BATCH: usize = 1 << 14;
 /// higher figure is taken, never the one that flatters /ceil. `STRAIT_BENCH_RAW_LANES=N`
 /// measures N only. The first count is the one the warm-up and the load use.
 pub fn raw_lanes() -> Vec<usize> {
-    if let Some(n) = std::env::var("STRAIT_BENCH_RAW_LANES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
+    if let Some(n) = env_positive("STRAIT_BENCH_RAW_LANES") {
         return vec![n];
     }
     let default = strait_linker::mirror::MirrorSettings::new(std::sync::Arc::new(|_: &str| true))
@@ -45,6 +42,17 @@ pub fn raw_lanes() -> Vec<usize> {
     let mut lanes = vec![1, default];
     lanes.dedup();
     lanes
+}
+
+/// A positive whole number from the environment variable `name`, or `None` when it is not
+/// set. Anything else stops the bench naming the variable: a mistyped knob must not
+/// silently measure the default.
+pub fn env_positive(name: &str) -> Option<usize> {
+    let v = std::env::var(name).ok()?;
+    match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Some(n),
+        _ => panic!("{name} must be a whole number above 0, got {v:?}"),
+    }
 }
 
 /// One workload: a topic shape and record shape.

@@ -39,6 +39,9 @@ pub async fn wait_for_target(
     timeout: Duration,
 ) -> Result<Copy> {
     let keys: Vec<(String, i32)> = (0..partitions).map(|p| (topic.to_owned(), p)).collect();
+    let poll = Duration::from_millis(
+        crate::data::env_positive("STRAIT_BENCH_POLL_MS").map_or(20, |ms| ms as u64),
+    );
     let mut first: Option<Instant> = None;
     loop {
         let bounds = c.log_bounds(&keys).await;
@@ -64,11 +67,7 @@ pub async fn wait_for_target(
         if now - started > timeout {
             bail!("{topic}: target holds {sum} of {end_total} offsets after {timeout:?}");
         }
-        let poll_ms = std::env::var("STRAIT_BENCH_POLL_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(20);
-        tokio::time::sleep(Duration::from_millis(poll_ms)).await;
+        tokio::time::sleep(poll).await;
     }
 }
 
