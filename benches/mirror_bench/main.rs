@@ -260,7 +260,11 @@ async fn one_workload(
         let produce = data::produce_all(tc, &raw_topic, &backlog.batches, 8, lanes).await?;
         let rate = mb_s(records, w.record_bytes, produce);
         eprintln!("{rate:.1} MB/s");
-        row.raw_produce_mb_s = row.raw_produce_mb_s.max(rate);
+        row.raw_produce_by_lanes.push((lanes, rate));
+        if rate > row.raw_produce_mb_s {
+            row.raw_produce_mb_s = rate;
+            row.raw_produce_lanes = lanes;
+        }
         drop_topics(tc, &[raw_topic]).await;
     }
 

@@ -19,7 +19,12 @@ pub struct Row {
     pub payload_mb: f64,
     pub stored_mb: f64,
     pub raw_fetch_mb_s: f64,
+    /// The raw produce ceiling: the fastest of `raw_produce_by_lanes`.
     pub raw_produce_mb_s: f64,
+    /// Connections per broker that gave `raw_produce_mb_s`.
+    pub raw_produce_lanes: usize,
+    /// Every raw produce measured, in the order run: (connections per broker, MB/s).
+    pub raw_produce_by_lanes: Vec<(usize, f64)>,
     pub strait_mb_s: f64,
     pub strait_records_s: f64,
     pub strait_startup_s: f64,
@@ -101,7 +106,7 @@ pub fn table(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "(MB/s of uncompressed record payload; fetch/produce = strait's client alone; RSS = VmHWM of `strait run`, budget {} MiB; CPU s/GB = CPU time of strait's threads per GB of payload)",
+        "(MB/s of uncompressed record payload; fetch/produce = strait's client alone, produce over the faster connection count (JSON: raw_produce_lanes); RSS = VmHWM of `strait run`, budget {} MiB; CPU s/GB = CPU time of strait's threads per GB of payload)",
         r.budget_mib
     );
     for (pair, l) in &r.latency {
