@@ -250,6 +250,23 @@ pub fn broker_pid(broker: &strait_testkit::Broker) -> Option<u32> {
     })
 }
 
+/// Pins every thread of `broker`'s process to `cpu` (`taskset -a -p -c`); threads it starts
+/// later inherit the mask from the thread that starts them.
+pub fn pin(broker: &strait_testkit::Broker, cpu: usize) -> Result<()> {
+    let pid = broker_pid(broker).with_context(|| format!("no pid for {}", broker.name()))?;
+    let out = Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
+        .output()
+        .context("taskset (util-linux)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "taskset -a -p -c {cpu} {pid}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{} (pid {pid}) pinned to CPU {cpu}", broker.name());
+    Ok(())
+}
+
 /// CPU time of a process's threads, in seconds: the sum of each live thread's time on a CPU
 /// (`/proc/PID/task/*/schedstat`, nanoseconds). `/proc/PID/stat` counts in clock ticks
 /// (10 ms), too coarse for a copy that costs strait a tenth of a second; a thread that
