@@ -268,10 +268,16 @@ async fn one_workload(
         );
         let raw_topic = format!("{topic}.raw{lanes}");
         data::create_topic(tc, &raw_topic, w.partitions).await?;
+        let cpu = TargetCpu::start(target);
         let produce = data::produce_all(tc, &raw_topic, &backlog.batches, 8, lanes).await?;
+        let cpu = cpu.ms_per_mb(row.payload_mb);
         let rate = mb_s(records, w.record_bytes, produce);
-        eprintln!("{rate:.1} MB/s");
-        row.raw_produce_by_lanes.push((lanes, rate));
+        eprintln!("{rate:.1} MB/s, target broker {}", TargetCpu::show(cpu));
+        row.raw_produce_by_lanes.push(report::RawProduce {
+            lanes,
+            mb_s: rate,
+            target_cpu_ms_per_mb: cpu,
+        });
         if rate > row.raw_produce_mb_s {
             row.raw_produce_mb_s = rate;
             row.raw_produce_lanes = lanes;
@@ -280,6 +286,7 @@ async fn one_workload(
     }
 
     eprintln!("[{pair} {}] strait", w.name);
+    let cpu = TargetCpu::start(target);
     let mut proc = systems::StraitProc::spawn(
         &source.bootstrap(),
         &target.bootstrap(),
@@ -296,6 +303,12 @@ async fn one_workload(
     )
     .await
     .with_context(|| format!("strait log: {}", proc.log().display()))?;
+    row.target_cpu_ms_per_mb_strait = cpu.ms_per_mb(row.payload_mb);
+    eprintln!(
+        "[{pair} {}] strait: target broker {}",
+        w.name,
+        TargetCpu::show(row.target_cpu_ms_per_mb_strait)
+    );
     row.strait_peak_rss_mib = proc.peak_rss()? as f64 / (1 << 20) as f64;
     row.strait_cpu_s_per_gb = proc.cpu_seconds()? / (records as f64 * w.record_bytes as f64 / 1e9);
     proc.stop()?;
@@ -315,6 +328,7 @@ async fn one_workload(
             to.clone(),
         );
         let (parts, zstd) = (w.partitions, w.zstd);
+        let cpu = TargetCpu::start(target);
         let started = Instant::now();
         let runner = tokio::task::spawn_blocking(move || {
             systems::naive_mirror(&s, &t, (&from, &to2), parts, records, zstd)
@@ -322,7 +336,13 @@ async fn one_workload(
         let copy =
             systems::wait_for_target(tc, &to, w.partitions, backlog.end_offsets, started, TIMEOUT)
                 .await?;
+        row.target_cpu_ms_per_mb_naive = cpu.ms_per_mb(row.payload_mb);
         runner.await??;
+        eprintln!(
+            "[{pair} {}] naive: target broker {}",
+            w.name,
+            TargetCpu::show(row.target_cpu_ms_per_mb_naive)
+        );
         row.naive_mb_s = Some(mb_s(records, w.record_bytes, copy.copy));
         drop_topics(tc, &[to]).await;
     }
@@ -354,6 +374,31 @@ async fn one_workload(
     }
     drop_topics(sc, &[topic]).await;
     Ok(row)
+}
+
+/// The target broker's CPU time over one phase, read from `/proc` before and after (no
+/// sampler running beside the copy: item 24's sampler slowed it).
+struct TargetCpu(Option<(u32, f64)>);
+
+impl TargetCpu {
+    fn start(target: &Broker) -> Self {
+        Self(
+            systems::broker_pid(target)
+                .and_then(|pid| Some((pid, systems::cpu_seconds(pid).ok()?))),
+        )
+    }
+
+    /// CPU milliseconds per MB of `payload_mb`, or `None` when the broker's threads could
+    /// not be read.
+    fn ms_per_mb(&self, payload_mb: f64) -> Option<f64> {
+        let (pid, before) = self.0?;
+        let after = systems::cpu_seconds(pid).ok()?;
+        Some((after - before) * 1e3 / payload_mb)
+    }
+
+    fn show(ms: Option<f64>) -> String {
+        ms.map_or("CPU unknown".into(), |m| format!("{m:.2} CPU ms/MB"))
+    }
 }
 
 #[tokio::main(flavor = "multi_thread")]

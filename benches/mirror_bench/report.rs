@@ -23,8 +23,8 @@ pub struct Row {
     pub raw_produce_mb_s: f64,
     /// Connections per broker that gave `raw_produce_mb_s`.
     pub raw_produce_lanes: usize,
-    /// Every raw produce measured, in the order run: (connections per broker, MB/s).
-    pub raw_produce_by_lanes: Vec<(usize, f64)>,
+    /// Every raw produce measured, in the order run.
+    pub raw_produce_by_lanes: Vec<RawProduce>,
     pub strait_mb_s: f64,
     pub strait_records_s: f64,
     pub strait_startup_s: f64,
@@ -32,9 +32,24 @@ pub struct Row {
     /// CPU time of strait's threads (start-up included) per GB of record payload:
     /// what strait itself costs, apart from how fast the brokers let it go.
     pub strait_cpu_s_per_gb: f64,
+    /// The target broker's CPU time per MB of payload while strait copied (ms/MB; start-up
+    /// included): beside the raw produce's, what the target pays for strait's writes.
+    pub target_cpu_ms_per_mb_strait: Option<f64>,
     pub naive_mb_s: Option<f64>,
+    /// The same while the naive mirror copied.
+    pub target_cpu_ms_per_mb_naive: Option<f64>,
     pub mm2_mb_s: Option<f64>,
     pub mm2_startup_s: Option<f64>,
+}
+
+/// One raw produce of the backlog to the target.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RawProduce {
+    /// Connections per broker.
+    pub lanes: usize,
+    pub mb_s: f64,
+    /// The target broker's CPU time per MB of payload over it (ms/MB).
+    pub target_cpu_ms_per_mb: Option<f64>,
 }
 
 impl Row {
