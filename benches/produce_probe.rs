@@ -18,13 +18,20 @@
 //!
 //! `cargo bench --bench produce_probe -- [--mb N] [--targets kafka,tansu]
 //!  [--batch-kib 16,64,256,1024] [--connections 1,2,4] [--modes plain,idempotent]
-//!  [--stack 1,8,64] [--partitions N] [--brokers-on-disk]`
+//!  [--stack 1,8,64] [--partitions N] [--brokers-on-disk] [--pin]`
+//!
+//! Each line also gives the broker's CPU time per MB of payload over the write (read from
+//! `/proc` before and after); `--pin` pins the broker to CPU 1 (as the mirror bench's
+//! `--pin-brokers` pins a target), so that it writes on one core.
 //!
 //! The brokers' logs go on a tmpfs unless `--brokers-on-disk` (see `data::broker_storage`).
 
 #[path = "mirror_bench/data.rs"]
 #[allow(dead_code)]
 mod data;
+#[path = "mirror_bench/systems.rs"]
+#[allow(dead_code)]
+mod systems;
 
 use anyhow::Result;
 use bytes::Bytes;
@@ -42,6 +49,7 @@ struct Args {
     stack: Vec<usize>,
     partitions: i32,
     brokers_on_disk: bool,
+    pin: bool,
 }
 
 fn args() -> Args {
@@ -54,6 +62,7 @@ fn args() -> Args {
         stack: vec![1],
         partitions: 8,
         brokers_on_disk: false,
+        pin: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -76,6 +85,11 @@ fn args() -> Args {
             "--partitions" => a.partitions = v.parse().expect("--partitions N"),
             "--brokers-on-disk" => {
                 a.brokers_on_disk = true;
+                i += 1;
+                continue;
+            }
+            "--pin" => {
+                a.pin = true;
                 i += 1;
                 continue;
             }
@@ -214,8 +228,10 @@ async fn check_round(
     Ok(())
 }
 
-async fn probe(bootstrap: &str, a: &Args, target: &str) -> Result<()> {
-    let admin = KafkaClient::connect(ClientConfig::new(bootstrap)).await?;
+async fn probe(broker: &strait_testkit::Broker, a: &Args, target: &str) -> Result<()> {
+    let admin = KafkaClient::connect(ClientConfig::new(&broker.bootstrap())).await?;
+    let pid = systems::broker_pid(broker);
+    let cpu = || pid.and_then(|p| systems::cpu_seconds(p).ok());
     let warm = format!("probe-warm-{}", data::now_ms());
     data::create_topic(&admin, &warm, a.partitions).await?;
     let started = std::time::Instant::now();
@@ -241,6 +257,7 @@ async fn probe(bootstrap: &str, a: &Args, target: &str) -> Result<()> {
         }) {
             let topic = format!("probe-{kib}k-{conns}c-{mode}-{stack}s-{}", data::now_ms());
             data::create_topic(&admin, &topic, a.partitions).await?;
+            let cpu_before = cpu();
             let elapsed = match mode.as_str() {
                 "plain" => {
                     data::produce_all(&admin, &topic, &stacked(&batches, stack), 8, conns).await?
@@ -250,10 +267,13 @@ async fn probe(bootstrap: &str, a: &Args, target: &str) -> Result<()> {
                 }
                 other => anyhow::bail!("unknown mode {other}"),
             };
+            let cpu_ms_per_mb = cpu_before.zip(cpu()).map_or("?".into(), |(b, e)| {
+                format!("{:.2}", (e - b) * 1e3 / ((records * RECORD) as f64 / 1e6))
+            });
             let secs = elapsed.as_secs_f64();
             let end = stored(&admin, &topic, a.partitions).await;
             println!(
-                "{target:6} batch {kib:5} KiB  stack {stack:3}  connections {conns}  {mode:10}  {:8.1} MB/s  {:9.0} rec/s  stored {end} of {records}",
+                "{target:6} batch {kib:5} KiB  stack {stack:3}  connections {conns}  {mode:10}  {:8.1} MB/s  {:9.0} rec/s  broker {cpu_ms_per_mb} CPU ms/MB  stored {end} of {records}",
                 (records * RECORD) as f64 / 1e6 / secs,
                 records as f64 / secs
             );
@@ -276,7 +296,10 @@ async fn main() -> Result<()> {
             "tansu" => strait_testkit::start_tansu(TansuStorage::Memory),
             other => anyhow::bail!("unknown target {other}"),
         };
-        probe(&broker.bootstrap(), &a, &t).await?;
+        if a.pin {
+            systems::pin(&broker, 1)?;
+        }
+        probe(&broker, &a, &t).await?;
     }
     Ok(())
 }
