@@ -20,7 +20,7 @@
 //!  [--targets kafka,tansu] [--workloads 1kb,1kb-zstd,100b,1000p] [--no-mm2] [--no-naive]
 //!  [--latency-secs N] [--latency-mb-s N] [--latency-partitions N] [--latency-no-readers]
 //!  [--budget-mib N] [--no-write-pause]
-//!  [--brokers-on-disk] [--pin-brokers]`; `scripts/bench.sh` runs it with the group-sync
+//!  [--brokers-on-disk] [--pin-brokers [--pin-bench]]`; `scripts/bench.sh` runs it with the group-sync
 //! bench. Prints a table, writes target/bench/mirror.json and target/bench/mirror.svg.
 
 mod data;
@@ -64,6 +64,10 @@ struct Args {
     /// that takes 120-130% of the machine alone and 108-116% beside the source broker.
     /// strait, the naive mirror, MirrorMaker 2 and the load stay unpinned.
     pin_brokers: bool,
+    /// With `pin_brokers`, also pin this process, and so everything it starts (strait, MM2,
+    /// the naive mirror, the raw client, the load), to CPU 0 beside the source broker: the
+    /// target broker has CPU 1 to itself, as a target on its own host would.
+    pin_bench: bool,
 }
 
 fn args() -> Args {
@@ -85,6 +89,7 @@ fn args() -> Args {
         write_pause: true,
         brokers_on_disk: false,
         pin_brokers: false,
+        pin_bench: false,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -113,6 +118,10 @@ fn args() -> Args {
             }
             "--pin-brokers" => {
                 a.pin_brokers = true;
+                i -= 1;
+            }
+            "--pin-bench" => {
+                a.pin_bench = true;
                 i -= 1;
             }
             "--no-write-pause" => {
@@ -304,10 +313,22 @@ async fn one_workload(
     .await
     .with_context(|| format!("strait log: {}", proc.log().display()))?;
     row.target_cpu_ms_per_mb_strait = cpu.ms_per_mb(row.payload_mb);
+    row.strait_produce_requests = proc
+        .metrics()
+        .and_then(|m| systems::histogram(&m, "strait_produce_latency_seconds{cluster=\"target\""))
+        .ok()
+        .and_then(|h| h.last().map(|&(_, n)| n));
+    row.strait_batches_per_request = row
+        .strait_produce_requests
+        .map(|n| batches as f64 / n.max(1) as f64);
     eprintln!(
-        "[{pair} {}] strait: target broker {}",
+        "[{pair} {}] strait: target broker {}, {} produce requests, {} batches each",
         w.name,
-        TargetCpu::show(row.target_cpu_ms_per_mb_strait)
+        TargetCpu::show(row.target_cpu_ms_per_mb_strait),
+        row.strait_produce_requests
+            .map_or("?".into(), |n| n.to_string()),
+        row.strait_batches_per_request
+            .map_or("?".into(), |b| format!("{b:.2}"))
     );
     row.strait_peak_rss_mib = proc.peak_rss()? as f64 / (1 << 20) as f64;
     row.strait_cpu_s_per_gb = proc.cpu_seconds()? / (records as f64 * w.record_bytes as f64 / 1e9);
@@ -409,6 +430,13 @@ async fn main() -> Result<()> {
     eprintln!("brokers' logs: {}", storage.describe());
     let scratch = tempfile::tempdir()?;
     let source = strait_testkit::start_kafka(KafkaOptions::new().heap("1g"));
+    assert!(
+        a.pin_brokers || !a.pin_bench,
+        "--pin-bench goes with --pin-brokers"
+    );
+    if a.pin_bench {
+        systems::pin_pid(std::process::id(), 0, "the bench")?;
+    }
     if a.pin_brokers {
         systems::pin(&source, 0)?;
     }
@@ -418,10 +446,10 @@ async fn main() -> Result<()> {
             "{} cores, Kafka 4.3.1 source, brokers' logs {}{}",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             storage.describe(),
-            if a.pin_brokers {
-                ", source broker pinned to CPU 0, targets to CPU 1"
-            } else {
-                ""
+            match (a.pin_brokers, a.pin_bench) {
+                (true, true) => ", targets pinned to CPU 1, all else to CPU 0",
+                (true, false) => ", source broker pinned to CPU 0, targets to CPU 1",
+                _ => "",
             }
         ),
         budget_mib: a.budget_mib,

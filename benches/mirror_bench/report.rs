@@ -35,6 +35,10 @@ pub struct Row {
     /// The target broker's CPU time per MB of payload while strait copied (ms/MB; start-up
     /// included): beside the raw produce's, what the target pays for strait's writes.
     pub target_cpu_ms_per_mb_strait: Option<f64>,
+    /// strait's produce requests to the target over the copy (start-up included), and the
+    /// source batches each carried on average: the request shape the target paid for.
+    pub strait_produce_requests: Option<u64>,
+    pub strait_batches_per_request: Option<f64>,
     pub naive_mb_s: Option<f64>,
     /// The same while the naive mirror copied.
     pub target_cpu_ms_per_mb_naive: Option<f64>,

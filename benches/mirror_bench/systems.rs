@@ -250,10 +250,15 @@ pub fn broker_pid(broker: &strait_testkit::Broker) -> Option<u32> {
     })
 }
 
-/// Pins every thread of `broker`'s process to `cpu` (`taskset -a -p -c`); threads it starts
-/// later inherit the mask from the thread that starts them.
+/// Pins every thread of `broker`'s process to `cpu`.
 pub fn pin(broker: &strait_testkit::Broker, cpu: usize) -> Result<()> {
     let pid = broker_pid(broker).with_context(|| format!("no pid for {}", broker.name()))?;
+    pin_pid(pid, cpu, broker.name())
+}
+
+/// Pins every thread of process `pid` to `cpu` (`taskset -a -p -c`); threads it starts
+/// later, and processes it spawns, inherit the mask.
+pub fn pin_pid(pid: u32, cpu: usize, name: &str) -> Result<()> {
     let out = Command::new("taskset")
         .args(["-a", "-p", "-c", &cpu.to_string(), &pid.to_string()])
         .output()
@@ -263,7 +268,7 @@ pub fn pin(broker: &strait_testkit::Broker, cpu: usize) -> Result<()> {
         "taskset -a -p -c {cpu} {pid}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("{} (pid {pid}) pinned to CPU {cpu}", broker.name());
+    eprintln!("{name} (pid {pid}) pinned to CPU {cpu}");
     Ok(())
 }
 
