@@ -270,32 +270,15 @@ async fn one_workload(
     eprintln!("[{pair} {}] raw fetch", w.name);
     let (fetch, _) = data::raw_fetch(sc, &backlog).await?;
     row.raw_fetch_mb_s = mb_s(records, w.record_bytes, fetch);
+    let raw = |lanes: usize, after_strait: bool| {
+        raw_produce(pair, w, (tc, target), &topic, &backlog, lanes, after_strait)
+    };
     for lanes in data::raw_lanes() {
-        eprint!(
-            "[{pair} {}] raw produce, {lanes} connection(s) per broker: ",
-            w.name
-        );
-        let raw_topic = format!("{topic}.raw{lanes}");
-        data::create_topic(tc, &raw_topic, w.partitions).await?;
-        let cpu = TargetCpu::start(target);
-        let produce = data::produce_all(tc, &raw_topic, &backlog.batches, 8, lanes).await?;
-        let cpu = cpu.ms_per_mb(row.payload_mb);
-        let rate = mb_s(records, w.record_bytes, produce);
-        eprintln!("{rate:.1} MB/s, target broker {}", TargetCpu::show(cpu));
-        row.raw_produce_by_lanes.push(report::RawProduce {
-            lanes,
-            mb_s: rate,
-            target_cpu_ms_per_mb: cpu,
-        });
-        if rate > row.raw_produce_mb_s {
-            row.raw_produce_mb_s = rate;
-            row.raw_produce_lanes = lanes;
-        }
-        drop_topics(tc, &[raw_topic]).await;
+        row.add_raw(raw(lanes, false).await?);
     }
 
     eprintln!("[{pair} {}] strait", w.name);
-    let cpu = TargetCpu::start(target);
+    let (mut cpu, mut source_cpu) = (BrokerCpu(None), BrokerCpu(None));
     let mut proc = systems::StraitProc::spawn(
         &source.bootstrap(),
         &target.bootstrap(),
@@ -309,10 +292,12 @@ async fn one_workload(
         backlog.end_offsets,
         proc.started,
         TIMEOUT,
+        || (cpu, source_cpu) = (BrokerCpu::start(target), BrokerCpu::start(source)),
     )
     .await
     .with_context(|| format!("strait log: {}", proc.log().display()))?;
     row.target_cpu_ms_per_mb_strait = cpu.ms_per_mb(row.payload_mb);
+    row.source_cpu_ms_per_mb_strait = source_cpu.ms_per_mb(row.payload_mb);
     row.strait_produce_requests = proc
         .metrics()
         .and_then(|m| systems::histogram(&m, "strait_produce_latency_seconds{cluster=\"target\""))
@@ -322,9 +307,10 @@ async fn one_workload(
         .strait_produce_requests
         .map(|n| batches as f64 / n.max(1) as f64);
     eprintln!(
-        "[{pair} {}] strait: target broker {}, {} produce requests, {} batches each",
+        "[{pair} {}] strait: target broker {}, source broker {}, {} produce requests, {} batches each",
         w.name,
-        TargetCpu::show(row.target_cpu_ms_per_mb_strait),
+        BrokerCpu::show(row.target_cpu_ms_per_mb_strait),
+        BrokerCpu::show(row.source_cpu_ms_per_mb_strait),
         row.strait_produce_requests
             .map_or("?".into(), |n| n.to_string()),
         row.strait_batches_per_request
@@ -337,6 +323,12 @@ async fn one_workload(
     row.strait_records_s = records as f64 / copy.copy.as_secs_f64();
     row.strait_startup_s = copy.startup.as_secs_f64();
     drop_topics(tc, std::slice::from_ref(&topic)).await;
+    // STRAIT_BENCH_RAW_AFTER=1: the raw produce again after strait's copy, with the first
+    // connection count, to see whether a target slows over a run (strait's copy always
+    // follows the raw produce). It joins the ceiling, which can then only rise.
+    if std::env::var("STRAIT_BENCH_RAW_AFTER").is_ok_and(|v| v == "1") {
+        row.add_raw(raw(data::raw_lanes()[0], true).await?);
+    }
 
     if a.naive {
         eprintln!("[{pair} {}] naive rdkafka", w.name);
@@ -349,20 +341,27 @@ async fn one_workload(
             to.clone(),
         );
         let (parts, zstd) = (w.partitions, w.zstd);
-        let cpu = TargetCpu::start(target);
+        let mut cpu = BrokerCpu(None);
         let started = Instant::now();
         let runner = tokio::task::spawn_blocking(move || {
             systems::naive_mirror(&s, &t, (&from, &to2), parts, records, zstd)
         });
-        let copy =
-            systems::wait_for_target(tc, &to, w.partitions, backlog.end_offsets, started, TIMEOUT)
-                .await?;
+        let copy = systems::wait_for_target(
+            tc,
+            &to,
+            w.partitions,
+            backlog.end_offsets,
+            started,
+            TIMEOUT,
+            || cpu = BrokerCpu::start(target),
+        )
+        .await?;
         row.target_cpu_ms_per_mb_naive = cpu.ms_per_mb(row.payload_mb);
         runner.await??;
         eprintln!(
             "[{pair} {}] naive: target broker {}",
             w.name,
-            TargetCpu::show(row.target_cpu_ms_per_mb_naive)
+            BrokerCpu::show(row.target_cpu_ms_per_mb_naive)
         );
         row.naive_mb_s = Some(mb_s(records, w.record_bytes, copy.copy));
         drop_topics(tc, &[to]).await;
@@ -384,6 +383,7 @@ async fn one_workload(
             backlog.end_offsets,
             started,
             TIMEOUT,
+            || {},
         )
         .await;
         let _ = child.kill();
@@ -397,14 +397,47 @@ async fn one_workload(
     Ok(row)
 }
 
-/// The target broker's CPU time over one phase, read from `/proc` before and after (no
-/// sampler running beside the copy: item 24's sampler slowed it).
-struct TargetCpu(Option<(u32, f64)>);
+/// Writes the backlog's batches to a scratch topic on the target with strait's client alone
+/// (`lanes` connections per broker): one raw produce ceiling.
+async fn raw_produce(
+    pair: &str,
+    w: &Workload,
+    (tc, target): (&KafkaClient, &Broker),
+    topic: &str,
+    backlog: &data::Backlog,
+    lanes: usize,
+    after_strait: bool,
+) -> Result<report::RawProduce> {
+    let when = if after_strait { " after strait" } else { "" };
+    eprint!(
+        "[{pair} {}] raw produce{when}, {lanes} connection(s) per broker: ",
+        w.name
+    );
+    let raw_topic = format!("{topic}.raw{lanes}{}", if after_strait { "a" } else { "" });
+    data::create_topic(tc, &raw_topic, w.partitions).await?;
+    let cpu = BrokerCpu::start(target);
+    let produce = data::produce_all(tc, &raw_topic, &backlog.batches, 8, lanes).await?;
+    let payload_mb = backlog.records as f64 * w.record_bytes as f64 / 1e6;
+    let cpu = cpu.ms_per_mb(payload_mb);
+    let rate = mb_s(backlog.records, w.record_bytes, produce);
+    eprintln!("{rate:.1} MB/s, target broker {}", BrokerCpu::show(cpu));
+    drop_topics(tc, &[raw_topic]).await;
+    Ok(report::RawProduce {
+        lanes,
+        after_strait,
+        mb_s: rate,
+        target_cpu_ms_per_mb: cpu,
+    })
+}
 
-impl TargetCpu {
-    fn start(target: &Broker) -> Self {
+/// A broker's CPU time over one phase, read from `/proc` before and after (no
+/// sampler running beside the copy: item 24's sampler slowed it).
+struct BrokerCpu(Option<(u32, f64)>);
+
+impl BrokerCpu {
+    fn start(broker: &Broker) -> Self {
         Self(
-            systems::broker_pid(target)
+            systems::broker_pid(broker)
                 .and_then(|pid| Some((pid, systems::cpu_seconds(pid).ok()?))),
         )
     }

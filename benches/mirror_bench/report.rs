@@ -32,15 +32,18 @@ pub struct Row {
     /// CPU time of strait's threads (start-up included) per GB of record payload:
     /// what strait itself costs, apart from how fast the brokers let it go.
     pub strait_cpu_s_per_gb: f64,
-    /// The target broker's CPU time per MB of payload while strait copied (ms/MB; start-up
-    /// included): beside the raw produce's, what the target pays for strait's writes.
+    /// The target broker's CPU time per MB of payload while strait copied (ms/MB; from the
+    /// first record seen on the target to the last, so not strait's start-up and topic
+    /// creation): beside the raw produce's, what the target pays for strait's writes.
     pub target_cpu_ms_per_mb_strait: Option<f64>,
+    /// The source broker's, over the same copy (its fetches, and the core it shares).
+    pub source_cpu_ms_per_mb_strait: Option<f64>,
     /// strait's produce requests to the target over the copy (start-up included), and the
     /// source batches each carried on average: the request shape the target paid for.
     pub strait_produce_requests: Option<u64>,
     pub strait_batches_per_request: Option<f64>,
     pub naive_mb_s: Option<f64>,
-    /// The same while the naive mirror copied.
+    /// The same while the naive mirror copied (from its first record too).
     pub target_cpu_ms_per_mb_naive: Option<f64>,
     pub mm2_mb_s: Option<f64>,
     pub mm2_startup_s: Option<f64>,
@@ -51,12 +54,23 @@ pub struct Row {
 pub struct RawProduce {
     /// Connections per broker.
     pub lanes: usize,
+    /// Measured after strait's copy (`STRAIT_BENCH_RAW_AFTER=1`), not before it.
+    pub after_strait: bool,
     pub mb_s: f64,
     /// The target broker's CPU time per MB of payload over it (ms/MB).
     pub target_cpu_ms_per_mb: Option<f64>,
 }
 
 impl Row {
+    /// Records a raw produce; the ceiling is the fastest of them.
+    pub fn add_raw(&mut self, r: RawProduce) {
+        if r.mb_s > self.raw_produce_mb_s {
+            self.raw_produce_mb_s = r.mb_s;
+            self.raw_produce_lanes = r.lanes;
+        }
+        self.raw_produce_by_lanes.push(r);
+    }
+
     pub fn ceiling(&self) -> f64 {
         self.raw_fetch_mb_s.min(self.raw_produce_mb_s)
     }

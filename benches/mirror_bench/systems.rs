@@ -30,6 +30,8 @@ pub struct Copy {
 /// Polls the target's end offsets every 20 ms (`STRAIT_BENCH_POLL_MS=N`: every N ms) until
 /// they sum to `end_total`. tansu lists a partition's objects for each ListOffsets, so the
 /// polls cost it more the more batches it holds (docs/benchmarks.md, item 24).
+/// `on_first` runs once, when the first record is seen: where a per-copy reading (CPU
+/// time) starts, so that start-up (topic creation) is not counted in it.
 pub async fn wait_for_target(
     c: &KafkaClient,
     topic: &str,
@@ -37,6 +39,7 @@ pub async fn wait_for_target(
     end_total: i64,
     started: Instant,
     timeout: Duration,
+    mut on_first: impl FnMut(),
 ) -> Result<Copy> {
     let keys: Vec<(String, i32)> = (0..partitions).map(|p| (topic.to_owned(), p)).collect();
     let poll = Duration::from_millis(
@@ -53,6 +56,7 @@ pub async fn wait_for_target(
         let now = Instant::now();
         if sum > 0 && first.is_none() {
             first = Some(now);
+            on_first();
         }
         if sum >= end_total {
             let f = first.unwrap_or(now);
