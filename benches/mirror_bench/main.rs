@@ -68,6 +68,10 @@ struct Args {
     /// the naive mirror, the raw client, the load), to CPU 0 beside the source broker: the
     /// target broker has CPU 1 to itself, as a target on its own host would.
     pin_bench: bool,
+    /// `STRAIT_BENCH_RAW_AFTER=1`: the raw produce again after strait's copy, with the
+    /// first connection count, to see whether a target warms or slows over a run (strait's
+    /// copy always follows the raw produce). It joins the ceiling, which can only rise.
+    raw_after: bool,
 }
 
 fn args() -> Args {
@@ -90,6 +94,7 @@ fn args() -> Args {
         brokers_on_disk: false,
         pin_brokers: false,
         pin_bench: false,
+        raw_after: data::env_flag("STRAIT_BENCH_RAW_AFTER"),
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -140,6 +145,10 @@ fn args() -> Args {
         }
         i += 2;
     }
+    assert!(
+        a.pin_brokers || !a.pin_bench,
+        "--pin-bench goes with --pin-brokers"
+    );
     // A misspelt name would otherwise just measure less than asked for.
     let known = |names: &[String], valid: &[&str], flag: &str| {
         for n in names {
@@ -270,8 +279,17 @@ async fn one_workload(
     eprintln!("[{pair} {}] raw fetch", w.name);
     let (fetch, _) = data::raw_fetch(sc, &backlog).await?;
     row.raw_fetch_mb_s = mb_s(records, w.record_bytes, fetch);
+    let payload_mb = row.payload_mb;
     let raw = |lanes: usize, after_strait: bool| {
-        raw_produce(pair, w, (tc, target), &topic, &backlog, lanes, after_strait)
+        raw_produce(
+            pair,
+            w,
+            (tc, target),
+            &topic,
+            (&backlog, payload_mb),
+            lanes,
+            after_strait,
+        )
     };
     for lanes in data::raw_lanes() {
         row.add_raw(raw(lanes, false).await?);
@@ -323,10 +341,7 @@ async fn one_workload(
     row.strait_records_s = records as f64 / copy.copy.as_secs_f64();
     row.strait_startup_s = copy.startup.as_secs_f64();
     drop_topics(tc, std::slice::from_ref(&topic)).await;
-    // STRAIT_BENCH_RAW_AFTER=1: the raw produce again after strait's copy, with the first
-    // connection count, to see whether a target slows over a run (strait's copy always
-    // follows the raw produce). It joins the ceiling, which can then only rise.
-    if std::env::var("STRAIT_BENCH_RAW_AFTER").is_ok_and(|v| v == "1") {
+    if a.raw_after {
         row.add_raw(raw(data::raw_lanes()[0], true).await?);
     }
 
@@ -404,7 +419,7 @@ async fn raw_produce(
     w: &Workload,
     (tc, target): (&KafkaClient, &Broker),
     topic: &str,
-    backlog: &data::Backlog,
+    (backlog, payload_mb): (&data::Backlog, f64),
     lanes: usize,
     after_strait: bool,
 ) -> Result<report::RawProduce> {
@@ -417,7 +432,6 @@ async fn raw_produce(
     data::create_topic(tc, &raw_topic, w.partitions).await?;
     let cpu = BrokerCpu::start(target);
     let produce = data::produce_all(tc, &raw_topic, &backlog.batches, 8, lanes).await?;
-    let payload_mb = backlog.records as f64 * w.record_bytes as f64 / 1e6;
     let cpu = cpu.ms_per_mb(payload_mb);
     let rate = mb_s(backlog.records, w.record_bytes, produce);
     eprintln!("{rate:.1} MB/s, target broker {}", BrokerCpu::show(cpu));
@@ -463,10 +477,6 @@ async fn main() -> Result<()> {
     eprintln!("brokers' logs: {}", storage.describe());
     let scratch = tempfile::tempdir()?;
     let source = strait_testkit::start_kafka(KafkaOptions::new().heap("1g"));
-    assert!(
-        a.pin_brokers || !a.pin_bench,
-        "--pin-bench goes with --pin-brokers"
-    );
     if a.pin_bench {
         systems::pin_pid(std::process::id(), 0, "the bench")?;
     }
