@@ -55,11 +55,12 @@ pub fn env_positive(name: &str) -> Option<usize> {
     }
 }
 
-/// Whether the environment variable `name` is `1` (unset or `0`: no). Anything else stops
-/// the bench naming the variable, as `env_positive` does.
-pub fn env_flag(name: &str) -> bool {
+/// Whether the environment variable `name` is `1` (`0`: no; unset: `default`). Anything
+/// else stops the bench naming the variable, as `env_positive` does.
+pub fn env_flag(name: &str, default: bool) -> bool {
     match std::env::var(name).as_deref().map(str::trim) {
-        Err(_) | Ok("0") => false,
+        Err(_) => default,
+        Ok("0") => false,
         Ok("1") => true,
         Ok(v) => panic!("{name} must be 0 or 1, got {v:?}"),
     }

@@ -139,7 +139,7 @@ pub fn table(r: &Report) -> String {
     }
     let _ = writeln!(
         s,
-        "(MB/s of uncompressed record payload; fetch/produce = strait's client alone, produce over the faster connection count (JSON: raw_produce_lanes); RSS = VmHWM of `strait run`, budget {} MiB; CPU s/GB = CPU time of strait's threads per GB of payload)",
+        "(MB/s of uncompressed record payload; fetch/produce = strait's client alone, produce = the fastest raw produce, before or after strait's copy, over one or two connections (JSON: raw_produce_by_lanes); RSS = VmHWM of `strait run`, budget {} MiB; CPU s/GB = CPU time of strait's threads per GB of payload)",
         r.budget_mib
     );
     for (pair, l) in &r.latency {
