@@ -28,6 +28,7 @@ mod latency;
 mod pause;
 mod report;
 mod systems;
+mod warm;
 
 use std::time::{Duration, Instant};
 
@@ -75,6 +76,10 @@ struct Args {
     /// which can only rise. On by default since session 25; `STRAIT_BENCH_RAW_AFTER=0`
     /// measures the ceiling before the copy only, as every run before did.
     raw_after: bool,
+    /// MB written to each target by the raw client before anything is measured
+    /// (`--warm-up-mb N`, default 3,072; at least two passes of the backlog). See
+    /// [`warm::warm_up`].
+    warm_up_mb: u64,
 }
 
 fn args() -> Args {
@@ -98,6 +103,7 @@ fn args() -> Args {
         pin_brokers: false,
         pin_bench: false,
         raw_after: data::env_flag("STRAIT_BENCH_RAW_AFTER", true),
+        warm_up_mb: 3072,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -120,6 +126,7 @@ fn args() -> Args {
                 i -= 1;
             }
             "--budget-mib" => a.budget_mib = v.parse().expect("--budget-mib N"),
+            "--warm-up-mb" => a.warm_up_mb = v.parse().expect("--warm-up-mb N"),
             "--brokers-on-disk" => {
                 a.brokers_on_disk = true;
                 i -= 1;
@@ -206,42 +213,6 @@ async fn connect(b: &Broker) -> Result<KafkaClient> {
 /// Deletes topics we no longer need (frees the disk and tansu's memory); best effort.
 async fn drop_topics(c: &KafkaClient, topics: &[String]) {
     let _ = c.delete_topics(topics, Duration::from_secs(30)).await;
-}
-
-/// Warms the brokers' JIT before anything is measured: a fresh JVM broker took writes at half
-/// the speed it reached a minute later (measured with `benches/produce_probe.rs`), which made
-/// whatever ran first (the raw ceiling) look slow and whatever ran last (the naive mirror,
-/// MirrorMaker 2) fast. Writes and reads a 1 KiB backlog on the source, and writes it twice
-/// to the target (and MirrorMaker 2's target).
-async fn warm_up(
-    a: &Args,
-    pair: &str,
-    sc: &KafkaClient,
-    tc: &KafkaClient,
-    mc: Option<&KafkaClient>,
-) -> Result<()> {
-    let started = Instant::now();
-    let w = Workload {
-        name: "warm-up",
-        record_bytes: 1024,
-        partitions: 8,
-        zstd: false,
-        total_bytes: a.mb << 20,
-    };
-    let topic = strait_testkit::unique("bench-warm-up");
-    let backlog = data::load(sc, &w, &topic).await?;
-    data::raw_fetch(sc, &backlog).await?;
-    for c in std::iter::once(tc).chain(mc) {
-        for _ in 0..2 {
-            let t = strait_testkit::unique("bench-warm-up-target");
-            data::create_topic(c, &t, w.partitions).await?;
-            data::produce_all(c, &t, &backlog.batches, 8, data::raw_lanes()[0]).await?;
-            drop_topics(c, &[t]).await;
-        }
-    }
-    drop_topics(sc, &[topic]).await;
-    eprintln!("[{pair}] brokers warmed up in {:?}", started.elapsed());
-    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -351,31 +322,17 @@ async fn one_workload(
     if a.naive {
         eprintln!("[{pair} {}] naive rdkafka", w.name);
         let to = format!("{topic}.naive");
-        data::create_topic(tc, &to, w.partitions).await?;
-        let (s, t, from, to2) = (
-            source.bootstrap(),
-            target.bootstrap(),
-            topic.clone(),
-            to.clone(),
-        );
-        let (parts, zstd) = (w.partitions, w.zstd);
         let mut cpu = BrokerCpu(None);
-        let started = Instant::now();
-        let runner = tokio::task::spawn_blocking(move || {
-            systems::naive_mirror(&s, &t, (&from, &to2), parts, records, zstd)
-        });
-        let copy = systems::wait_for_target(
+        let copy = warm::naive_copy(
+            (source, target),
             tc,
-            &to,
-            w.partitions,
-            backlog.end_offsets,
-            started,
-            TIMEOUT,
+            (&topic, &to),
+            w,
+            (records, backlog.end_offsets),
             || cpu = BrokerCpu::start(target),
         )
         .await?;
         row.target_cpu_ms_per_mb_naive = cpu.ms_per_mb(row.payload_mb);
-        runner.await??;
         eprintln!(
             "[{pair} {}] naive: target broker {}",
             w.name,
@@ -472,6 +429,15 @@ impl BrokerCpu {
     }
 }
 
+/// The bench's Kafka brokers: a 1 GB heap, and a deleted topic's files removed at once
+/// instead of a minute later (`file.delete.delay.ms`, default 60 s), so that the bench's
+/// own clean-up of one phase does not land, as a burst of deletions, on a later phase.
+fn kafka_options() -> KafkaOptions {
+    KafkaOptions::new()
+        .heap("1g")
+        .config("file.delete.delay.ms", "0")
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let a = args();
@@ -479,7 +445,7 @@ async fn main() -> Result<()> {
     let storage = data::broker_storage(a.brokers_on_disk);
     eprintln!("brokers' logs: {}", storage.describe());
     let scratch = tempfile::tempdir()?;
-    let source = strait_testkit::start_kafka(KafkaOptions::new().heap("1g"));
+    let source = strait_testkit::start_kafka(kafka_options());
     if a.pin_bench {
         systems::pin_pid(std::process::id(), 0, "the bench")?;
     }
@@ -504,9 +470,8 @@ async fn main() -> Result<()> {
     for t in a.targets.clone() {
         let (target, mm2) = match t.as_str() {
             "kafka" => (
-                strait_testkit::start_kafka(KafkaOptions::new().heap("1g")),
-                a.mm2
-                    .then(|| strait_testkit::start_kafka(KafkaOptions::new().heap("1g"))),
+                strait_testkit::start_kafka(kafka_options()),
+                a.mm2.then(|| strait_testkit::start_kafka(kafka_options())),
             ),
             "tansu" => (strait_testkit::start_tansu(TansuStorage::Memory), None),
             other => anyhow::bail!("unknown target {other}"),
@@ -523,7 +488,7 @@ async fn main() -> Result<()> {
             None => None,
         };
         let pair = format!("kafka->{t}");
-        warm_up(&a, &pair, &sc, &tc, mc.as_ref()).await?;
+        warm::warm_up(&a, &pair, (&source, &target), (&sc, &tc), mc.as_ref()).await?;
         for w in workloads(&a) {
             let mm2_target = mm2.as_ref().zip(mc.as_ref());
             match one_workload(
