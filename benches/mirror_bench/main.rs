@@ -2,12 +2,15 @@
 //! MirrorMaker 2, on real brokers, in one run so the ratios are fair.
 //!
 //! ```text
-//!  for each target (Kafka, tansu memory://) and workload (1KB, 1KB-zstd, 100B, 1KB x 1000p):
+//!  for each target (Kafka, tansu memory://): warm it up (warm.rs: 3 GB of raw produce, then
+//!  strait and the naive mirror copy twice each), then for each workload (1KB, 1KB-zstd,
+//!  100B, 1KB x 1000p):
 //!    load backlog on source (strait client, 16 KiB batches) ─► raw fetch  (ceiling, source)
 //!                                                         └─► raw produce of the same batches
 //!                                                             to a scratch topic, 1 and 2
 //!                                                             connections (ceiling, target:
-//!                                                             the faster)
+//!                                                             the faster, and again after
+//!                                                             strait's copy)
 //!    strait run (release binary, own process) ─► time first→last record on target, VmHWM
 //!    naive rdkafka mirror (consume + produce each record, fetch.wait.max.ms=10) ─► time
 //!    MirrorMaker 2, dedicated mode, identity policy (Kafka target only) ─► time
@@ -19,7 +22,7 @@
 //! `cargo bench --bench mirror -- [--mb N] [--large-mb N] [--large-partitions N]
 //!  [--targets kafka,tansu] [--workloads 1kb,1kb-zstd,100b,1000p] [--no-mm2] [--no-naive]
 //!  [--latency-secs N] [--latency-mb-s N] [--latency-partitions N] [--latency-no-readers]
-//!  [--budget-mib N] [--no-write-pause]
+//!  [--budget-mib N] [--warm-up-mb N] [--no-write-pause]
 //!  [--brokers-on-disk] [--pin-brokers [--pin-bench]]`; `scripts/bench.sh` runs it with the group-sync
 //! bench. Prints a table, writes target/bench/mirror.json and target/bench/mirror.svg.
 

@@ -114,9 +114,12 @@ pub struct MirrorConfig {
     /// one kept Kafka's 1 KB copy level and took its 1,000-partition copy from 97 to 139
     /// MB/s, and at a steady 72 MB/s strait's queue stayed at a few milliseconds in 5 of 7
     /// runs where one connection let it grow to a second in most; tansu copied as fast
-    /// either way. Three or four connections gained nothing more there (item 22). Raise it
-    /// for a large Kafka target whose request handler threads sit idle; 1 sends every write
-    /// over one connection.
+    /// either way. Three or four connections gained nothing more there (item 22). Re-run
+    /// over six alternated pairs at 72 MB/s (item 26), two met the latency target in 3 of 6
+    /// runs and one in 0 of 6; with a core of its own the target answered as fast either way
+    /// (5 of 6 each). Raise it for a large Kafka target whose request handler threads sit
+    /// idle; 1 sends every write over one connection, fewer and larger requests, which
+    /// copied a backlog into a one-core Kafka target 5-15% faster (items 25 and 26).
     #[serde(default = "default_target_connections_per_broker")]
     pub target_connections_per_broker: u8,
     /// Record batches of one partition sent in one produce request, at most, 1 to 64, one
