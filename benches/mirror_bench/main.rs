@@ -274,23 +274,14 @@ async fn one_workload(
 
     eprintln!("[{pair} {}] strait", w.name);
     let (mut cpu, mut source_cpu) = (BrokerCpu(None), BrokerCpu(None));
-    let mut proc = systems::StraitProc::spawn(
-        &source.bootstrap(),
-        &target.bootstrap(),
-        &topic,
-        a.budget_mib,
-    )?;
-    let copy = systems::wait_for_target(
+    let (mut proc, copy) = warm::strait_copy(
+        a,
+        (source, target),
         tc,
-        &topic,
-        w.partitions,
-        backlog.end_offsets,
-        proc.started,
-        TIMEOUT,
+        (&topic, w.partitions, backlog.end_offsets),
         || (cpu, source_cpu) = (BrokerCpu::start(target), BrokerCpu::start(source)),
     )
-    .await
-    .with_context(|| format!("strait log: {}", proc.log().display()))?;
+    .await?;
     row.target_cpu_ms_per_mb_strait = cpu.ms_per_mb(row.payload_mb);
     row.source_cpu_ms_per_mb_strait = source_cpu.ms_per_mb(row.payload_mb);
     row.strait_produce_requests = proc

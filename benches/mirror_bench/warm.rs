@@ -1,5 +1,5 @@
-//! The warm-up before a pair is measured, and the naive mirror's copy it shares with the
-//! measured rows.
+//! The warm-up before a pair is measured, and the copies (strait's, the naive mirror's) it
+//! shares with the measured rows.
 //!
 //! ```text
 //!  load a 1 KiB backlog on the source, read it once
@@ -17,7 +17,7 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context as _, Result};
 use strait_linker::client::KafkaClient;
 use strait_testkit::Broker;
 
@@ -68,19 +68,11 @@ pub async fn warm_up(
     }
     for round in 0..2 {
         let mut copies = Vec::new();
-        let mut proc = systems::StraitProc::spawn(
-            &source.bootstrap(),
-            &target.bootstrap(),
-            &topic,
-            a.budget_mib,
-        )?;
-        let copy = systems::wait_for_target(
+        let (mut proc, copy) = strait_copy(
+            a,
+            (source, target),
             tc,
-            &topic,
-            w.partitions,
-            backlog.end_offsets,
-            proc.started,
-            TIMEOUT,
+            (&topic, w.partitions, backlog.end_offsets),
             || (),
         )
         .await?;
@@ -125,6 +117,36 @@ async fn raw_pass(c: &KafkaClient, batches: &[Vec<bytes::Bytes>], pass_mb: f64) 
     let took = data::produce_all(c, &t, batches, 8, data::raw_lanes()[0]).await?;
     drop_topics(c, &[t]).await;
     Ok(pass_mb / took.as_secs_f64())
+}
+
+/// `strait run` copies `topic` (`partitions`, whose end offsets sum to `end_offsets`) to
+/// the target; timed from its first record there, `on_first` called then. The process is
+/// returned running, for its metrics and memory; the caller stops it.
+pub async fn strait_copy(
+    a: &Args,
+    (source, target): (&Broker, &Broker),
+    tc: &KafkaClient,
+    (topic, partitions, end_offsets): (&str, i32, i64),
+    on_first: impl FnMut(),
+) -> Result<(systems::StraitProc, Copy)> {
+    let proc = systems::StraitProc::spawn(
+        &source.bootstrap(),
+        &target.bootstrap(),
+        topic,
+        a.budget_mib,
+    )?;
+    let copy = systems::wait_for_target(
+        tc,
+        topic,
+        partitions,
+        end_offsets,
+        proc.started,
+        TIMEOUT,
+        on_first,
+    )
+    .await
+    .with_context(|| format!("strait log: {}", proc.log().display()))?;
+    Ok((proc, copy))
 }
 
 /// The naive rdkafka mirror copies `from` on the source into `to` on the target (created
