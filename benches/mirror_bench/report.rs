@@ -54,7 +54,7 @@ pub struct Row {
 pub struct RawProduce {
     /// Connections per broker.
     pub lanes: usize,
-    /// Measured after strait's copy (`STRAIT_BENCH_RAW_AFTER=1`), not before it.
+    /// Measured after strait's copy (on unless `STRAIT_BENCH_RAW_AFTER=0`), not before it.
     pub after_strait: bool,
     pub mb_s: f64,
     /// The target broker's CPU time per MB of payload over it (ms/MB).

@@ -2,7 +2,7 @@
 //! shares with the measured rows.
 //!
 //! ```text
-//!  load a 1 KiB backlog on the source, read it once
+//!  load a backlog of 1 KiB records (--mb) on the source, read it once
 //!  raw produce of it to each target, pass after pass, until --warm-up-mb have gone
 //!  twice: strait copies it, the naive mirror copies it, one more raw pass
 //!  (every writer the bench times has written to the target before anything is timed)
@@ -28,9 +28,9 @@ use crate::{Args, TIMEOUT, drop_topics};
 /// Warms the brokers before anything is measured: a fresh JVM broker took writes at half
 /// the speed it reached a minute later (measured with `benches/produce_probe.rs`), which made
 /// whatever ran first (the raw ceiling) look slow and whatever ran last (the naive mirror,
-/// MirrorMaker 2) fast. Writes and reads a 1 KiB backlog on the source, writes it to the
-/// target (and MirrorMaker 2's target) again and again until `warm_up_mb` have gone (a
-/// one-core Kafka target sped up from pass to pass of 256 MB for about 2.5 GB; two passes,
+/// MirrorMaker 2) fast. Writes and reads a backlog of 1 KiB records (`--mb`) on the source,
+/// writes it to the target (and MirrorMaker 2's target) again and again until `warm_up_mb`
+/// have gone (a one-core Kafka target sped up from pass to pass of 256 MB for about 2.5 GB; two passes,
 /// as until session 25, left every figure measured on a broker still warming), then has
 /// strait and the naive mirror copy it twice each (module docs). Each raw pass's rate is
 /// printed, to show the level was reached.
@@ -101,9 +101,11 @@ pub async fn warm_up(
             "[{pair}] warm-up round {round}, MB/s: {}",
             copies.join(", ")
         );
-        // strait creates the topic again in the next round: the target must have let go
-        // of the one just deleted.
-        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        if round == 0 {
+            // strait creates the topic again in the next round: the target must have let
+            // go of the one just deleted.
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
     }
     drop_topics(sc, &[topic]).await;
     eprintln!("[{pair}] brokers warmed up in {:?}", started.elapsed());
