@@ -73,11 +73,18 @@ pub struct MirrorConfig {
     #[serde(default = "default_true")]
     pub fetch_sessions: bool,
     /// Most data one fetch response may carry (Kafka `fetch.max.bytes`). Must be at least
-    /// `partition_fetch_max_bytes` and at most `max_in_flight_bytes`.
+    /// `partition_fetch_max_bytes` and at most `max_in_flight_bytes`. A fetch's bytes are
+    /// shared equally among the partitions it asks that are behind (at least 1 MiB each, at
+    /// most `partition_fetch_max_bytes`), so that every one of them gets records in it. Keep
+    /// it at or below the source brokers' own cap (Kafka's broker `fetch.max.bytes`, 55 MiB
+    /// by default): a broker stops filling a response at its cap, and the partitions named
+    /// last in the fetch then get nothing. The default is the Java consumer's.
     #[serde(default = "default_fetch_max_bytes")]
     pub fetch_max_bytes: ByteSize,
     /// Most data one fetch response may carry per partition (Kafka
-    /// `max.partition.fetch.bytes`). A record batch larger than this is still fetched whole.
+    /// `max.partition.fetch.bytes`); less, down to 1 MiB, when a fetch's bytes are shared
+    /// among more partitions behind (see `fetch_max_bytes`). A record batch larger than this
+    /// is still fetched whole.
     #[serde(default = "default_partition_fetch_max_bytes")]
     pub partition_fetch_max_bytes: ByteSize,
     /// Data a source broker should gather before it answers a fetch (Kafka
@@ -185,7 +192,7 @@ fn default_true() -> bool {
     true
 }
 fn default_fetch_max_bytes() -> ByteSize {
-    size("64MiB")
+    size("50MiB")
 }
 fn default_fetch_min_bytes() -> ByteSize {
     size("1B")

@@ -16,9 +16,9 @@
 //!
 //! One task owns all partition state, so there are no locks on the data path; network calls
 //! run as spawned futures whose results come back over channels. Memory is bounded by a byte
-//! budget: a fetch round reserves `partition_fetch_max_bytes` per partition it asks for, the
-//! unused part is returned when the response arrives, and the rest is returned as batches are
-//! written. A slow target therefore stops fetching; it never grows memory.
+//! budget: a fetch reserves its `max_bytes` (the budget left, at most `fetch_max_bytes` per
+//! source broker, shared among the partitions it asks for), the unused part is returned when
+//! the response arrives, and the rest is returned as batches are written. A slow target therefore stops fetching; it never grows memory.
 //!
 //! Exactly-once on the target without transactions: strait is the only writer of a mirror
 //! topic, and a partition's writes in flight carry strait's own idempotent producer id and
@@ -121,7 +121,7 @@ impl MirrorSettings {
             fetch_max_wait: Duration::from_millis(10),
             fetch_idle_max_wait: Duration::from_millis(500),
             fetch_sessions: true,
-            fetch_max_bytes: 64 << 20,
+            fetch_max_bytes: 50 << 20,
             partition_fetch_max_bytes: 8 << 20,
             fetch_min_bytes: 1,
             max_in_flight_per_partition: 5,

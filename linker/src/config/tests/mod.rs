@@ -129,7 +129,7 @@ fn minimal_config_takes_defaults() {
     assert_eq!(mirror.fetch_idle_max_wait.get(), Duration::from_millis(500));
     assert!(mirror.fetch_sessions);
     assert_eq!(mirror.max_in_flight_bytes.bytes(), 256 << 20);
-    assert_eq!(mirror.fetch_max_bytes.bytes(), 64 << 20);
+    assert_eq!(mirror.fetch_max_bytes.bytes(), 50 << 20);
     assert_eq!(mirror.partition_fetch_max_bytes.bytes(), 8 << 20);
     assert_eq!(mirror.fetch_min_bytes.bytes(), 1);
     assert_eq!(mirror.max_in_flight_per_partition, 5);
@@ -393,7 +393,7 @@ fn validation_errors_name_their_field() {
         ),
         (
             with("mirror", r#"fetch_min_bytes = "65MiB""#),
-            &["mirror.fetch_min_bytes: 65MiB is larger than mirror.fetch_max_bytes (64MiB)"],
+            &["mirror.fetch_min_bytes: 65MiB is larger than mirror.fetch_max_bytes (50MiB)"],
         ),
         (
             with("mirror", "max_in_flight_bytes = -1"),
@@ -446,12 +446,12 @@ max_in_flight_bytes = "4GiB""#,
         (
             with("mirror", r#"partition_fetch_max_bytes = "65MiB""#),
             &[
-                "mirror.partition_fetch_max_bytes: 65MiB is larger than mirror.fetch_max_bytes (64MiB)",
+                "mirror.partition_fetch_max_bytes: 65MiB is larger than mirror.fetch_max_bytes (50MiB)",
             ],
         ),
         (
             with("mirror", r#"max_in_flight_bytes = "32MiB""#),
-            &["mirror.fetch_max_bytes: 64MiB is larger than mirror.max_in_flight_bytes (32MiB)"],
+            &["mirror.fetch_max_bytes: 50MiB is larger than mirror.max_in_flight_bytes (32MiB)"],
         ),
         (
             with("mirror", r#"protect_principals = ["alice"]"#),
