@@ -187,13 +187,16 @@ impl Engine {
             .filter(|s| !s.awaiting_tail && s.retry_at.is_none_or(|t| t <= now))
             .filter(|s| s.run.queued_bytes < s.run.fetch_max_bytes as usize)
             .collect();
-        // Behind, or not known yet (no answer since start): the partitions a response's
-        // bytes are shared among.
+        // Behind, or not known yet (no answer since start): the partitions the fetch's
+        // bytes are shared among. The fetch goes to every source broker, `per_request` to
+        // each, so the bytes to share are all of theirs (leaders taken as spread evenly):
+        // one broker's bytes over every broker's partitions would ask each broker for a
+        // fraction of what it may send.
         let behind = asked
             .iter()
             .filter(|s| s.view.source_end < 0 || s.view.source_end > s.run.fetch_offset)
             .count();
-        let share = fair_share(per_request, behind);
+        let share = fair_share(per_request * brokers, behind);
         let configured = self.settings.partition_fetch_max_bytes;
         let positions: Vec<FetchPosition> = asked
             .into_iter()
