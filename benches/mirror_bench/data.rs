@@ -75,6 +75,11 @@ pub struct Workload {
     pub zstd: bool,
     /// Uncompressed payload bytes to load.
     pub total_bytes: usize,
+    /// 0: batches spread evenly over the partitions. N: nine batches in ten go to
+    /// partitions `0..N` (the hot ones), the tenth to the others in turn, so most cold
+    /// partitions hold one batch or none: a skewed topic, where a fetch's bytes must go to
+    /// the few partitions still behind, not be split over all of them.
+    pub hot_partitions: i32,
 }
 
 /// A loaded backlog: the batches per partition, exactly as stored on the source.
@@ -263,20 +268,27 @@ pub fn records_per_batch(w: &Workload) -> usize {
     lo
 }
 
-/// Generates the workload's batches of `per_batch` records (round-robin over partitions).
+/// The partition batch `b` of a workload goes to: round-robin, or for a skewed workload
+/// nine in ten round-robin over the hot partitions and the tenth over the cold ones.
+pub fn partition_of(w: &Workload, b: usize) -> usize {
+    let (parts, hot) = (w.partitions as usize, w.hot_partitions as usize);
+    if hot == 0 || hot >= parts {
+        b % parts
+    } else if !b.is_multiple_of(10) {
+        b % hot
+    } else {
+        hot + (b / 10) % (parts - hot)
+    }
+}
+
+/// Generates the workload's batches of `per_batch` records (see [`partition_of`]).
 pub fn generate(w: &Workload, per_batch: usize) -> Vec<Vec<Bytes>> {
     let batches = w.total_bytes.div_ceil(per_batch * w.record_bytes);
     let mut out = vec![Vec::new(); w.partitions as usize];
     let ts = now_ms();
     for b in 0..batches {
         let first = (b * per_batch) as u64;
-        out[b % w.partitions as usize].push(encode_batch(
-            first,
-            per_batch,
-            w.record_bytes,
-            w.zstd,
-            ts,
-        ));
+        out[partition_of(w, b)].push(encode_batch(first, per_batch, w.record_bytes, w.zstd, ts));
     }
     out
 }

@@ -48,6 +48,7 @@ pub async fn warm_up(
         partitions: 8,
         zstd: false,
         total_bytes: a.mb << 20,
+        hot_partitions: 0,
     };
     let topic = strait_testkit::unique("bench-warm-up");
     let backlog = data::load(sc, &w, &topic).await?;
