@@ -485,8 +485,10 @@ impl Target {
     /// per MB of strait's writes against 2.75 on a fresh tansu (230 against 283 MB/s), so
     /// a shared tansu measured the rows before a row as much as the row. Kafka keeps
     /// producer state per partition and needs minutes of warming: it is shared.
+    /// `STRAIT_BENCH_SHARED_TANSU=1` shares one tansu too, as every run before session 27.
     fn fresh_per_row(&self) -> bool {
         self.broker.kind() == strait_testkit::BrokerKind::Tansu
+            && !data::env_flag("STRAIT_BENCH_SHARED_TANSU", false)
     }
 }
 
