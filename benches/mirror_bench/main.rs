@@ -21,7 +21,8 @@
 //! ```
 //!
 //! `cargo bench --bench mirror -- [--mb N] [--large-mb N] [--large-partitions N]
-//!  [--targets kafka,tansu] [--workloads 1kb,1kb-zstd,100b,1000p,1000p-skew] [--no-mm2] [--no-naive]
+//!  [--targets kafka,tansu] [--workloads 1kb,1kb-zstd,100b,1000p,1000p-skew]
+//!  [--no-mm2] [--no-naive]
 //!  [--latency-secs N] [--latency-mb-s N] [--latency-partitions N] [--latency-no-readers]
 //!  [--budget-mib N] [--warm-up-mb N] [--no-write-pause]
 //!  [--brokers-on-disk] [--pin-brokers [--pin-bench]]`; `scripts/bench.sh` runs it with the group-sync
@@ -428,9 +429,6 @@ impl BrokerCpu {
     }
 }
 
-/// The bench's Kafka brokers: a 1 GB heap, and a deleted topic's files removed at once
-/// instead of a minute later (`file.delete.delay.ms`, default 60 s), so that the bench's
-/// own clean-up of one phase does not land, as a burst of deletions, on a later phase.
 /// A target broker (and MirrorMaker 2's own Kafka target), pinned, connected and warmed up.
 struct Target {
     broker: Broker,
@@ -492,6 +490,9 @@ impl Target {
     }
 }
 
+/// The bench's Kafka brokers: a 1 GB heap, and a deleted topic's files removed at once
+/// instead of a minute later (`file.delete.delay.ms`, default 60 s), so that the bench's
+/// own clean-up of one phase does not land, as a burst of deletions, on a later phase.
 fn kafka_options() -> KafkaOptions {
     KafkaOptions::new()
         .heap("1g")

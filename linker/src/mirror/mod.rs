@@ -17,8 +17,9 @@
 //! One task owns all partition state, so there are no locks on the data path; network calls
 //! run as spawned futures whose results come back over channels. Memory is bounded by a byte
 //! budget: a fetch reserves its `max_bytes` (the budget left, at most `fetch_max_bytes` per
-//! source broker, shared among the partitions it asks for), the unused part is returned when
-//! the response arrives, and the rest is returned as batches are written. A slow target therefore stops fetching; it never grows memory.
+//! source broker, shared among the partitions behind), the unused part is returned when the
+//! response arrives, and the rest is returned as batches are written. A slow target
+//! therefore stops fetching; it never grows memory.
 //!
 //! Exactly-once on the target without transactions: strait is the only writer of a mirror
 //! topic, and a partition's writes in flight carry strait's own idempotent producer id and
