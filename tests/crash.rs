@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
+use strait_linker::client::KafkaClient;
 use strait_linker::client::data::Isolation;
 use strait_testkit::{Broker, kafka_source, kafka_target, tansu_target, unique};
 use support::*;
@@ -211,8 +212,15 @@ async fn final_run_and_check(
     // before a kill) and matched them instead of writing them again.
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let reconciled = text.matches("matching them with the source").count();
+    // How many producer ids the target holds state for: one per start before restarts
+    // continued under the checkpoint's id.
+    let mut ids = BTreeSet::new();
+    for p in 0..PARTITIONS {
+        ids.extend(producers_from(&tc, topic, p, 0).await);
+    }
     println!(
-        "{KILLS} SIGKILLs, {per_partition} records per partition mirrored exactly; {reconciled} tail reconciliations"
+        "{per_partition} records per partition mirrored exactly; {reconciled} tail reconciliations; {} producer ids on the target",
+        ids.len()
     );
 }
 
@@ -264,6 +272,104 @@ async fn killed_at_the_first_write_kafka() {
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_at_the_first_write_tansu() {
     killed_at_the_first_write(tansu_target()).await;
+}
+
+/// The producer ids (and epochs) the batches of `topic`'s partition `p` on the target carry,
+/// from `from` on, in log order.
+async fn producers_from(c: &KafkaClient, topic: &str, p: i32, from: i64) -> Vec<(i64, i16)> {
+    fetch_all(c, topic, p, Isolation::ReadUncommitted)
+        .await
+        .batches
+        .iter()
+        .map(|b| b.header())
+        .filter(|h| h.base_offset >= from)
+        .map(|h| (h.producer_id, h.producer_epoch))
+        .collect()
+}
+
+/// Waits until every partition of `topic` on the target reaches the source's end.
+async fn wait_mirrored(sc: &KafkaClient, tc: &KafkaClient, topic: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut done = true;
+        for p in 0..PARTITIONS {
+            let end = fetch_all(sc, topic, p, Isolation::ReadCommitted).await.end;
+            done &= fetch_all(tc, topic, p, Isolation::ReadUncommitted)
+                .await
+                .end
+                >= end;
+        }
+        if done {
+            return;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "strait exited early");
+        assert!(Instant::now() < deadline, "target did not catch up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Restarts (graceful and SIGKILL, the latter before the last progress write is on disk)
+/// continue under the producer id the first run wrote with: every batch written after the
+/// first run carries the id of the partition's last batch before it, so the target keeps one
+/// producer's state per partition however often strait restarts; and the records arrive
+/// exactly once.
+async fn restarts_keep_the_producer_id(target: &'static Broker) {
+    let source = kafka_source();
+    let (sc, tc) = (client(source).await, client(target).await);
+    let topic = unique("same-pid");
+    create_topic(&sc, &topic, PARTITIONS, &[]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), source, target, &topic);
+    let log = dir.path().join("strait.log");
+    let p = producer(source, &[("enable.idempotence", "true")]);
+    let per_round = 200;
+    let mut written = 0;
+    let mut first_run: Vec<(i64, (i64, i16))> = Vec::new();
+    for round in 0..4 {
+        for part in 0..PARTITIONS {
+            let mut recs = sample_records(per_round, "pid");
+            for (i, r) in recs.iter_mut().enumerate() {
+                r.key = Some(format!("{part}-{}", written + i).into_bytes());
+            }
+            send_all(&p, &topic, part, &recs).await;
+        }
+        written += per_round;
+        let mut child = spawn_strait(&config, &log);
+        wait_mirrored(&sc, &tc, &topic, &mut child).await;
+        if round % 2 == 0 {
+            terminate(&mut child);
+        } else {
+            child.kill().expect("SIGKILL");
+            child.wait().unwrap();
+        }
+        if round == 0 {
+            for part in 0..PARTITIONS {
+                let f = fetch_all(&tc, &topic, part, Isolation::ReadUncommitted).await;
+                let last = f.batches.last().expect("the first run wrote").header();
+                assert!(last.producer_id >= 0, "strait writes with a producer id");
+                first_run.push((f.end, (last.producer_id, last.producer_epoch)));
+            }
+        }
+    }
+    final_run_and_check(target, &topic, &config, &log, written).await;
+    for (part, (end, id)) in first_run.iter().enumerate() {
+        let later = producers_from(&tc, &topic, part as i32, *end).await;
+        assert!(later.len() >= 3, "partition {part}: later runs wrote");
+        assert!(
+            later.iter().all(|p| p == id),
+            "partition {part}: the batches after the first run carry {later:?}, not only the first run's {id:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restarts_keep_the_producer_id_kafka() {
+    restarts_keep_the_producer_id(kafka_target()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restarts_keep_the_producer_id_tansu() {
+    restarts_keep_the_producer_id(tansu_target()).await;
 }
 
 fn terminate(child: &mut Child) {

@@ -345,6 +345,7 @@ async fn an_interrupted_alignment_is_finished_at_the_next_start() {
             next_source: SourceOffset(8),
             next_target: TargetOffset(8),
             status: PartitionStatus::Active,
+            producer: None,
         };
         store
             .record_batch_written(&TopicPartition::new(&topic, 0), None, &cp)

@@ -597,6 +597,7 @@ async fn a_state_directory_in_use_is_read_without_being_touched() {
                 next_source: SourceOffset(2),
                 next_target: TargetOffset(2),
                 status: PartitionStatus::Active,
+                producer: None,
             },
         )
         .unwrap();

@@ -493,6 +493,7 @@ impl Engine {
                         status: PartitionStatus::Error {
                             message: message.clone(),
                         },
+                        producer: None,
                     };
                     self.store.record_batch_written(&tp, None, &cp)?;
                     view.state = PartitionState::Error { message };
@@ -524,6 +525,7 @@ impl Engine {
                         next_source: SourceOffset(start),
                         next_target: TargetOffset(base),
                         status: PartitionStatus::Active,
+                        producer: None,
                     };
                     self.store.record_batch_written(&tp, None, &cp)?;
                     self.store.flush_async().await?;
@@ -539,6 +541,7 @@ impl Engine {
                     next_source: map.next_source(),
                     next_target: map.next_target(),
                     status: PartitionStatus::Active,
+                    producer: None,
                 };
                 self.store.record_batch_written(&tp, None, &cp)?;
                 tracing::info!(topic = %tp.topic, partition = tp.partition, start, target_end, "mirroring partition");
@@ -550,12 +553,15 @@ impl Engine {
         let topic_id = checkpoint
             .and_then(|cp| cp.topic_id.clone())
             .or_else(|| Some(src.id.to_string()));
-        let run = PartitionRun::new(
+        let mut run = PartitionRun::new(
             tp.clone(),
             map,
             self.settings.partition_fetch_max_bytes,
             self.idempotent,
         );
+        if awaiting_tail {
+            run.resume_from(checkpoint.and_then(|cp| cp.producer));
+        }
         self.slots.insert(
             tp.clone(),
             Slot {

@@ -700,5 +700,6 @@ pub(super) fn checkpoint(slot: &Slot) -> PartitionCheckpoint {
         next_source: slot.run.map.next_source(),
         next_target: slot.run.map.next_target(),
         status: PartitionStatus::Active,
+        producer: slot.run.settled_producer,
     }
 }

@@ -332,5 +332,8 @@ fn checkpoint(old: &PartitionCheckpoint, map: &OffsetMap) -> PartitionCheckpoint
         next_source: map.next_source(),
         next_target: map.next_target(),
         status: old.status.clone(),
+        // The batches copied back were written to the target by the applications, not by
+        // strait: the forward mirror's next write takes a fresh producer id.
+        producer: None,
     }
 }

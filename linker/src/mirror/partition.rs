@@ -27,6 +27,13 @@
 //! more is sent, and once every write in flight has answered, the engine reconciles with the
 //! target's tail and the partition continues under a fresh producer id (so no sequence number
 //! is ever reused for different bytes).
+//!
+//! Across restarts the id carries over: each recorded batch leaves the producer state it
+//! created on the target (`settled_producer`, persisted with the checkpoint). A restart
+//! matches the tail past the checkpoint, and if every tail batch carries that id it continues
+//! at the sequence after the last one ([`PartitionRun::take_resume`]): exactly the state the
+//! target holds, since the target's producer state follows its log. Anything else (a batch
+//! under another id or none, a failed write) means a fresh id.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -36,7 +43,7 @@ use bytes::{Bytes, BytesMut};
 use crate::batch::{self, BatchError, BatchHeader, RawBatch, attr};
 use crate::client::data::{AbortedTransaction, ProduceRecords};
 use crate::offset::{SourceOffset, TargetOffset, TopicPartition};
-use crate::state::{MapEntry, OffsetMap};
+use crate::state::{MapEntry, OffsetMap, ProducerCursor};
 
 /// Something the partition must do to the target, in source order.
 #[derive(Debug, Clone)]
@@ -64,6 +71,10 @@ pub(crate) struct Pending {
     pub acked: Option<i64>,
     /// When it was fetched, until its first write is sent (then observed as its queue time).
     pub fetched: Option<Instant>,
+    /// The target's producer state for the partition once this batch is stored: strait's id
+    /// and the sequence after the batch's (set when sent, or from the target's copy when a
+    /// tail batch matched it); `None` without a producer id.
+    pub producer_after: Option<ProducerCursor>,
 }
 
 impl Pending {
@@ -81,6 +92,7 @@ impl Pending {
             ticket: None,
             acked: None,
             fetched: Some(Instant::now()),
+            producer_after: None,
         })
     }
 
@@ -171,6 +183,13 @@ pub(crate) struct PartitionRun {
     pub fetch_max_bytes: i32,
     /// The target refuses batches with offset gaps (Apache Kafka): re-encode them densely.
     pub reencode_gapped: bool,
+    /// The target's producer state after the last batch the map recorded (persisted with
+    /// the checkpoint, see [`crate::state::PartitionCheckpoint::producer`]).
+    pub settled_producer: Option<ProducerCursor>,
+    /// A producer to continue under instead of asking for a new id: the checkpoint's, kept
+    /// while every tail batch matched carries it (its sequence moved past each), dropped at
+    /// the first that does not or at any failed write. Taken by [`Self::take_resume`].
+    resume: Option<ProducerCursor>,
 }
 
 impl PartitionRun {
@@ -196,7 +215,39 @@ impl PartitionRun {
             crc_streak: 0,
             fetch_max_bytes,
             reencode_gapped: false,
+            settled_producer: None,
+            resume: None,
         }
+    }
+
+    /// Starts from a checkpoint that recorded strait's producer on the target: once the
+    /// target's tail is matched, the partition continues under it if the target's last batch
+    /// still carries it ([`Self::take_resume`]). No effect on a partition without producer ids.
+    pub fn resume_from(&mut self, cursor: Option<ProducerCursor>) {
+        if self.producer == Producer::Needed {
+            self.settled_producer = cursor;
+            self.resume = cursor;
+        }
+    }
+
+    /// Continues under the checkpoint's producer (see [`Self::resume_from`]) if the partition
+    /// needs an id and its tail is matched: true if it did. Once only; the first write goes
+    /// alone (`confirmed: false`), so a target that forgot the id cannot take a second one
+    /// ahead of it.
+    pub fn take_resume(&mut self) -> bool {
+        if self.producer != Producer::Needed || !self.target_tail.is_empty() {
+            return false;
+        }
+        let Some(c) = self.resume.take() else {
+            return false;
+        };
+        self.producer = Producer::Id {
+            id: c.id,
+            epoch: c.epoch,
+            next_seq: c.next_sequence,
+            confirmed: false,
+        };
+        true
     }
 
     /// Queues what a fetch at `self.fetch_offset` returned.
@@ -344,6 +395,11 @@ impl PartitionRun {
                 } => {
                     let seq = *next_seq;
                     *next_seq = next_sequence(seq, p.written.header().last_offset_delta + 1);
+                    p.producer_after = Some(ProducerCursor {
+                        id: *id,
+                        epoch: *epoch,
+                        next_sequence: *next_seq,
+                    });
                     Some((*id, *epoch, seq))
                 }
                 Producer::Needed | Producer::Requested => unreachable!("checked above"),
@@ -471,6 +527,8 @@ impl PartitionRun {
         }
         self.in_flight -= 1;
         self.broken = true;
+        // The target's sequence state is in doubt: the reconcile asks for a fresh id.
+        self.resume = None;
         Some(failed)
     }
 
@@ -521,6 +579,7 @@ impl PartitionRun {
             unreachable!("front was a write")
         };
         self.queued_bytes -= p.bytes();
+        self.settled_producer = p.producer_after;
         let stored = self.map.last_entry().cloned().unwrap_or(entry);
         Ok((stored, *p))
     }
@@ -529,7 +588,7 @@ impl PartitionRun {
     /// is already on the target at `base`; `Some(Err)`: the tail is not ours.
     pub fn match_tail(&mut self) -> Option<Result<i64, WriteMismatch>> {
         let tail = self.target_tail.front()?;
-        let Some(Step::Write(p)) = self.queue.front() else {
+        let Some(Step::Write(p)) = self.queue.front_mut() else {
             return None;
         };
         let (s, t) = (p.written.header(), tail.header());
@@ -539,6 +598,22 @@ impl PartitionRun {
             && s.max_timestamp == t.max_timestamp
             && (s.attributes & attr::COMPRESSION_MASK) == (t.attributes & attr::COMPRESSION_MASK);
         let base = t.base_offset;
+        if same {
+            // The target's copy says which producer wrote it. While the batches past the
+            // checkpoint carry the checkpoint's id, the restart may continue under it, at the
+            // sequence after each; a batch under any other id ends that (an id strait is not
+            // sure it owns is never written under again), and then none is recorded.
+            let after = (t.producer_id >= 0 && t.base_sequence >= 0).then(|| ProducerCursor {
+                id: t.producer_id,
+                epoch: t.producer_epoch,
+                next_sequence: next_sequence(t.base_sequence, t.last_offset_delta + 1),
+            });
+            self.resume = match (self.resume, after) {
+                (Some(r), Some(a)) if (r.id, r.epoch) == (a.id, a.epoch) => Some(a),
+                _ => None,
+            };
+            p.producer_after = self.resume;
+        }
         self.target_tail.pop_front();
         Some(if same {
             Ok(base)

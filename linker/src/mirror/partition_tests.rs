@@ -602,3 +602,139 @@ fn batches_around_a_skipped_range_go_together() {
         "placed right after the first on the target"
     );
 }
+
+/// `source` as strait writes it under producer `(id, epoch)` from sequence `seq`.
+fn written_under(source: &Bytes, id: i64, epoch: i16, seq: i32) -> RawBatch {
+    let raw = RawBatch::from_bytes(source.clone()).unwrap();
+    RawBatch::from_bytes(raw.for_produce(Some((id, epoch, seq))).into_bytes()).unwrap()
+}
+
+fn cursor(id: i64, epoch: i16, next_sequence: i32) -> Option<ProducerCursor> {
+    Some(ProducerCursor {
+        id,
+        epoch,
+        next_sequence,
+    })
+}
+
+#[test]
+fn the_settled_producer_follows_each_recorded_batch() {
+    let mut r = pipelined(2);
+    r.producer = confirmed_id(7, 1);
+    r.send_next(0).unwrap();
+    r.send_next(1).unwrap();
+    assert_eq!(r.settled_producer, None, "nothing recorded yet");
+    assert!(r.on_ack(0, 0));
+    r.on_written(0, None).unwrap();
+    assert_eq!(r.settled_producer, cursor(7, 1, 2), "after the first batch");
+    assert!(r.on_ack(1, 2));
+    r.on_written(2, None).unwrap();
+    assert_eq!(r.settled_producer, cursor(7, 1, 4));
+    let mut plain = run();
+    plain.resume_from(cursor(7, 1, 4));
+    plain
+        .accept_fetch(batch(0, 2, -1, false, false), &[])
+        .unwrap();
+    assert_eq!(write_all(&mut plain), vec![0]);
+    assert_eq!(
+        plain.settled_producer, None,
+        "no producer id, none recorded"
+    );
+}
+
+#[test]
+fn a_restart_continues_under_the_checkpoint_producer_past_its_tail() {
+    let b0 = batch(0, 2, -1, false, false);
+    let mut r = pipelined(3);
+    r.resume_from(cursor(7, 1, 10));
+    assert_eq!(r.settled_producer, cursor(7, 1, 10));
+    // The old process's last write (sequence 10) landed; its acknowledgement was lost.
+    r.target_tail.push_back(written_under(&b0, 7, 1, 10));
+    assert!(
+        !r.take_resume(),
+        "the tail's last batch decides the sequence"
+    );
+    assert_eq!(r.match_tail(), Some(Ok(0)));
+    r.on_written(0, None).unwrap();
+    assert_eq!(
+        r.settled_producer,
+        cursor(7, 1, 12),
+        "the tail batch is recorded"
+    );
+    assert!(r.take_resume());
+    assert_eq!(
+        r.producer,
+        Producer::Id {
+            id: 7,
+            epoch: 1,
+            next_seq: 12,
+            confirmed: false
+        }
+    );
+    assert!(!r.take_resume(), "once only");
+    let sent = RawBatch::from_bytes(r.send_next(0).unwrap().to_bytes()).unwrap();
+    let h = sent.header();
+    assert_eq!(
+        (h.producer_id, h.producer_epoch, h.base_sequence),
+        (7, 1, 12)
+    );
+    assert!(
+        !r.can_send(5),
+        "the first write under a resumed id goes alone"
+    );
+}
+
+#[test]
+fn a_tail_batch_under_another_producer_ends_the_resume() {
+    let b0 = batch(0, 2, -1, false, false);
+    let mut r = pipelined(2);
+    r.resume_from(cursor(7, 1, 10));
+    // A write under another id of strait's (a partition's own id after a reset) landed last.
+    r.target_tail.push_back(written_under(&b0, 8, 0, 0));
+    assert_eq!(r.match_tail(), Some(Ok(0)));
+    r.on_written(0, None).unwrap();
+    assert_eq!(
+        r.settled_producer, None,
+        "an id strait is not sure of is not kept"
+    );
+    assert!(!r.take_resume(), "a fresh id, not 7 at a guessed sequence");
+    assert_eq!(r.producer, Producer::Needed);
+    // The same epoch matters as much as the id.
+    let mut e = pipelined(2);
+    e.resume_from(cursor(7, 1, 10));
+    e.target_tail.push_back(written_under(&b0, 7, 2, 10));
+    assert_eq!(e.match_tail(), Some(Ok(0)));
+    assert!(!e.take_resume());
+    // A tail batch without a producer id ends it too.
+    let mut p = pipelined(2);
+    p.resume_from(cursor(7, 1, 10));
+    p.target_tail
+        .push_back(RawBatch::from_bytes(b0.clone()).unwrap());
+    assert_eq!(p.match_tail(), Some(Ok(0)));
+    assert!(!p.take_resume());
+}
+
+#[test]
+fn an_empty_tail_resumes_at_the_checkpoint_sequence_and_a_failure_forgets_it() {
+    let mut r = pipelined(2);
+    r.resume_from(cursor(7, 1, 10));
+    assert!(r.take_resume());
+    assert_eq!(
+        r.producer,
+        Producer::Id {
+            id: 7,
+            epoch: 1,
+            next_seq: 10,
+            confirmed: false
+        }
+    );
+    r.send_next(0).unwrap();
+    assert!(r.on_failed(0).is_some());
+    r.reset_to_map();
+    assert_eq!(r.producer, Producer::Needed);
+    assert!(!r.take_resume(), "after a failed write, a fresh id");
+    // Without a checkpoint cursor there is nothing to resume.
+    let mut fresh = pipelined(1);
+    fresh.resume_from(None);
+    assert!(!fresh.take_resume());
+}

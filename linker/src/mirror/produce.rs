@@ -9,6 +9,8 @@
 //!  on_produced ─► ack: Pending.acked ─► settle: map entries in queue order ─► one sled write
 //!              └► error: partition broken ─► all in flight answered ─► read target tail
 //!                                              (spawn_tail) ─► fresh producer id ─► match_tails
+//!  at start: read target tail ─► match_tails ─► the checkpoint's producer id at the sequence
+//!            after the target's last batch, if that batch carries it (else the shared id)
 //! ```
 //!
 //! Acks can overtake each other (each round is its own task), so a batch is recorded only
@@ -147,12 +149,17 @@ impl Engine {
 
     /// Gives each partition that needs a producer id, and has something to write, one.
     ///
-    /// A partition's first id is the mirror's shared one (one InitProducerId for all
-    /// partitions: at a thousand partitions, one call per partition costs seconds), with its
-    /// own sequence numbers from 0, which is sound because nothing was ever written to that
-    /// partition under it. After a reset, or for a partition that was written under the
-    /// shared id before (held and released), the partition asks for an id of its own, so no
-    /// sequence number is ever reused under one id.
+    /// After a restart, a partition whose target still ends with a batch under the id its
+    /// checkpoint recorded continues under that id and its sequence
+    /// ([`PartitionRun::take_resume`]): no new id, so the target does not keep one more
+    /// producer's state per partition for every start (tansu 0.6 rewrites all of it for
+    /// every idempotent batch), and a write the old process left in flight is a duplicate
+    /// the target drops if it lands late. Otherwise a partition's first id is the mirror's
+    /// shared one (one InitProducerId for all partitions: at a thousand partitions, one call
+    /// per partition costs seconds), with its own sequence numbers from 0, which is sound
+    /// because nothing was ever written to that partition under it. After a reset, or for a
+    /// partition that was written under the shared id before (held and released), the
+    /// partition asks for an id of its own, so no sequence number is ever reused under one id.
     fn request_producer_ids(&mut self, tx: &mpsc::Sender<Event>) {
         let now = Instant::now();
         let mut wants_shared = false;
@@ -160,8 +167,10 @@ impl Engine {
             if slot.run.producer != Producer::Needed
                 || !slot.view.state.is_running()
                 || slot.awaiting_tail
+                || !slot.run.target_tail.is_empty() // its last batch decides (`match_tails`)
                 || slot.retry_at.is_some_and(|t| t > now)
                 || !slot.run.has_writes()
+                || slot.run.take_resume()
             {
                 continue;
             }

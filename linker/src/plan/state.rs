@@ -163,6 +163,7 @@ mod tests {
             next_source: SourceOffset(7),
             next_target: TargetOffset(7),
             status: PartitionStatus::Active,
+            producer: None,
         };
         store.record_batch_written(&tp, None, &cp).unwrap();
         store.flush().unwrap();

@@ -71,6 +71,27 @@ pub struct PartitionCheckpoint {
     pub next_target: TargetOffset,
     /// Whether the partition is being mirrored.
     pub status: PartitionStatus,
+    /// strait's idempotent producer on the target after the last recorded batch: the id and
+    /// epoch that batch was written under, and the sequence number the next batch under them
+    /// takes. A restart continues under this id where the target's last batch carries it
+    /// (instead of asking the target for a new one), so a target keeps one producer's state
+    /// per partition however often strait restarts, and a write still in flight when the
+    /// old process died is recognised as a duplicate if it lands late. `None`: the last
+    /// batch carried no producer id, or the state predates this field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub producer: Option<ProducerCursor>,
+}
+
+/// An idempotent producer's position on one target partition (see
+/// [`PartitionCheckpoint::producer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProducerCursor {
+    /// The producer id the target assigned to strait.
+    pub id: i64,
+    /// Its epoch.
+    pub epoch: i16,
+    /// The sequence number of the next batch written under this id to this partition.
+    pub next_sequence: i32,
 }
 
 /// Whether a partition is being mirrored.

@@ -21,6 +21,7 @@ fn checkpoint(map: &OffsetMap, status: PartitionStatus) -> PartitionCheckpoint {
         next_source: map.next_source(),
         next_target: map.next_target(),
         status,
+        producer: None,
     }
 }
 
@@ -635,4 +636,48 @@ fn progress_of_several_partitions_is_written_at_once_or_not_at_all() {
             .is_empty(),
         "nothing of the refused write was stored"
     );
+}
+
+/// The producer cursor rides with the checkpoint, survives a status change, and a checkpoint
+/// stored before the field existed (no `producer` key) still loads, without one.
+#[test]
+fn the_producer_cursor_is_kept_and_older_checkpoints_load_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = StateStore::open(dir.path()).unwrap();
+    let tp = TopicPartition::new("t", 0);
+    let mut map = OffsetMap::new(so(0), to(0));
+    map.push(MapEntry::shifted(so(0), so(9), to(0))).unwrap();
+    let cursor = crate::state::ProducerCursor {
+        id: 4_000_001,
+        epoch: 0,
+        next_sequence: 10,
+    };
+    let cp = PartitionCheckpoint {
+        producer: Some(cursor),
+        ..checkpoint(&map, PartitionStatus::Active)
+    };
+    store
+        .record_batch_written(&tp, map.last_entry(), &cp)
+        .unwrap();
+    store
+        .set_status(
+            &tp,
+            PartitionStatus::Stopped {
+                reason: "held".into(),
+            },
+        )
+        .unwrap();
+    let (loaded, _) = store.load_partition(&tp).unwrap().unwrap();
+    assert_eq!(loaded.producer, Some(cursor));
+
+    let old = TopicPartition::new("old", 0);
+    let key = keys::checkpoint(&old).unwrap();
+    let json = br#"{"topic_id":null,"next_source":5,"next_target":5,"status":"Active"}"#;
+    store.inner.partitions.insert(&key, &json[..]).unwrap();
+    let (loaded, map) = store.load_partition(&old).unwrap().unwrap();
+    assert_eq!(loaded.producer, None);
+    assert_eq!(map.next_target(), to(5));
+    // A checkpoint without a cursor is stored without the key, as before.
+    let plain = serde_json::to_string(&checkpoint(&map, PartitionStatus::Active)).unwrap();
+    assert!(!plain.contains("producer"), "{plain}");
 }
