@@ -1,6 +1,7 @@
 //! Crash safety: the `strait` binary is killed with SIGKILL at random moments while a
 //! producer keeps writing; after a final clean run the target must equal the source exactly,
-//! with no duplicate and no gap, on Apache Kafka and on tansu targets.
+//! with no duplicate and no gap, on Apache Kafka and on tansu targets. And the producer ids
+//! strait leaves on the target: one across restarts, one for a slow InitProducerId.
 
 mod support;
 
@@ -370,6 +371,52 @@ async fn restarts_keep_the_producer_id_kafka() {
 #[tokio::test(flavor = "multi_thread")]
 async fn restarts_keep_the_producer_id_tansu() {
     restarts_keep_the_producer_id(tansu_target()).await;
+}
+
+/// A target slow to answer InitProducerId is asked once for the mirror's shared id, not again
+/// every 200 ms while the answer is out: each answer is a new id, partitions that became ready
+/// at different times took different ones, and the target keeps every one's state (measured
+/// with `benches/restart_cost.rs`: two ids per start at 1,000 partitions on Kafka).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_init_producer_id_is_asked_once() {
+    const INIT_PRODUCER_ID: i16 = 22;
+    let (source, target) = (kafka_source(), kafka_target());
+    let sc = client(source).await;
+    let topic = unique("slow-pid");
+    create_topic(&sc, &topic, PARTITIONS, &[]).await;
+    let p = producer(source, &[]);
+    for part in 0..PARTITIONS {
+        send_all(&p, &topic, part, &sample_records(50, "slow")).await;
+    }
+    // A target just started answers its first InitProducerIds with
+    // COORDINATOR_LOAD_IN_PROGRESS (retried, rightly): ask until it gives ids.
+    let tc = client(target).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = tc.init_producer_id(None, Duration::from_secs(30)).await {
+        assert!(
+            Instant::now() < deadline,
+            "the target gives no producer id: {e}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let proxy = strait_testkit::FaultProxy::start(&target.bootstrap());
+    proxy.delay_responses(INIT_PRODUCER_ID, Duration::from_secs(2));
+    let via = KafkaClient::connect(strait_linker::client::ClientConfig::new(&proxy.bootstrap()))
+        .await
+        .unwrap();
+    let m = support::mirror::start_mirror_between(sc, via, &[&topic], |_| {}).await;
+    support::mirror::wait_caught_up(&m.status, &topic, &[50; PARTITIONS as usize]).await;
+    m.stop().await;
+    assert_eq!(
+        proxy.requests(INIT_PRODUCER_ID),
+        1,
+        "one InitProducerId for the shared id"
+    );
+    let mut ids = BTreeSet::new();
+    for part in 0..PARTITIONS {
+        ids.extend(producers_from(&tc, &topic, part, 0).await);
+    }
+    assert_eq!(ids.len(), 1, "every partition under the one id: {ids:?}");
 }
 
 fn terminate(child: &mut Child) {

@@ -193,7 +193,8 @@ impl Mirror {
             rounds: rounds_tx,
             unpersisted: BTreeMap::new(),
             shared_producer: None,
-            shared_requested_at: None,
+            shared_pending: false,
+            shared_retry_at: None,
             shared_used: BTreeSet::new(),
             progress_due: None,
             idempotent: e_idempotent,
@@ -344,8 +345,12 @@ pub(super) struct Engine {
     /// The producer id partitions start with (see `request_producer_ids`), once the target
     /// gave one.
     pub(super) shared_producer: Option<ProducerIdentity>,
-    /// When the shared producer id was last asked for.
-    pub(super) shared_requested_at: Option<Instant>,
+    /// The shared producer id's InitProducerId is out: not asked again until it answers
+    /// (each answer is a new id; partitions would spread over several, and a target keeps
+    /// each one's state).
+    pub(super) shared_pending: bool,
+    /// After a failed InitProducerId for the shared id: not asked again before this.
+    pub(super) shared_retry_at: Option<Instant>,
     /// Partitions that have written under the shared producer id: they never take it again.
     pub(super) shared_used: BTreeSet<TopicPartition>,
     /// Whether partitions write with strait's own idempotent producer ids (pipelined), or

@@ -201,12 +201,8 @@ impl Engine {
                     .await;
             });
         }
-        if wants_shared
-            && self
-                .shared_requested_at
-                .is_none_or(|t| t + RETRY_DELAY <= now)
-        {
-            self.shared_requested_at = Some(now);
+        if wants_shared && !self.shared_pending && self.shared_retry_at.is_none_or(|t| t <= now) {
+            self.shared_pending = true;
             let (client, tx) = (self.target.clone(), tx.clone());
             tokio::spawn(async move {
                 let result = client.init_producer_id(None, PRODUCE_TIMEOUT).await;
@@ -221,6 +217,9 @@ impl Engine {
         tp: Option<&TopicPartition>,
         result: Result<ProducerIdentity, Error>,
     ) {
+        if tp.is_none() {
+            self.shared_pending = false;
+        }
         if let Err(e) = &result
             && e.retry() == Retry::No
         {
@@ -242,6 +241,7 @@ impl Engine {
                 Err(e) => {
                     tracing::debug!(error = %e, "InitProducerId failed; retrying");
                     crate::metrics::count_retry(e.class());
+                    self.shared_retry_at = Some(Instant::now() + RETRY_DELAY);
                 }
             }
             return;
