@@ -419,6 +419,42 @@ async fn a_slow_init_producer_id_is_asked_once() {
     assert_eq!(ids.len(), 1, "every partition under the one id: {ids:?}");
 }
 
+/// A restart reads every partition's target tail in one Fetch for all, not one each: at
+/// 1,000 partitions on tansu one each took 2.7 s before the last partition could write
+/// (`benches/restart_cost.rs`). The copy after the restart is then verified exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_reads_the_tails_together() {
+    const FETCH: i16 = 1;
+    const MANY: i32 = 24;
+    let (source, target) = (kafka_source(), kafka_target());
+    let sc = client(source).await;
+    let topic = unique("tails");
+    create_topic(&sc, &topic, MANY, &[]).await;
+    let p = producer(source, &[]);
+    for part in 0..MANY {
+        send_all(&p, &topic, part, &sample_records(20, "tails")).await;
+    }
+    let m = support::mirror::start_mirror(source, target, &[&topic], |_| {}).await;
+    support::mirror::wait_caught_up(&m.status, &topic, &[20; MANY as usize]).await;
+    let state = m.stop().await;
+    for part in 0..MANY {
+        send_all(&p, &topic, part, &sample_records(20, "more")).await;
+    }
+    let proxy = strait_testkit::FaultProxy::start(&target.bootstrap());
+    let via = KafkaClient::connect(strait_linker::client::ClientConfig::new(&proxy.bootstrap()))
+        .await
+        .unwrap();
+    let m = support::mirror::restart_mirror_between(sc, via, state, &[&topic], |_| {}).await;
+    support::mirror::wait_caught_up(&m.status, &topic, &[40; MANY as usize]).await;
+    let fetches = proxy.requests(FETCH);
+    let (store, _dir) = m.stop().await;
+    assert!(
+        fetches < MANY as u64 / 2,
+        "{fetches} Fetch requests to the target for {MANY} tails (and the end watch)"
+    );
+    support::mirror::assert_verified(source, target, &store, &topic).await;
+}
+
 fn terminate(child: &mut Child) {
     let _ = Command::new("kill")
         .arg("-TERM")

@@ -45,6 +45,17 @@ pub async fn start_mirror_between(
 ) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(StateStore::open(dir.path()).unwrap());
+    restart_mirror_between(source, target, (store, dir), topics, tune).await
+}
+
+/// [`start_mirror_between`] on the state a [`Running::stop`] handed back: a restart.
+pub async fn restart_mirror_between(
+    source: KafkaClient,
+    target: KafkaClient,
+    (store, dir): (Arc<StateStore>, tempfile::TempDir),
+    topics: &[&str],
+    tune: impl FnOnce(&mut MirrorSettings),
+) -> Running {
     let wanted: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
     let mut settings = MirrorSettings::new(Arc::new(move |t: &str| wanted.iter().any(|w| w == t)));
     settings.topic_refresh = Duration::from_millis(500);

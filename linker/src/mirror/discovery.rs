@@ -6,9 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-
-use super::engine::{Engine, Event, MirrorError, Slot};
+use super::engine::{Engine, MirrorError, Slot};
 use super::partition::PartitionRun;
 use super::status::{PartitionState, PartitionView, TopicProblem};
 use super::{Start, topics};
@@ -39,9 +37,9 @@ impl Engine {
 
     /// One whole discovery, listings included: the coordinator's first, before it moves any
     /// data. Later ones list in the background ([`Self::start_listing`]).
-    pub(super) async fn discover(&mut self, tx: &mpsc::Sender<Event>) -> Result<(), MirrorError> {
+    pub(super) async fn discover(&mut self) -> Result<(), MirrorError> {
         let listings = Listings::read(&self.source, &self.target).await;
-        self.apply_listings(listings, tx).await
+        self.apply_listings(listings).await
     }
 
     /// Lists both clusters' topics in a task of its own, for [`Self::apply_listings`]. The
@@ -55,11 +53,7 @@ impl Engine {
     /// The rest of a discovery, on the coordinator: everything that reads or changes its
     /// partitions and the state store. The listings may be a moment old; everything else is
     /// read now, so a hold or release answered since they were taken is respected.
-    pub(super) async fn apply_listings(
-        &mut self,
-        listings: Listings,
-        tx: &mpsc::Sender<Event>,
-    ) -> Result<(), MirrorError> {
+    pub(super) async fn apply_listings(&mut self, listings: Listings) -> Result<(), MirrorError> {
         self.setup_deferred = 0;
         self.setup_deferred_first = None;
         let selected: Vec<TopicMetadata> = listings
@@ -123,7 +117,7 @@ impl Engine {
                 if !self.slots.contains_key(&tp) {
                     let checkpoint = known.get(&tp);
                     fresh |= checkpoint.is_none();
-                    self.init_partition(tp, src, checkpoint, &early, tx).await?;
+                    self.init_partition(tp, src, checkpoint, &early).await?;
                 }
             }
         }
@@ -415,7 +409,6 @@ impl Engine {
         src: &TopicMetadata,
         checkpoint: Option<&PartitionCheckpoint>,
         early: &Prefetched,
-        tx: &mpsc::Sender<Event>,
     ) -> Result<(), MirrorError> {
         let mut view = PartitionView::new();
         self.status.update(|s| {
@@ -575,7 +568,7 @@ impl Engine {
             },
         );
         if awaiting_tail {
-            self.spawn_tail(&tp, tx);
+            self.spawn_tail(&tp);
         }
         self.publish(&tp);
         Ok(())

@@ -195,6 +195,7 @@ impl Mirror {
             shared_producer: None,
             shared_pending: false,
             shared_retry_at: None,
+            tails_due: BTreeSet::new(),
             shared_used: BTreeSet::new(),
             progress_due: None,
             idempotent: e_idempotent,
@@ -218,7 +219,7 @@ impl Mirror {
             e.settings.produce_connections,
         ));
         let started = Instant::now();
-        e.discover(&tx).await?;
+        e.discover().await?;
         crate::metrics::observe_discovery(started.elapsed());
         let mut next_discovery = Instant::now() + e.next_discovery_in();
         // The listings of the discovery under way, read beside the coordinator; and whether
@@ -231,6 +232,7 @@ impl Mirror {
                 e.flush_progress()?;
             }
             if drain_deadline.is_none() {
+                e.start_tails(&tx);
                 e.start_fetch(&tx);
                 e.start_produces(&tx);
             } else if e.produce_in_flight == 0 {
@@ -270,7 +272,7 @@ impl Mirror {
                         let started = Instant::now();
                         let applied = match listed {
                             Ok(listings) => {
-                                e.apply_listings(listings, &tx).await.map_err(|err| err.to_string())
+                                e.apply_listings(listings).await.map_err(|err| err.to_string())
                             }
                             Err(join) => Err(format!("topic listing: {join}")),
                         };
@@ -351,6 +353,9 @@ pub(super) struct Engine {
     pub(super) shared_pending: bool,
     /// After a failed InitProducerId for the shared id: not asked again before this.
     pub(super) shared_retry_at: Option<Instant>,
+    /// Partitions whose target tail is to be read, together, at the loop's next turn
+    /// ([`Engine::start_tails`]).
+    pub(super) tails_due: BTreeSet<TopicPartition>,
     /// Partitions that have written under the shared producer id: they never take it again.
     pub(super) shared_used: BTreeSet<TopicPartition>,
     /// Whether partitions write with strait's own idempotent producer ids (pipelined), or
@@ -559,7 +564,7 @@ impl Engine {
                 }
                 self.on_fetched(reserved, results)?
             }
-            Event::Produced { tickets, results } => self.on_produced(tickets, results, tx).await?,
+            Event::Produced { tickets, results } => self.on_produced(tickets, results).await?,
             Event::ProducerId { tp, result } => self.on_producer_id(tp.as_ref(), result),
             Event::Tail {
                 tp,

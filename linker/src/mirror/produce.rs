@@ -274,7 +274,6 @@ impl Engine {
         &mut self,
         tickets: Vec<(TopicPartition, u64)>,
         mut results: PartitionResults<ProduceAck>,
-        tx: &mpsc::Sender<Event>,
     ) -> Result<(), MirrorError> {
         self.produce_in_flight -= 1;
         for (tp, ticket) in tickets {
@@ -353,20 +352,20 @@ impl Engine {
                 }
             }
             self.settle(&tp).await?;
-            self.reconcile_if_drained(&tp, tx);
+            self.reconcile_if_drained(&tp);
         }
         Ok(())
     }
 
     /// A broken partition whose writes in flight have all answered reads the target's tail.
-    fn reconcile_if_drained(&mut self, tp: &TopicPartition, tx: &mpsc::Sender<Event>) {
+    fn reconcile_if_drained(&mut self, tp: &TopicPartition) {
         let Some(slot) = self.slots.get_mut(tp) else {
             return;
         };
         if slot.run.broken && slot.run.in_flight == 0 && !slot.awaiting_tail {
             slot.awaiting_tail = true;
             slot.retry_at = Some(Instant::now() + RETRY_DELAY);
-            self.spawn_tail(tp, tx);
+            self.spawn_tail(tp);
         }
     }
 
