@@ -68,19 +68,8 @@ impl Engine {
             return;
         };
         let from = slot.run.map.next_target().0;
-        let (client, tx, tp) = (self.target.clone(), tx.clone(), tp.clone());
-        tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
-            let mut crc_failures = 0;
-            let result = read_tail(&client, &tp, from, &mut crc_failures).await;
-            let _ = tx
-                .send(Event::Tail {
-                    tp,
-                    result,
-                    crc_failures,
-                })
-                .await;
-        });
+        let (client, tx) = (self.target.clone(), tx.clone());
+        read_alone(client, tx, tp.clone(), (from, Vec::new(), 0), delay);
     }
 
     pub(super) fn on_tail(
@@ -203,17 +192,31 @@ async fn read_tails(client: KafkaClient, due: Vec<(TopicPartition, i64)>, tx: mp
             continue;
         }
         let (client, tx) = (client.clone(), tx.clone());
-        tokio::spawn(async move {
-            let result = read_tail_from(&client, &tp, offset, out, &mut crc_failures).await;
-            let _ = tx
-                .send(Event::Tail {
-                    tp,
-                    result,
-                    crc_failures,
-                })
-                .await;
-        });
+        read_alone(client, tx, tp, (offset, out, crc_failures), Duration::ZERO);
     }
+}
+
+/// A task that reads the rest of one partition's tail by itself, after `delay`, from
+/// `offset` on after the batches already read (`out`, with `crc_failures` counted so far),
+/// and hands it to the engine.
+fn read_alone(
+    client: KafkaClient,
+    tx: mpsc::Sender<Event>,
+    tp: TopicPartition,
+    (offset, out, mut crc_failures): (i64, Vec<RawBatch>, u32),
+    delay: Duration,
+) {
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        let result = read_tail_from(&client, &tp, offset, out, &mut crc_failures).await;
+        let _ = tx
+            .send(Event::Tail {
+                tp,
+                result,
+                crc_failures,
+            })
+            .await;
+    });
 }
 
 /// What one fetch answer added to a tail being read.
