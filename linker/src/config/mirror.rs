@@ -101,22 +101,21 @@ pub struct MirrorConfig {
     /// `fetch_max_bytes`.
     #[serde(default = "default_fetch_min_bytes")]
     pub fetch_min_bytes: ByteSize,
-    /// Record batches written to the target per partition before the first is acknowledged,
-    /// 1 to 5 (Kafka's limit for an idempotent producer). Above 1, strait writes with its own
-    /// idempotent producer id on the target (one InitProducerId per start, shared by the
-    /// partitions; a partition gets one of its own after a failed write), so the target keeps
-    /// the batches in order or refuses the rest; a target that refuses producer ids falls
-    /// back to 1. With 1, batches go out one at a time without a producer id, and those that
-    /// had none at the source keep their exact header and CRC. The records are
-    /// byte-identical either way. It is also the number of produce requests in flight per
-    /// target connection, each carrying a write from every partition that has one ready.
-    /// On a tansu 0.6 target consider 1 for a mirror of many partitions: tansu keeps every
-    /// idempotent producer's sequence for every partition it wrote, never expires them, and
-    /// rewrites all of them for each idempotent batch, so each strait start leaves a
-    /// sequence per partition that makes every later idempotent write on that tansu
-    /// dearer (docs/benchmarks.md, item 28). Measured on fresh tansu targets: 1,000
-    /// partitions copied at 359 MB/s with 1 against 282 with 5, 8 hot partitions of 1,000
-    /// alike (241 against 246), 8 partitions at 326 against about 570.
+    /// Record batches written to the target per partition before the first is acknowledged, 1 to 5
+    /// (Kafka's limit for an idempotent producer). Above 1, strait writes with its own idempotent
+    /// producer id on the target (one shared by the partitions, kept across restarts where the
+    /// target's last batch carries it; a partition gets one of its own after a failed write), so
+    /// the target keeps the batches in order or refuses the rest; a target that refuses producer
+    /// ids falls back to 1. With 1, batches go out one at a time without a producer id, and those
+    /// that had none at the source keep their exact header and CRC. The records are byte-identical
+    /// either way. It is also the number of produce requests in flight per target connection, each
+    /// carrying a write from every partition that has one ready. On a tansu 0.6 target consider 1
+    /// for a mirror of many partitions: tansu keeps every idempotent producer's sequence for every
+    /// partition it wrote, never expires them, and rewrites all of them for each idempotent batch,
+    /// so strait's first start (and each new id) leaves a sequence per partition that makes every
+    /// later idempotent write on that tansu dearer (docs/benchmarks.md, items 28-29). Measured on
+    /// fresh tansu targets: 1,000 partitions copied at 359 MB/s with 1 against 282 with 5, 8 hot
+    /// partitions of 1,000 alike (241 against 246), 8 partitions at 326 against about 570.
     #[serde(default = "default_max_in_flight_per_partition")]
     pub max_in_flight_per_partition: u8,
     /// Connections to each target broker that writes are spread over, 1 to 16; a partition
