@@ -127,37 +127,7 @@ async fn final_run_and_check(
 ) {
     let (sc, tc) = (client(kafka_source()).await, client(target).await);
     let mut child = spawn_strait(config, log);
-    let ends: Vec<i64> = {
-        let mut v = Vec::new();
-        for p in 0..PARTITIONS {
-            v.push(fetch_all(&sc, topic, p, Isolation::ReadCommitted).await.end);
-        }
-        v
-    };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let mut done = true;
-        for (p, end) in ends.iter().enumerate() {
-            done &= fetch_all(&tc, topic, p as i32, Isolation::ReadUncommitted)
-                .await
-                .end
-                >= *end;
-        }
-        if done {
-            break;
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "strait exited early; log: {}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "target did not catch up; log: {}",
-            log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let ends = wait_mirrored(&sc, &tc, topic, &mut child, log).await;
     terminate(&mut child);
 
     // Independent checks: strait verify, then an rdkafka consumer on the target.
@@ -288,23 +258,42 @@ async fn producers_from(c: &KafkaClient, topic: &str, p: i32, from: i64) -> Vec<
         .collect()
 }
 
-/// Waits until every partition of `topic` on the target reaches the source's end.
-async fn wait_mirrored(sc: &KafkaClient, tc: &KafkaClient, topic: &str, child: &mut Child) {
+/// Waits until every partition of `topic` on the target reaches the source's end (read
+/// once: the source is not written meanwhile) while `child` (logging to `log`) runs; returns
+/// those ends.
+async fn wait_mirrored(
+    sc: &KafkaClient,
+    tc: &KafkaClient,
+    topic: &str,
+    child: &mut Child,
+    log: &Path,
+) -> Vec<i64> {
+    let mut ends = Vec::new();
+    for p in 0..PARTITIONS {
+        ends.push(fetch_all(sc, topic, p, Isolation::ReadCommitted).await.end);
+    }
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         let mut done = true;
-        for p in 0..PARTITIONS {
-            let end = fetch_all(sc, topic, p, Isolation::ReadCommitted).await.end;
-            done &= fetch_all(tc, topic, p, Isolation::ReadUncommitted)
+        for (p, end) in ends.iter().enumerate() {
+            done &= fetch_all(tc, topic, p as i32, Isolation::ReadUncommitted)
                 .await
                 .end
-                >= end;
+                >= *end;
         }
         if done {
-            return;
+            return ends;
         }
-        assert!(child.try_wait().unwrap().is_none(), "strait exited early");
-        assert!(Instant::now() < deadline, "target did not catch up");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "strait exited early; log: {}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        assert!(
+            Instant::now() < deadline,
+            "target did not catch up; log: {}",
+            log.display()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -336,7 +325,7 @@ async fn restarts_keep_the_producer_id(target: &'static Broker) {
         }
         written += per_round;
         let mut child = spawn_strait(&config, &log);
-        wait_mirrored(&sc, &tc, &topic, &mut child).await;
+        wait_mirrored(&sc, &tc, &topic, &mut child, &log).await;
         if round % 2 == 0 {
             terminate(&mut child);
         } else {
