@@ -34,7 +34,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use strait_linker::client::admin::NewTopic;
-use strait_linker::client::data::ProduceItem;
 use strait_linker::client::{ClientConfig, KafkaClient};
 use strait_linker::mirror::{Mirror, MirrorSettings};
 use strait_linker::state::{PartitionCheckpoint, StateStore};
@@ -102,30 +101,12 @@ struct Row {
 }
 
 /// Writes `batches` batches of `records` records to every partition of `topic`.
-async fn load(sc: &KafkaClient, topic: &str, a: &Args) -> Result<()> {
+async fn load(sc: &KafkaClient, topic: &str, a: &Args) {
+    let keys: Vec<(String, i32)> = (0..a.partitions).map(|p| (topic.to_owned(), p)).collect();
     let b = common::batch(a.records);
     for _ in 0..a.batches {
-        let mut pending: Vec<i32> = (0..a.partitions).collect();
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !pending.is_empty() {
-            anyhow::ensure!(Instant::now() < deadline, "source load did not finish");
-            let items = pending
-                .iter()
-                .map(|p| ProduceItem {
-                    topic: topic.to_owned(),
-                    partition: *p,
-                    records: b.clone().into(),
-                })
-                .collect();
-            let acks = sc.produce(items, -1, Duration::from_secs(30)).await;
-            pending.retain(|p| !matches!(acks.get(&(topic.to_owned(), *p)), Some(Ok(_))));
-            if !pending.is_empty() {
-                sc.invalidate_topic(topic);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
+        common::write_to_all(sc, &keys, &b).await;
     }
-    Ok(())
 }
 
 /// One start of the mirror on `store`: runs until every partition reached `end`, then stops.
@@ -241,7 +222,7 @@ async fn measure(
     let store = Arc::new(StateStore::open(dir.path())?);
     let mut rows = Vec::new();
     for start in 0..a.starts {
-        load(sc, &topic, a).await?;
+        load(sc, &topic, a).await;
         let end = ((start + 1) * a.batches * a.records) as i64;
         if mode == "fresh" {
             forget_producers(&store)?;

@@ -83,8 +83,14 @@ pub async fn load_topics(
         .iter()
         .flat_map(|n| (0..partitions).map(move |p| (n.clone(), p)))
         .collect();
-    let b = batch(records);
-    let mut pending = keys.clone();
+    write_to_all(sc, &keys, &batch(records)).await;
+    keys
+}
+
+/// Writes `batch` once to every partition of `keys`, retrying the ones not acknowledged (a
+/// new topic's leaders may not be known yet) for up to 120 s.
+pub async fn write_to_all(sc: &KafkaClient, keys: &[(String, i32)], batch: &bytes::Bytes) {
+    let mut pending = keys.to_vec();
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut last_error = None;
     while !pending.is_empty() {
@@ -98,7 +104,7 @@ pub async fn load_topics(
             .map(|(t, p)| ProduceItem {
                 topic: t.clone(),
                 partition: *p,
-                records: b.clone().into(),
+                records: batch.clone().into(),
             })
             .collect();
         let acks = sc.produce(items, -1, Duration::from_secs(30)).await;
@@ -110,11 +116,12 @@ pub async fn load_topics(
             }
         });
         if !pending.is_empty() {
-            for t in names.iter() {
+            let topics: std::collections::BTreeSet<&String> =
+                pending.iter().map(|(t, _)| t).collect();
+            for t in topics {
                 sc.invalidate_topic(t);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    keys
 }
